@@ -1,0 +1,286 @@
+//! `forward`: validated attention forward, dispatched to a kernel of the kernel table.
+use cudarc::driver::{DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg};
+
+use crate::error::{Error, Result};
+use crate::tensor::{Element, Tensor};
+use flashattn_kernels::config::{Dtype, ScalarForwardConfig};
+use flashattn_kernels::params::{ForwardParams, Strides};
+
+/// Options of an attention call (the names follow flash-attn and PyTorch SDPA).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionOptions {
+    /// Causal mask, aligned to the bottom-right corner when `seqlen_q != seqlen_k` (as
+    /// flash-attn >= 2.1): query row `i` sees keys `j <= i + seqlen_k - seqlen_q`. Rows that see no
+    /// key (possible when `seqlen_q > seqlen_k`) output zeros and an LSE of `-inf`.
+    pub causal: bool,
+    /// Multiplies `Q K^T` before the softmax; `None` means `1 / sqrt(head_dim)`.
+    pub softmax_scale: Option<f32>,
+    /// Which forward kernel runs.
+    pub kernel: ForwardKernel,
+}
+
+impl Default for AttentionOptions {
+    fn default() -> Self {
+        Self { causal: false, softmax_scale: None, kernel: ForwardKernel::Auto }
+    }
+}
+
+/// The forward kernels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardKernel {
+    /// The fastest kernel that supports the call.
+    #[default]
+    Auto,
+    /// One thread per query row on CUDA cores: the simple reference path.
+    Scalar,
+}
+
+/// Shapes of one call, read off validated tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    pub batch: usize,
+    pub seqlen_q: usize,
+    pub seqlen_k: usize,
+    pub heads: usize,
+    pub heads_kv: usize,
+    pub head_dim: usize,
+}
+
+/// Attention forward: returns `O` (`[batch, seqlen_q, heads, head_dim]`, contiguous) and the
+/// log-sum-exp of each row of scaled scores (`[batch, heads, seqlen_q]`, f32, natural log).
+///
+/// `q` is `[batch, seqlen_q, heads, head_dim]`; `k` and `v` are `[batch, seqlen_k, heads_kv,
+/// head_dim]` with `heads` a multiple of `heads_kv` (MQA/GQA). f16 or bf16; the last dimension
+/// contiguous, the other strides multiples of 8 elements.
+pub fn forward<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    opts: &AttentionOptions,
+) -> Result<(Tensor<T>, Tensor<f32>)> {
+    let dims = validate_inputs(q, k, v, opts)?;
+    let dev = q.device();
+    let mut o = dev.alloc::<T>(&[dims.batch, dims.seqlen_q, dims.heads, dims.head_dim])?;
+    let mut lse = dev.alloc::<f32>(&[dims.batch, dims.heads, dims.seqlen_q])?;
+    launch(q, k, v, &mut o, &mut lse, dims, opts)?;
+    Ok((o, lse))
+}
+
+/// [`forward`] writing into caller-owned `o` (same shape as `q`, last dimension contiguous) and
+/// `lse` (contiguous `[batch, heads, seqlen_q]`).
+pub fn forward_into<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    o: &mut Tensor<T>,
+    lse: &mut Tensor<f32>,
+    opts: &AttentionOptions,
+) -> Result<()> {
+    let dims = validate_inputs(q, k, v, opts)?;
+    check_layout("o", o)?;
+    if o.shape() != q.shape() {
+        return Err(Error::invalid("o", format!("shape {:?} differs from q's {:?}", o.shape(), q.shape())));
+    }
+    let lse_shape = [dims.batch, dims.heads, dims.seqlen_q];
+    if lse.shape() != lse_shape || !lse.is_contiguous() {
+        return Err(Error::invalid(
+            "lse",
+            format!("must be a contiguous [batch, heads, seqlen_q] = {lse_shape:?} tensor, got {:?}", lse),
+        ));
+    }
+    for (name, dev) in [("o", o.device()), ("lse", lse.device())] {
+        if dev != q.device() {
+            return Err(Error::DeviceMismatch { a: "q", b: name });
+        }
+    }
+    launch(q, k, v, o, lse, dims, opts)
+}
+
+/// Checks everything about q, k, v and the options, and reads off the dimensions.
+pub fn validate_inputs<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    opts: &AttentionOptions,
+) -> Result<Dims> {
+    if T::DTYPE.is_none() {
+        return Err(Error::invalid("q", format!("dtype {} is not supported; use f16 or bf16", T::NAME)));
+    }
+    for (name, t) in [("q", q), ("k", k), ("v", v)] {
+        check_layout(name, t)?;
+    }
+    let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
+    if ks != vs {
+        return Err(Error::invalid("v", format!("shape {vs:?} differs from k's {ks:?}")));
+    }
+    if ks[0] != qs[0] {
+        return Err(Error::invalid("k", format!("batch {} differs from q's batch {}", ks[0], qs[0])));
+    }
+    if ks[3] != qs[3] {
+        return Err(Error::invalid("k", format!("head_dim {} differs from q's head_dim {}", ks[3], qs[3])));
+    }
+    if qs[2] % ks[2] != 0 {
+        return Err(Error::invalid(
+            "k",
+            format!("q's {} heads are not a multiple of k/v's {} heads (GQA needs heads % heads_kv == 0)", qs[2], ks[2]),
+        ));
+    }
+    for (name, t) in [("k", k), ("v", v)] {
+        if t.device() != q.device() {
+            return Err(Error::DeviceMismatch { a: "q", b: name });
+        }
+    }
+    let dims = Dims { batch: qs[0], seqlen_q: qs[1], seqlen_k: ks[1], heads: qs[2], heads_kv: ks[2], head_dim: qs[3] };
+    if dims.batch > 65535 || dims.heads > 65535 {
+        return Err(Error::invalid("q", format!("batch {} and heads {} must each be at most 65535", dims.batch, dims.heads)));
+    }
+    if dims.seqlen_q > i32::MAX as usize || dims.seqlen_k > i32::MAX as usize {
+        return Err(Error::invalid("q", "sequence lengths must be below 2^31"));
+    }
+    if let Some(s) = opts.softmax_scale {
+        if !s.is_finite() {
+            return Err(Error::invalid("softmax_scale", format!("{s} is not finite")));
+        }
+    }
+    select_kernel(opts.kernel, dims.head_dim)?;
+    Ok(dims)
+}
+
+/// Rank 4, non-empty, last dimension contiguous, other strides multiples of 8 elements (16-byte
+/// aligned rows, which the vector loads of the kernels rely on).
+fn check_layout<T: Element>(name: &'static str, t: &Tensor<T>) -> Result<()> {
+    let (shape, strides) = (t.shape(), t.strides());
+    if shape.len() != 4 {
+        return Err(Error::invalid(name, format!("must have rank 4 [batch, seqlen, heads, head_dim], got shape {shape:?}")));
+    }
+    if shape.iter().any(|&s| s == 0) {
+        return Err(Error::invalid(name, format!("is empty (shape {shape:?})")));
+    }
+    if strides[3] != 1 {
+        return Err(Error::invalid(name, format!("the last dimension must be contiguous (strides {strides:?})")));
+    }
+    if strides[..3].iter().any(|s| s % 8 != 0) {
+        return Err(Error::invalid(name, format!("strides {strides:?} must be multiples of 8 elements except the last")));
+    }
+    Ok(())
+}
+
+/// The kernel family that runs a call.
+fn select_kernel(choice: ForwardKernel, head_dim: usize) -> Result<ForwardKernel> {
+    match choice {
+        ForwardKernel::Auto | ForwardKernel::Scalar => {
+            if ScalarForwardConfig::HEAD_DIMS.contains(&head_dim) {
+                Ok(ForwardKernel::Scalar)
+            } else {
+                Err(Error::UnsupportedHeadDim {
+                    head_dim,
+                    kernel: "scalar forward",
+                    supported: ScalarForwardConfig::HEAD_DIMS.to_vec(),
+                })
+            }
+        }
+    }
+}
+
+/// One row of the kernel table (see `flashattn_kernels::for_each_scalar_forward_kernel!`).
+#[derive(Clone, Copy, Debug)]
+struct KernelEntry {
+    name: &'static str,
+    dtype: Dtype,
+    head_dim: usize,
+    causal: bool,
+}
+
+fn scalar_kernel_name(dtype: Dtype, head_dim: usize, causal: bool) -> Option<&'static str> {
+    let mut table = Vec::new();
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $causal:literal) => {
+            table.push(KernelEntry { name: stringify!($name), dtype: Dtype::$dtype, head_dim: $d, causal: $causal })
+        };
+    }
+    flashattn_kernels::for_each_scalar_forward_kernel!(row);
+    table.into_iter().find(|e| e.dtype == dtype && e.head_dim == head_dim && e.causal == causal).map(|e| e.name)
+}
+
+/// The parameter block, passed by value. A newtype: `ForwardParams` lives in the kernels crate,
+/// `DeviceRepr` in cudarc.
+#[repr(transparent)]
+struct ParamBlock(ForwardParams);
+// SAFETY: ForwardParams is #[repr(C)] plain data (integers and floats), read by the kernel as
+// its by-value `.param` argument of the same layout.
+unsafe impl DeviceRepr for ParamBlock {}
+
+fn strides_of<T: Element>(t: &Tensor<T>) -> Strides {
+    let s = t.strides();
+    Strides { batch: s[0] as u64, row: s[1] as u64, head: s[2] as u64 }
+}
+
+fn launch<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    o: &mut Tensor<T>,
+    lse: &mut Tensor<f32>,
+    dims: Dims,
+    opts: &AttentionOptions,
+) -> Result<()> {
+    let dtype = T::DTYPE.expect("validated");
+    let scale = opts.softmax_scale.unwrap_or(1.0 / (dims.head_dim as f32).sqrt());
+    let dev = q.device().clone();
+    let stream = dev.stream().clone();
+    match select_kernel(opts.kernel, dims.head_dim)? {
+        ForwardKernel::Scalar | ForwardKernel::Auto => {
+            let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal)
+                .ok_or(Error::UnsupportedHeadDim { head_dim: dims.head_dim, kernel: "scalar forward", supported: ScalarForwardConfig::HEAD_DIMS.to_vec() })?;
+            let cfg = ScalarForwardConfig::new(dims.head_dim);
+            let smem = cfg.smem_bytes();
+            let func = dev.function(name, smem)?;
+            let (o_strides, q_strides, k_strides, v_strides) = (strides_of(o), strides_of(q), strides_of(k), strides_of(v));
+            let (q_ptr, _gq) = q.data().device_ptr(&stream);
+            let (k_ptr, _gk) = k.data().device_ptr(&stream);
+            let (v_ptr, _gv) = v.data().device_ptr(&stream);
+            let (o_ptr, _go) = o.data_mut().device_ptr_mut(&stream);
+            let (lse_ptr, _gl) = lse.data_mut().device_ptr_mut(&stream);
+            let params = ParamBlock(ForwardParams {
+                q: q_ptr,
+                k: k_ptr,
+                v: v_ptr,
+                o: o_ptr,
+                lse: lse_ptr,
+                q_strides,
+                k_strides,
+                v_strides,
+                o_strides,
+                batch: dims.batch as u32,
+                heads: dims.heads as u32,
+                heads_kv: dims.heads_kv as u32,
+                seqlen_q: dims.seqlen_q as u32,
+                seqlen_k: dims.seqlen_k as u32,
+                scale_log2: scale * std::f32::consts::LOG2_E,
+            });
+            let cfg = LaunchConfig {
+                grid_dim: (dims.seqlen_q.div_ceil(ScalarForwardConfig::BLOCK_M) as u32, dims.heads as u32, dims.batch as u32),
+                block_dim: (ScalarForwardConfig::THREADS as u32, 1, 1),
+                shared_mem_bytes: smem as u32,
+            };
+            let mut builder = stream.launch_builder(&func);
+            builder.arg(&params);
+            // SAFETY: the parameter block matches the kernel's signature; every pointer is a live
+            // allocation of the validated shape and strides, which bound every access the kernel
+            // makes (rows >= seqlen are never read or written).
+            unsafe { builder.launch(cfg) }?;
+        }
+    }
+    Ok(())
+}
+
+/// FLOPs of a forward as FlashAttention's benchmarks count them: two GEMMs, `4 * B * H * N_q *
+/// N_k * d`, halved for causal.
+pub fn forward_flops(dims: &Dims, causal: bool) -> f64 {
+    let f = 4.0 * (dims.batch * dims.heads) as f64 * dims.seqlen_q as f64 * dims.seqlen_k as f64 * dims.head_dim as f64;
+    if causal {
+        f / 2.0
+    } else {
+        f
+    }
+}

@@ -1,0 +1,39 @@
+//! # flashattn
+//!
+//! FlashAttention (exact, IO-aware attention) whose GPU kernels are written in Rust and compiled
+//! to PTX by rustc's NVPTX backend (see `build.rs` and the `flashattn-kernels` crate).
+//!
+//! ```no_run
+//! use flashattn::{forward, AttentionOptions, Device};
+//! use half::bf16;
+//! # fn main() -> flashattn::Result<()> {
+//! let dev = Device::new(0)?; // a typed error, never a panic, without a driver or GPU
+//! let (b, n, h, d) = (2, 1024, 8, 128);
+//! let host: Vec<bf16> = (0..b * n * h * d).map(|i| bf16::from_f32((i % 7) as f32 * 0.1)).collect();
+//! let q = dev.upload(&host, &[b, n, h, d])?;
+//! let k = dev.upload(&host, &[b, n, h, d])?;
+//! let v = dev.upload(&host, &[b, n, h, d])?;
+//! let (o, lse) = forward(&q, &k, &v, &AttentionOptions { causal: true, ..Default::default() })?;
+//! let o_host: Vec<bf16> = o.to_host()?; // [b, n, h, d]
+//! let lse_host: Vec<f32> = lse.to_host()?; // [b, h, n]
+//! # Ok(()) }
+//! ```
+//!
+//! Layers: [`runtime`] (device discovery, module and function cache), [`tensor`] (typed device
+//! tensors with shapes and strides), [`forward`] (the operation, validated), [`reference`] (the
+//! f64 CPU oracle), [`accuracy`] (FlashAttention's error rule) and [`bench`] (timing harness).
+
+pub mod accuracy;
+pub mod bench;
+pub mod error;
+pub mod forward;
+pub mod ptx;
+pub mod reference;
+pub mod runtime;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use flashattn_kernels::config::Dtype;
+pub use forward::{forward, forward_into, AttentionOptions, ForwardKernel};
+pub use runtime::Device;
+pub use tensor::{Element, Tensor};

@@ -1,0 +1,167 @@
+//! The device runtime: discovery without panics, one CUDA context and stream per [`Device`], the
+//! kernel module loaded once, functions looked up once, and a count of the device memory that
+//! this library allocates (for the peak-memory column of the benchmarks).
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::nvrtc::Ptx;
+
+use crate::error::{Error, Result};
+
+/// A GPU, its context and its stream. Cheap to clone (shared handle). All work of one `Device`
+/// goes to its one stream, in order.
+#[derive(Clone)]
+pub struct Device {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    name: String,
+    cc: (i32, i32),
+    module: OnceLock<Arc<CudaModule>>,
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    allocated: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Device({}, sm_{}{})", self.inner.name, self.inner.cc.0, self.inner.cc.1)
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Device {
+    /// Opens GPU `ordinal`. Returns [`Error::NoDriver`] when libcuda is absent,
+    /// [`Error::NoDevice`] when there is no such GPU and [`Error::UnsupportedGpu`] below sm_80.
+    pub fn new(ordinal: usize) -> Result<Device> {
+        // cudarc panics when libcuda is missing: ask first.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(Error::NoDriver);
+        }
+        let count = match CudaContext::device_count() {
+            Ok(n) => n.max(0) as usize,
+            Err(e) => {
+                // cuInit fails with "no device" on driver-only machines.
+                return Err(Error::NoDevice { ordinal, count: 0, detail: format!(" ({e})") });
+            }
+        };
+        if ordinal >= count {
+            return Err(Error::NoDevice { ordinal, count, detail: String::new() });
+        }
+        let ctx = CudaContext::new(ordinal)?;
+        let name = ctx.name()?;
+        let major = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+        let minor = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+        if major < 8 {
+            return Err(Error::UnsupportedGpu { name, major, minor });
+        }
+        // One stream per Device, so cross-stream event tracking is pure overhead.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        Ok(Device {
+            inner: Arc::new(Inner {
+                ctx,
+                stream,
+                name,
+                cc: (major, minor),
+                module: OnceLock::new(),
+                functions: Mutex::new(HashMap::new()),
+                allocated: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// (major, minor) compute capability.
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.inner.cc
+    }
+
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.inner.stream
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.inner.ctx
+    }
+
+    /// Waits until all work queued on this device has finished.
+    pub fn synchronize(&self) -> Result<()> {
+        Ok(self.inner.stream.synchronize()?)
+    }
+
+    /// The kernel `name`, with its dynamic shared-memory limit raised to `smem_bytes` where that
+    /// is above the 48 KB every kernel gets by default. The module is JIT-compiled from PTX once
+    /// per device, on first use; functions are looked up once and cached.
+    pub(crate) fn function(&self, name: &'static str, smem_bytes: usize) -> Result<CudaFunction> {
+        let mut cache = self.inner.functions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = cache.get(name) {
+            return Ok(f.clone());
+        }
+        let module = match self.inner.module.get() {
+            Some(m) => m.clone(),
+            None => {
+                let (major, minor) = self.inner.cc;
+                let ptx = crate::ptx::for_compute_capability(major, minor);
+                let m = self.inner.ctx.load_module(Ptx::from_src(ptx))?;
+                self.inner.module.get_or_init(|| m).clone()
+            }
+        };
+        let f = module.load_function(name)?;
+        if smem_bytes > 48 * 1024 {
+            let max = self.inner.ctx.attribute(
+                CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )? as usize;
+            if smem_bytes > max {
+                return Err(Error::invalid(
+                    "head_dim",
+                    format!("kernel {name} needs {smem_bytes} B of shared memory; this GPU allows {max} B"),
+                ));
+            }
+            f.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem_bytes as i32,
+            )?;
+        }
+        cache.insert(name, f.clone());
+        Ok(f)
+    }
+
+    /// Bytes of device memory held by tensors of this library right now.
+    pub fn allocated_bytes(&self) -> usize {
+        self.inner.allocated.load(Ordering::Relaxed)
+    }
+
+    /// The highest [`Device::allocated_bytes`] since the last [`Device::reset_peak`].
+    pub fn peak_bytes(&self) -> usize {
+        self.inner.peak.load(Ordering::Relaxed)
+    }
+
+    pub fn reset_peak(&self) {
+        self.inner.peak.store(self.allocated_bytes(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn track_alloc(&self, bytes: usize) {
+        let now = self.inner.allocated.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.inner.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub(crate) fn track_free(&self, bytes: usize) {
+        self.inner.allocated.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}

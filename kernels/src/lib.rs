@@ -1,0 +1,41 @@
+//! Device code of `flashattn`, and the pieces of it the host must agree with.
+//!
+//! This crate is compiled twice:
+//! - for `nvptx64-nvidia-cuda` by `build.rs` (nightly, `-Zbuild-std=core`, `--emit=asm`): the PTX
+//!   that the host embeds. Everything under `cfg(target_arch = "nvptx64")` is device code.
+//! - for the host, as an ordinary dependency of `flashattn` (stable): only the shared part is
+//!   compiled: the kernel parameter structs ([`params`]), the tile configurations ([`config`]) and
+//!   the table of kernel entry points ([`for_each_forward_kernel!`]). Because both sides read the
+//!   same definitions, launch parameters cannot disagree with the kernels.
+//!
+//! Layers of the device code (see STYLE.md): `arch` holds one thin wrapper per PTX instruction;
+//! `element` the f16/bf16 conversions; the algorithms (`forward_scalar`) are written on top.
+#![no_std]
+#![cfg_attr(
+    target_arch = "nvptx64",
+    feature(abi_ptx, stdarch_nvptx, asm_experimental_arch, core_intrinsics),
+    allow(internal_features)
+)]
+
+pub mod config;
+pub mod params;
+
+#[macro_use]
+mod kernel_table;
+
+#[cfg(target_arch = "nvptx64")]
+mod arch;
+#[cfg(target_arch = "nvptx64")]
+mod element;
+#[cfg(target_arch = "nvptx64")]
+mod forward_scalar;
+#[cfg(target_arch = "nvptx64")]
+mod entry;
+
+/// Kernels must never panic (a bounds check would pull in core's panic machinery); if one ever
+/// does, stop the whole grid with `trap` so the host sees a launch error instead of wrong data.
+#[cfg(target_arch = "nvptx64")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    unsafe { core::arch::asm!("trap;", options(noreturn)) }
+}

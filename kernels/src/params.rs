@@ -1,0 +1,37 @@
+//! Kernel parameter blocks, passed by value to every launch (`#[repr(C)]`: the host writes the
+//! bytes, the kernel reads them as `.param` space). One struct per kernel family.
+
+/// Everything a forward launch needs. Pointers are raw device addresses; strides are in
+/// elements, for the `[batch, seqlen, heads, head_dim]` layout (the last dimension contiguous).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ForwardParams {
+    pub q: u64,
+    pub k: u64,
+    pub v: u64,
+    pub o: u64,
+    /// f32 `[batch, heads, seqlen_q]`, natural-log log-sum-exp of the scaled scores per row.
+    pub lse: u64,
+    pub q_strides: Strides,
+    pub k_strides: Strides,
+    pub v_strides: Strides,
+    pub o_strides: Strides,
+    pub batch: u32,
+    pub heads: u32,
+    /// K/V heads; `heads` is a multiple of it (MQA/GQA: query head h reads K/V head h / (heads / heads_kv)).
+    pub heads_kv: u32,
+    pub seqlen_q: u32,
+    pub seqlen_k: u32,
+    /// `softmax_scale * log2(e)`: scores are kept in the log2 domain so that exp becomes one
+    /// `ex2.approx` after a single FFMA (FlashAttention-2's trick).
+    pub scale_log2: f32,
+}
+
+/// Strides in elements of a `[batch, seqlen, heads, head_dim]` tensor whose last dimension is contiguous.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Strides {
+    pub batch: u64,
+    pub row: u64,
+    pub head: u64,
+}
