@@ -21,7 +21,11 @@ pub struct AttentionOptions {
 
 impl Default for AttentionOptions {
     fn default() -> Self {
-        Self { causal: false, softmax_scale: None, kernel: ForwardKernel::Auto }
+        Self {
+            causal: false,
+            softmax_scale: None,
+            kernel: ForwardKernel::Auto,
+        }
     }
 }
 
@@ -79,13 +83,19 @@ pub fn forward_into<T: Element>(
     let dims = validate_inputs(q, k, v, opts)?;
     check_layout("o", o)?;
     if o.shape() != q.shape() {
-        return Err(Error::invalid("o", format!("shape {:?} differs from q's {:?}", o.shape(), q.shape())));
+        return Err(Error::invalid(
+            "o",
+            format!("shape {:?} differs from q's {:?}", o.shape(), q.shape()),
+        ));
     }
     let lse_shape = [dims.batch, dims.heads, dims.seqlen_q];
     if lse.shape() != lse_shape || !lse.is_contiguous() {
         return Err(Error::invalid(
             "lse",
-            format!("must be a contiguous [batch, heads, seqlen_q] = {lse_shape:?} tensor, got {:?}", lse),
+            format!(
+                "must be a contiguous [batch, heads, seqlen_q] = {lse_shape:?} tensor, got {:?}",
+                lse
+            ),
         ));
     }
     for (name, dev) in [("o", o.device()), ("lse", lse.device())] {
@@ -104,20 +114,32 @@ pub fn validate_inputs<T: Element>(
     opts: &AttentionOptions,
 ) -> Result<Dims> {
     if T::DTYPE.is_none() {
-        return Err(Error::invalid("q", format!("dtype {} is not supported; use f16 or bf16", T::NAME)));
+        return Err(Error::invalid(
+            "q",
+            format!("dtype {} is not supported; use f16 or bf16", T::NAME),
+        ));
     }
     for (name, t) in [("q", q), ("k", k), ("v", v)] {
         check_layout(name, t)?;
     }
     let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
     if ks != vs {
-        return Err(Error::invalid("v", format!("shape {vs:?} differs from k's {ks:?}")));
+        return Err(Error::invalid(
+            "v",
+            format!("shape {vs:?} differs from k's {ks:?}"),
+        ));
     }
     if ks[0] != qs[0] {
-        return Err(Error::invalid("k", format!("batch {} differs from q's batch {}", ks[0], qs[0])));
+        return Err(Error::invalid(
+            "k",
+            format!("batch {} differs from q's batch {}", ks[0], qs[0]),
+        ));
     }
     if ks[3] != qs[3] {
-        return Err(Error::invalid("k", format!("head_dim {} differs from q's head_dim {}", ks[3], qs[3])));
+        return Err(Error::invalid(
+            "k",
+            format!("head_dim {} differs from q's head_dim {}", ks[3], qs[3]),
+        ));
     }
     if qs[2] % ks[2] != 0 {
         return Err(Error::invalid(
@@ -130,16 +152,32 @@ pub fn validate_inputs<T: Element>(
             return Err(Error::DeviceMismatch { a: "q", b: name });
         }
     }
-    let dims = Dims { batch: qs[0], seqlen_q: qs[1], seqlen_k: ks[1], heads: qs[2], heads_kv: ks[2], head_dim: qs[3] };
+    let dims = Dims {
+        batch: qs[0],
+        seqlen_q: qs[1],
+        seqlen_k: ks[1],
+        heads: qs[2],
+        heads_kv: ks[2],
+        head_dim: qs[3],
+    };
     if dims.batch > 65535 || dims.heads > 65535 {
-        return Err(Error::invalid("q", format!("batch {} and heads {} must each be at most 65535", dims.batch, dims.heads)));
+        return Err(Error::invalid(
+            "q",
+            format!(
+                "batch {} and heads {} must each be at most 65535",
+                dims.batch, dims.heads
+            ),
+        ));
     }
     if dims.seqlen_q > i32::MAX as usize || dims.seqlen_k > i32::MAX as usize {
         return Err(Error::invalid("q", "sequence lengths must be below 2^31"));
     }
     if let Some(s) = opts.softmax_scale {
         if !s.is_finite() {
-            return Err(Error::invalid("softmax_scale", format!("{s} is not finite")));
+            return Err(Error::invalid(
+                "softmax_scale",
+                format!("{s} is not finite"),
+            ));
         }
     }
     select_kernel(opts.kernel, dims.head_dim)?;
@@ -151,16 +189,25 @@ pub fn validate_inputs<T: Element>(
 fn check_layout<T: Element>(name: &'static str, t: &Tensor<T>) -> Result<()> {
     let (shape, strides) = (t.shape(), t.strides());
     if shape.len() != 4 {
-        return Err(Error::invalid(name, format!("must have rank 4 [batch, seqlen, heads, head_dim], got shape {shape:?}")));
+        return Err(Error::invalid(
+            name,
+            format!("must have rank 4 [batch, seqlen, heads, head_dim], got shape {shape:?}"),
+        ));
     }
     if shape.iter().any(|&s| s == 0) {
         return Err(Error::invalid(name, format!("is empty (shape {shape:?})")));
     }
     if strides[3] != 1 {
-        return Err(Error::invalid(name, format!("the last dimension must be contiguous (strides {strides:?})")));
+        return Err(Error::invalid(
+            name,
+            format!("the last dimension must be contiguous (strides {strides:?})"),
+        ));
     }
     if strides[..3].iter().any(|s| s % 8 != 0) {
-        return Err(Error::invalid(name, format!("strides {strides:?} must be multiples of 8 elements except the last")));
+        return Err(Error::invalid(
+            name,
+            format!("strides {strides:?} must be multiples of 8 elements except the last"),
+        ));
     }
     Ok(())
 }
@@ -195,11 +242,19 @@ fn scalar_kernel_name(dtype: Dtype, head_dim: usize, causal: bool) -> Option<&'s
     let mut table = Vec::new();
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $causal:literal) => {
-            table.push(KernelEntry { name: stringify!($name), dtype: Dtype::$dtype, head_dim: $d, causal: $causal })
+            table.push(KernelEntry {
+                name: stringify!($name),
+                dtype: Dtype::$dtype,
+                head_dim: $d,
+                causal: $causal,
+            })
         };
     }
     flashattn_kernels::for_each_scalar_forward_kernel!(row);
-    table.into_iter().find(|e| e.dtype == dtype && e.head_dim == head_dim && e.causal == causal).map(|e| e.name)
+    table
+        .into_iter()
+        .find(|e| e.dtype == dtype && e.head_dim == head_dim && e.causal == causal)
+        .map(|e| e.name)
 }
 
 /// The parameter block, passed by value. A newtype: `ForwardParams` lives in the kernels crate,
@@ -212,7 +267,11 @@ unsafe impl DeviceRepr for ParamBlock {}
 
 fn strides_of<T: Element>(t: &Tensor<T>) -> Strides {
     let s = t.strides();
-    Strides { batch: s[0] as u64, row: s[1] as u64, head: s[2] as u64 }
+    Strides {
+        batch: s[0] as u64,
+        row: s[1] as u64,
+        head: s[2] as u64,
+    }
 }
 
 fn launch<T: Element>(
@@ -225,17 +284,25 @@ fn launch<T: Element>(
     opts: &AttentionOptions,
 ) -> Result<()> {
     let dtype = T::DTYPE.expect("validated");
-    let scale = opts.softmax_scale.unwrap_or(1.0 / (dims.head_dim as f32).sqrt());
+    let scale = opts
+        .softmax_scale
+        .unwrap_or(1.0 / (dims.head_dim as f32).sqrt());
     let dev = q.device().clone();
     let stream = dev.stream().clone();
     match select_kernel(opts.kernel, dims.head_dim)? {
         ForwardKernel::Scalar | ForwardKernel::Auto => {
-            let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal)
-                .ok_or(Error::UnsupportedHeadDim { head_dim: dims.head_dim, kernel: "scalar forward", supported: ScalarForwardConfig::HEAD_DIMS.to_vec() })?;
+            let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or(
+                Error::UnsupportedHeadDim {
+                    head_dim: dims.head_dim,
+                    kernel: "scalar forward",
+                    supported: ScalarForwardConfig::HEAD_DIMS.to_vec(),
+                },
+            )?;
             let cfg = ScalarForwardConfig::new(dims.head_dim);
             let smem = cfg.smem_bytes();
             let func = dev.function(name, smem)?;
-            let (o_strides, q_strides, k_strides, v_strides) = (strides_of(o), strides_of(q), strides_of(k), strides_of(v));
+            let (o_strides, q_strides, k_strides, v_strides) =
+                (strides_of(o), strides_of(q), strides_of(k), strides_of(v));
             let (q_ptr, _gq) = q.data().device_ptr(&stream);
             let (k_ptr, _gk) = k.data().device_ptr(&stream);
             let (v_ptr, _gv) = v.data().device_ptr(&stream);
@@ -259,7 +326,11 @@ fn launch<T: Element>(
                 scale_log2: scale * std::f32::consts::LOG2_E,
             });
             let cfg = LaunchConfig {
-                grid_dim: (dims.seqlen_q.div_ceil(ScalarForwardConfig::BLOCK_M) as u32, dims.heads as u32, dims.batch as u32),
+                grid_dim: (
+                    dims.seqlen_q.div_ceil(ScalarForwardConfig::BLOCK_M) as u32,
+                    dims.heads as u32,
+                    dims.batch as u32,
+                ),
                 block_dim: (ScalarForwardConfig::THREADS as u32, 1, 1),
                 shared_mem_bytes: smem as u32,
             };
@@ -277,10 +348,25 @@ fn launch<T: Element>(
 /// FLOPs of a forward as FlashAttention's benchmarks count them: two GEMMs, `4 * B * H * N_q *
 /// N_k * d`, halved for causal.
 pub fn forward_flops(dims: &Dims, causal: bool) -> f64 {
-    let f = 4.0 * (dims.batch * dims.heads) as f64 * dims.seqlen_q as f64 * dims.seqlen_k as f64 * dims.head_dim as f64;
+    let f = 4.0
+        * (dims.batch * dims.heads) as f64
+        * dims.seqlen_q as f64
+        * dims.seqlen_k as f64
+        * dims.head_dim as f64;
     if causal {
         f / 2.0
     } else {
         f
     }
+}
+
+/// Whether a forward of this q shape and options has a kernel (used to skip shapes in sweeps).
+pub fn check_supported<T: Element>(q_shape: &[usize], opts: &AttentionOptions) -> Result<()> {
+    if T::DTYPE.is_none() {
+        return Err(Error::invalid(
+            "q",
+            format!("dtype {} is not supported; use f16 or bf16", T::NAME),
+        ));
+    }
+    select_kernel(opts.kernel, q_shape[3]).map(|_| ())
 }

@@ -1,0 +1,1071 @@
+//! CPU reference implementation of attention (forward and backward) in `f64`.
+//!
+//! This module is the oracle every GPU test is checked against, so it favours
+//! clarity and numerical robustness over speed, while staying `O(N^2 d)` per
+//! head with contiguous inner loops so that shapes up to roughly
+//! `batch 2, heads 4, seqlen 1025, head_dim 128` run in well under a second
+//! per pass in release mode.
+//!
+//! # Layouts (FlashAttention's)
+//!
+//! * `q`, `o`, `dq`, `d_o`: `[batch, seqlen_q, heads, head_dim]`, row-major.
+//! * `k`, `v`, `dk`, `dv`: `[batch, seqlen_k, heads_kv, head_dim]`.
+//! * `lse`: `[batch, heads, seqlen_q]`.
+//! * dropout keep-mask: `[batch, heads, seqlen_q, seqlen_k]` (`true` = kept).
+//!
+//! `heads` must be a multiple of `heads_kv` (GQA / MQA): query head `h` reads
+//! K/V head `h / (heads / heads_kv)`. For GQA the gradients `dk`, `dv` are the
+//! sums over all query heads sharing a K/V head.
+//!
+//! # Semantics
+//!
+//! * Scores are `s_ij = softmax_scale * q_i . k_j`; masked entries are excluded
+//!   from the softmax entirely (not merely set to a large negative number).
+//! * `lse_i = ln(sum_j exp(s_ij))` over the allowed keys, natural log, of the
+//!   *scaled* scores, and of the softmax *before* dropout.
+//! * Causal masking uses FlashAttention >= 2.1's bottom-right alignment: query
+//!   row `i` may attend key `j` iff `j <= i + seqlen_k - seqlen_q`.
+//! * **Fully masked rows.** With causal masking and `seqlen_q > seqlen_k`, the
+//!   rows `i < seqlen_q - seqlen_k` have no allowed key. Such a row outputs
+//!   `o = 0` and `lse = -infinity`, and contributes zero to every gradient
+//!   (its `dq` row is zero). This matches FlashAttention's kernels.
+//! * Dropout (when given) multiplies the softmax probabilities by
+//!   `keep / (1 - p)` after the softmax and before `P V`. With `p >= 1`
+//!   everything is treated as dropped (factor 0) rather than producing
+//!   `inf * 0 = NaN`.
+//!
+//! Inputs are not validated (that is the caller's job); slice lengths are only
+//! checked with `debug_assert!`. Valid inputs never panic, including
+//! degenerate sizes such as `seqlen_q = 1` or `seqlen_k = 1`.
+//!
+//! # Rounded baselines
+//!
+//! [`forward_rounded`] and [`backward_rounded`] perform "the same math done
+//! naively in the input precision", which is the baseline of FlashAttention's
+//! test rule (`|gpu - ref| <= k * |naive_lowp - ref|`). Dot products and sums
+//! are accumulated in `f64` (i.e. at least as accurately as an `f32`
+//! accumulator) and every intermediate *matrix* (S, P, dP, dS, outputs) is
+//! rounded with the caller-supplied rounding function, e.g.
+//! [`round_to_bf16`] or [`round_to_f16`].
+
+// ---------------------------------------------------------------------------
+// Shape and options
+// ---------------------------------------------------------------------------
+
+/// Problem dimensions. `heads` must be a multiple of `heads_kv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub batch: usize,
+    pub seqlen_q: usize,
+    pub seqlen_k: usize,
+    pub heads: usize,
+    pub heads_kv: usize,
+    pub head_dim: usize,
+}
+
+impl Shape {
+    /// Number of elements of `q`, `o`, `d_o`, `dq`.
+    pub fn q_len(&self) -> usize {
+        self.batch * self.seqlen_q * self.heads * self.head_dim
+    }
+
+    /// Number of elements of `k`, `v`, `dk`, `dv`.
+    pub fn kv_len(&self) -> usize {
+        self.batch * self.seqlen_k * self.heads_kv * self.head_dim
+    }
+
+    /// Number of elements of `lse`.
+    pub fn lse_len(&self) -> usize {
+        self.batch * self.heads * self.seqlen_q
+    }
+
+    /// Number of elements of a dropout keep-mask: `batch*heads*seqlen_q*seqlen_k`.
+    pub fn mask_len(&self) -> usize {
+        self.batch * self.heads * self.seqlen_q * self.seqlen_k
+    }
+
+    /// The K/V head read by query head `h` (GQA / MQA grouping).
+    pub fn kv_head(&self, h: usize) -> usize {
+        // `max(1)` keeps a malformed `heads < heads_kv` from dividing by zero;
+        // for valid shapes the group size is always >= 1 anyway.
+        h / (self.heads / self.heads_kv).max(1)
+    }
+
+    /// Offset of row `(b, i, h)` in a `[batch, seqlen_q, heads, head_dim]` tensor.
+    fn q_offset(&self, b: usize, i: usize, h: usize) -> usize {
+        ((b * self.seqlen_q + i) * self.heads + h) * self.head_dim
+    }
+
+    /// Offset of row `(b, j = 0, kvh)` in a `[batch, seqlen_k, heads_kv, head_dim]` tensor.
+    fn kv_base(&self, b: usize, kvh: usize) -> usize {
+        (b * self.seqlen_k * self.heads_kv + kvh) * self.head_dim
+    }
+
+    /// Distance between consecutive key rows of one K/V head.
+    fn kv_stride(&self) -> usize {
+        self.heads_kv * self.head_dim
+    }
+
+    /// Index of `(b, h, i)` in the `[batch, heads, seqlen_q]` lse tensor.
+    fn lse_index(&self, b: usize, h: usize, i: usize) -> usize {
+        (b * self.heads + h) * self.seqlen_q + i
+    }
+
+    /// Offset of the mask row `(b, h, i, 0..seqlen_k)`.
+    fn mask_row_offset(&self, b: usize, h: usize, i: usize) -> usize {
+        self.lse_index(b, h, i) * self.seqlen_k
+    }
+}
+
+/// Options of the reference computation.
+#[derive(Clone, Copy, Debug)]
+pub struct RefOptions<'a> {
+    pub causal: bool,
+    pub softmax_scale: f64,
+    /// Optional explicit dropout keep-mask [batch, heads, seqlen_q, seqlen_k] (true = kept) and drop probability p;
+    /// kept probabilities are scaled by 1/(1-p) (applied after softmax, before P·V). LSE is of the undropped softmax.
+    pub dropout: Option<(&'a [bool], f64)>,
+}
+
+impl RefOptions<'_> {
+    /// Non-causal, `softmax_scale = 1/sqrt(head_dim)`, no dropout.
+    pub fn new(head_dim: usize) -> Self {
+        RefOptions {
+            causal: false,
+            softmax_scale: 1.0 / (head_dim as f64).sqrt(),
+            dropout: None,
+        }
+    }
+}
+
+/// Output of [`forward`]: `o` is `[batch, seqlen_q, heads, head_dim]`,
+/// `lse` is `[batch, heads, seqlen_q]`.
+#[derive(Clone, Debug)]
+pub struct RefForward {
+    pub o: Vec<f64>,
+    pub lse: Vec<f64>,
+}
+
+/// Output of [`backward`]: `dq` has q's layout, `dk`/`dv` have k's layout.
+#[derive(Clone, Debug)]
+pub struct RefGradients {
+    pub dq: Vec<f64>,
+    pub dk: Vec<f64>,
+    pub dv: Vec<f64>,
+}
+
+// ---------------------------------------------------------------------------
+// Masking
+// ---------------------------------------------------------------------------
+
+/// Returns true when query row i may attend key j. Causal uses BOTTOM-RIGHT alignment (FlashAttention >= 2.1):
+/// allowed iff j <= i + seqlen_k - seqlen_q (compute in i64). Non-causal: always true.
+pub fn is_allowed(shape: &Shape, causal: bool, i: usize, j: usize) -> bool {
+    if !causal {
+        return true;
+    }
+    // i64 because `seqlen_k - seqlen_q` is negative when seqlen_q > seqlen_k.
+    (j as i64) <= (i as i64) + (shape.seqlen_k as i64) - (shape.seqlen_q as i64)
+}
+
+/// Number of keys row `i` may attend. The allowed keys always form the prefix
+/// `0..n` (for both masking modes), which lets the kernels loop over a plain
+/// range instead of testing every `(i, j)` pair. Consistent with [`is_allowed`].
+fn allowed_keys(shape: &Shape, causal: bool, i: usize) -> usize {
+    if !causal {
+        return shape.seqlen_k;
+    }
+    let last = (i as i64) + (shape.seqlen_k as i64) - (shape.seqlen_q as i64);
+    // `last + 1` keys are allowed, clamped to [0, seqlen_k].
+    (last + 1).clamp(0, shape.seqlen_k as i64) as usize
+}
+
+// ---------------------------------------------------------------------------
+// Rounding formats
+// ---------------------------------------------------------------------------
+
+/// A binary floating-point format with an implicit leading bit, IEEE-style
+/// subnormals and overflow to infinity.
+#[derive(Clone, Copy, Debug)]
+struct FloatFormat {
+    /// Significand precision including the implicit bit (bf16: 8, f16: 11).
+    precision: i32,
+    /// Exponent of the smallest normal number (bf16: -126, f16: -14).
+    min_exp: i32,
+    /// Exponent of the largest finite number (bf16: 127, f16: 15).
+    max_exp: i32,
+}
+
+const BF16: FloatFormat = FloatFormat {
+    precision: 8,
+    min_exp: -126,
+    max_exp: 127,
+};
+const F16: FloatFormat = FloatFormat {
+    precision: 11,
+    min_exp: -14,
+    max_exp: 15,
+};
+
+/// Exact `2^e` for `e` in the normal f64 exponent range.
+fn pow2(e: i32) -> f64 {
+    debug_assert!((-1022..=1023).contains(&e));
+    f64::from_bits(((e + 1023) as u64) << 52)
+}
+
+/// Exponent `e` with `2^e <= |x| < 2^(e+1)` for finite nonzero normal `x`;
+/// f64 subnormals report -1023, which is below every format we round to, so
+/// they correctly flush to (signed) zero.
+fn binary_exponent(x: f64) -> i32 {
+    let biased = ((x.to_bits() >> 52) & 0x7ff) as i32;
+    if biased == 0 {
+        -1023
+    } else {
+        biased - 1023
+    }
+}
+
+/// Rounds `x` to the nearest value of `fmt`, ties to even, directly from f64
+/// (no intermediate f32, which would double-round). NaN and infinities pass
+/// through, zero keeps its sign, overflow gives a signed infinity.
+fn round_to_format(x: f64, fmt: FloatFormat) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    // The spacing of representable values around x ("quantum"): below the
+    // normal range it stays fixed at the subnormal spacing.
+    let exp = binary_exponent(x).max(fmt.min_exp);
+    let quantum = pow2(exp - (fmt.precision - 1));
+    // Both the division and the multiplication are by a power of two and the
+    // integer part has at most `precision + 1` bits, so they are exact; the only
+    // rounding is `round_ties_even`, which is exactly IEEE round-to-nearest-even.
+    let rounded = (x / quantum).round_ties_even() * quantum;
+    if rounded.abs() >= pow2(fmt.max_exp + 1) {
+        f64::INFINITY.copysign(x)
+    } else {
+        rounded
+    }
+}
+
+/// Rounds to the nearest bfloat16 value (8-bit significand, f32's exponent
+/// range, subnormals supported), round-to-nearest-even, returned as f64.
+pub fn round_to_bf16(x: f64) -> f64 {
+    round_to_format(x, BF16)
+}
+
+/// Rounds to the nearest IEEE binary16 value (11-bit significand, max 65504,
+/// subnormals down to 2^-24), round-to-nearest-even, returned as f64.
+/// Values of magnitude >= 65520 become infinity, as in IEEE.
+pub fn round_to_f16(x: f64) -> f64 {
+    round_to_format(x, F16)
+}
+
+// ---------------------------------------------------------------------------
+// Error metrics
+// ---------------------------------------------------------------------------
+
+/// Maximum of `|a_i - b_i|`.
+///
+/// Returns `f64::INFINITY` if either slice contains a NaN (a NaN must never
+/// pass a tolerance check) or if the lengths differ. Equal infinities (e.g.
+/// `-inf` lse of fully masked rows on both sides) count as a difference of 0;
+/// an infinity against anything else counts as infinity.
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    let mut max = 0.0f64;
+    for (&x, &y) in a.iter().zip(b) {
+        if x.is_nan() || y.is_nan() {
+            return f64::INFINITY;
+        }
+        // `x == y` first so that equal infinities do not become `inf - inf = NaN`.
+        if x != y {
+            max = max.max((x - y).abs());
+        }
+    }
+    max
+}
+
+// ---------------------------------------------------------------------------
+// Small numeric kernels
+// ---------------------------------------------------------------------------
+
+/// Dot product with 8 independent partial sums: breaks the add latency chain
+/// (and lets the compiler vectorise) while staying fully deterministic.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    const LANES: usize = 8;
+    let mut acc = [0.0f64; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let pairs = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
+    ((pairs[0] + pairs[2]) + (pairs[1] + pairs[3])) + tail
+}
+
+/// `y += alpha * x`.
+fn axpy(y: &mut [f64], alpha: f64, x: &[f64]) {
+    debug_assert_eq!(y.len(), x.len());
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+/// How intermediate matrices are rounded. A trait (rather than always calling
+/// a `dyn Fn`) so the exact path compiles to no-ops and the exact and rounded
+/// computations share one implementation.
+trait Rounding {
+    fn apply(&self, x: f64) -> f64;
+}
+
+/// No rounding: the exact f64 reference.
+struct Exact;
+
+impl Rounding for Exact {
+    #[inline(always)]
+    fn apply(&self, x: f64) -> f64 {
+        x
+    }
+}
+
+/// Rounding through a caller-supplied function (e.g. [`round_to_bf16`]).
+struct RoundWith<'r>(&'r dyn Fn(f64) -> f64);
+
+impl Rounding for RoundWith<'_> {
+    #[inline]
+    fn apply(&self, x: f64) -> f64 {
+        (self.0)(x)
+    }
+}
+
+fn round_all<R: Rounding>(values: &mut [f64], round: &R) {
+    for x in values {
+        *x = round.apply(*x);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Row views and per-head buffers
+// ---------------------------------------------------------------------------
+
+/// A set of equally long rows inside a flat slice: row `j` starts at
+/// `base + j * stride` and is `width` long. Used both directly on a K/V-layout
+/// tensor (strided, for single-row spot checks) and on per-head contiguous
+/// copies (for the whole-tensor passes).
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    data: &'a [f64],
+    base: usize,
+    stride: usize,
+    width: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Rows stored back to back, `width` each.
+    fn contiguous(data: &'a [f64], width: usize) -> Self {
+        Rows {
+            data,
+            base: 0,
+            stride: width,
+            width,
+        }
+    }
+
+    /// The key rows of K/V head `kvh` of batch `b`, in place.
+    fn kv_head(data: &'a [f64], shape: &Shape, b: usize, kvh: usize) -> Self {
+        Rows {
+            data,
+            base: shape.kv_base(b, kvh),
+            stride: shape.kv_stride(),
+            width: shape.head_dim,
+        }
+    }
+
+    fn row(&self, j: usize) -> &'a [f64] {
+        let start = self.base + j * self.stride;
+        &self.data[start..start + self.width]
+    }
+}
+
+/// Contiguous `[seqlen_k, head_dim]` copies of one (batch, K/V head): strided
+/// rows of a K/V-layout tensor would be re-read from far-apart memory for every
+/// query row, so each head is gathered once and reused by all its query heads.
+#[derive(Default)]
+struct KvHeadBuffers {
+    k: Vec<f64>,
+    v: Vec<f64>,
+}
+
+impl KvHeadBuffers {
+    fn load(&mut self, k: &[f64], v: &[f64], shape: &Shape, b: usize, kvh: usize) {
+        gather_kv_head(k, shape, b, kvh, &mut self.k);
+        gather_kv_head(v, shape, b, kvh, &mut self.v);
+    }
+
+    fn k_rows(&self, width: usize) -> Rows<'_> {
+        Rows::contiguous(&self.k, width)
+    }
+
+    fn v_rows(&self, width: usize) -> Rows<'_> {
+        Rows::contiguous(&self.v, width)
+    }
+}
+
+/// Copies the rows of (batch `b`, K/V head `kvh`) into `dst`, back to back.
+fn gather_kv_head(src: &[f64], shape: &Shape, b: usize, kvh: usize, dst: &mut Vec<f64>) {
+    let rows = Rows::kv_head(src, shape, b, kvh);
+    dst.clear();
+    for j in 0..shape.seqlen_k {
+        dst.extend_from_slice(rows.row(j));
+    }
+}
+
+/// Inverse of [`gather_kv_head`]: writes contiguous rows back into the K/V layout.
+fn scatter_kv_head(src: &[f64], shape: &Shape, b: usize, kvh: usize, dst: &mut [f64]) {
+    let d = shape.head_dim;
+    for j in 0..shape.seqlen_k {
+        let start = shape.kv_base(b, kvh) + j * shape.kv_stride();
+        dst[start..start + d].copy_from_slice(&src[j * d..(j + 1) * d]);
+    }
+}
+
+/// Mutable contiguous rows, used to accumulate one head's `dk` / `dv`.
+struct RowsMut<'a> {
+    data: &'a mut [f64],
+    width: usize,
+}
+
+impl RowsMut<'_> {
+    fn row_mut(&mut self, j: usize) -> &mut [f64] {
+        let start = j * self.width;
+        &mut self.data[start..start + self.width]
+    }
+}
+
+/// Dropout of one query row: the keep flags of that row and the factor
+/// applied to kept entries.
+#[derive(Clone, Copy)]
+struct RowDropout<'a> {
+    keep: &'a [bool],
+    scale: f64,
+}
+
+impl RowDropout<'_> {
+    /// Multiplier of probability `j`: `1/(1-p)` if kept, else 0.
+    fn factor(&self, j: usize) -> f64 {
+        if self.keep[j] {
+            self.scale
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Dropout factor of entry `j` (1 without dropout).
+fn dropout_factor(dropout: Option<RowDropout>, j: usize) -> f64 {
+    dropout.map_or(1.0, |d| d.factor(j))
+}
+
+/// The dropout view of row `(b, h, i)`, if dropout is enabled.
+fn row_dropout<'a>(
+    opts: &RefOptions<'a>,
+    shape: &Shape,
+    b: usize,
+    h: usize,
+    i: usize,
+) -> Option<RowDropout<'a>> {
+    let (mask, p) = opts.dropout?;
+    let start = shape.mask_row_offset(b, h, i);
+    // p >= 1 drops everything; avoid 1/(1-p) = inf turning into NaN.
+    let scale = if p < 1.0 { 1.0 / (1.0 - p) } else { 0.0 };
+    Some(RowDropout {
+        keep: &mask[start..start + shape.seqlen_k],
+        scale,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Per-row kernels
+// ---------------------------------------------------------------------------
+
+/// Everything one query row needs, besides its own q (and dO) row.
+struct RowContext<'a, 'r, R: Rounding> {
+    k: Rows<'a>,
+    v: Rows<'a>,
+    /// Number of allowed keys (a prefix, see [`allowed_keys`]).
+    n_keys: usize,
+    scale: f64,
+    dropout: Option<RowDropout<'a>>,
+    round: &'r R,
+}
+
+/// Fills `probs` with the softmax of the scaled scores of `q_row` against the
+/// first `n_keys` keys and returns the row's log-sum-exp (`-inf` for an empty
+/// row). The max is subtracted before `exp` so large scores cannot overflow.
+/// Scores are `round(q.k) * scale`; probabilities are left unrounded.
+fn softmax_row<R: Rounding>(q_row: &[f64], ctx: &RowContext<R>, probs: &mut Vec<f64>) -> f64 {
+    probs.clear();
+    probs.extend((0..ctx.n_keys).map(|j| ctx.round.apply(dot(q_row, ctx.k.row(j))) * ctx.scale));
+    if probs.is_empty() {
+        return f64::NEG_INFINITY;
+    }
+    let max = probs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for s in probs.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    for p in probs.iter_mut() {
+        *p /= sum;
+    }
+    max + sum.ln()
+}
+
+/// Forward of one query row: writes `o_row` and returns the lse.
+/// `o = round(sum_j round(P_j * dropout_j) v_j)`.
+fn attend_row<R: Rounding>(
+    q_row: &[f64],
+    ctx: &RowContext<R>,
+    probs: &mut Vec<f64>,
+    o_row: &mut [f64],
+) -> f64 {
+    let lse = softmax_row(q_row, ctx, probs);
+    o_row.fill(0.0);
+    for (j, &p) in probs.iter().enumerate() {
+        let weight = ctx.round.apply(p * dropout_factor(ctx.dropout, j));
+        // No skipping of zero weights: 0 * NaN must still poison the output,
+        // exactly as a dense P·V would.
+        axpy(o_row, weight, ctx.v.row(j));
+    }
+    round_all(o_row, ctx.round);
+    lse
+}
+
+/// Gradient buffers of the current (batch, K/V head) plus the current dq row.
+struct RowGrads<'g, 'd> {
+    dq_row: &'d mut [f64],
+    dk: &'d mut RowsMut<'g>,
+    dv: &'d mut RowsMut<'g>,
+}
+
+/// Scratch buffers reused across rows so the backward does not allocate per row.
+#[derive(Default)]
+struct Scratch {
+    probs: Vec<f64>,
+    dprobs: Vec<f64>,
+}
+
+/// Backward of one query row: sets `dq_row` and accumulates into `dk`, `dv`.
+///
+/// With `P` the softmax, `Pd = P * m/(1-p)` and `O = Pd V`:
+/// `dV_j += Pd_j dO`, `dP_j = (dO . V_j) * m_j/(1-p)`,
+/// `D = sum_j P_j dP_j` (equals `dO . O`, also with dropout, because `O` is
+/// built from `Pd`), `dS_j = P_j (dP_j - D)`,
+/// `dQ = scale sum_j dS_j K_j`, `dK_j += scale dS_j Q`.
+fn backward_row<R: Rounding>(
+    q_row: &[f64],
+    do_row: &[f64],
+    ctx: &RowContext<R>,
+    grads: RowGrads,
+    scratch: &mut Scratch,
+) {
+    let Scratch { probs, dprobs } = scratch;
+    softmax_row(q_row, ctx, probs);
+    let round = ctx.round;
+
+    // Pass 1: dV and dP (the dropout mask is applied to both, like in forward).
+    dprobs.clear();
+    for (j, &p) in probs.iter().enumerate() {
+        let factor = dropout_factor(ctx.dropout, j);
+        axpy(grads.dv.row_mut(j), round.apply(p * factor), do_row);
+        let d_pdrop = round.apply(dot(do_row, ctx.v.row(j)));
+        dprobs.push(round.apply(d_pdrop * factor));
+    }
+
+    // Pass 2: softmax backward, then dQ and dK.
+    round_all(probs, round);
+    let delta = dot(probs, dprobs);
+    grads.dq_row.fill(0.0);
+    for (j, (&p, &dp)) in probs.iter().zip(dprobs.iter()).enumerate() {
+        let ds = round.apply(p * (dp - delta));
+        axpy(grads.dq_row, ds, ctx.k.row(j));
+        axpy(grads.dk.row_mut(j), ctx.scale * ds, q_row);
+    }
+    for x in grads.dq_row.iter_mut() {
+        *x *= ctx.scale;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Whole-tensor drivers
+// ---------------------------------------------------------------------------
+
+fn debug_check_inputs(q: &[f64], k: &[f64], v: &[f64], shape: &Shape, opts: &RefOptions) {
+    debug_assert_eq!(q.len(), shape.q_len(), "q length");
+    debug_assert_eq!(k.len(), shape.kv_len(), "k length");
+    debug_assert_eq!(v.len(), shape.kv_len(), "v length");
+    if let Some((mask, _)) = opts.dropout {
+        debug_assert_eq!(mask.len(), shape.mask_len(), "dropout mask length");
+    }
+}
+
+fn row_context<'a, 'r, R: Rounding>(
+    (k, v): (Rows<'a>, Rows<'a>),
+    shape: &Shape,
+    opts: &RefOptions<'a>,
+    round: &'r R,
+    (b, h, i): (usize, usize, usize),
+) -> RowContext<'a, 'r, R> {
+    RowContext {
+        k,
+        v,
+        n_keys: allowed_keys(shape, opts.causal, i),
+        scale: opts.softmax_scale,
+        dropout: row_dropout(opts, shape, b, h, i),
+        round,
+    }
+}
+
+fn forward_impl<R: Rounding>(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    shape: &Shape,
+    opts: &RefOptions,
+    round: &R,
+) -> RefForward {
+    debug_check_inputs(q, k, v, shape, opts);
+    let d = shape.head_dim;
+    let mut o = vec![0.0; shape.q_len()];
+    let mut lse = vec![0.0; shape.lse_len()];
+    let mut probs = Vec::with_capacity(shape.seqlen_k);
+    let mut kv = KvHeadBuffers::default();
+    for b in 0..shape.batch {
+        let mut loaded = None;
+        for h in 0..shape.heads {
+            // Query heads of a group are consecutive, so each K/V head is gathered once.
+            let kvh = shape.kv_head(h);
+            if loaded != Some(kvh) {
+                kv.load(k, v, shape, b, kvh);
+                loaded = Some(kvh);
+            }
+            for i in 0..shape.seqlen_q {
+                let ctx = row_context((kv.k_rows(d), kv.v_rows(d)), shape, opts, round, (b, h, i));
+                let off = shape.q_offset(b, i, h);
+                let o_row = &mut o[off..off + d];
+                lse[shape.lse_index(b, h, i)] =
+                    attend_row(&q[off..off + d], &ctx, &mut probs, o_row);
+            }
+        }
+    }
+    RefForward { o, lse }
+}
+
+fn backward_impl<R: Rounding>(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    d_o: &[f64],
+    shape: &Shape,
+    opts: &RefOptions,
+    round: &R,
+) -> RefGradients {
+    debug_check_inputs(q, k, v, shape, opts);
+    debug_assert_eq!(d_o.len(), shape.q_len(), "d_o length");
+    let d = shape.head_dim;
+    let mut dq = vec![0.0; shape.q_len()];
+    let mut dk = vec![0.0; shape.kv_len()];
+    let mut dv = vec![0.0; shape.kv_len()];
+    let mut scratch = Scratch::default();
+    let mut kv = KvHeadBuffers::default();
+    // Per-(batch, K/V head) gradient accumulators; GQA: all query heads of a
+    // group add into the same buffers, which are written out once per group.
+    let mut dk_head = vec![0.0; shape.seqlen_k * d];
+    let mut dv_head = vec![0.0; shape.seqlen_k * d];
+    for b in 0..shape.batch {
+        let mut loaded = None;
+        for h in 0..shape.heads {
+            let kvh = shape.kv_head(h);
+            if loaded != Some(kvh) {
+                if let Some(prev) = loaded {
+                    scatter_kv_head(&dk_head, shape, b, prev, &mut dk);
+                    scatter_kv_head(&dv_head, shape, b, prev, &mut dv);
+                }
+                kv.load(k, v, shape, b, kvh);
+                dk_head.fill(0.0);
+                dv_head.fill(0.0);
+                loaded = Some(kvh);
+            }
+            let mut dk_rows = RowsMut {
+                data: &mut dk_head,
+                width: d,
+            };
+            let mut dv_rows = RowsMut {
+                data: &mut dv_head,
+                width: d,
+            };
+            for i in 0..shape.seqlen_q {
+                let ctx = row_context((kv.k_rows(d), kv.v_rows(d)), shape, opts, round, (b, h, i));
+                let off = shape.q_offset(b, i, h);
+                let grads = RowGrads {
+                    dq_row: &mut dq[off..off + d],
+                    dk: &mut dk_rows,
+                    dv: &mut dv_rows,
+                };
+                backward_row(
+                    &q[off..off + d],
+                    &d_o[off..off + d],
+                    &ctx,
+                    grads,
+                    &mut scratch,
+                );
+            }
+        }
+        if let Some(last) = loaded {
+            scatter_kv_head(&dk_head, shape, b, last, &mut dk);
+            scatter_kv_head(&dv_head, shape, b, last, &mut dv);
+        }
+    }
+    // Output gradients are rounded once, after all contributions are summed.
+    round_all(&mut dq, round);
+    round_all(&mut dk, round);
+    round_all(&mut dv, round);
+    RefGradients { dq, dk, dv }
+}
+
+// ---------------------------------------------------------------------------
+// Public entry points
+// ---------------------------------------------------------------------------
+
+/// Exact f64 attention forward: `o` `[batch, seqlen_q, heads, head_dim]` and
+/// `lse` `[batch, heads, seqlen_q]` (natural log, of the scaled, undropped
+/// scores; `-inf` for fully masked rows, whose `o` is 0).
+pub fn forward(q: &[f64], k: &[f64], v: &[f64], shape: &Shape, opts: &RefOptions) -> RefForward {
+    forward_impl(q, k, v, shape, opts, &Exact)
+}
+
+/// Exact f64 gradients of `L = sum(o * d_o)` with respect to q, k, v.
+/// For GQA, `dk`/`dv` are summed over the query heads sharing a K/V head.
+pub fn backward(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    d_o: &[f64],
+    shape: &Shape,
+    opts: &RefOptions,
+) -> RefGradients {
+    backward_impl(q, k, v, d_o, shape, opts, &Exact)
+}
+
+/// "The same math done naively in the input precision" (FlashAttention's test rule baseline, like PyTorch on fp16/bf16 tensors):
+/// S = (q·k^T) accumulated in f32-like precision then ROUNDED with `round`, scaled, softmax computed in f64 then P ROUNDED with `round`,
+/// O = P·V accumulated then ROUNDED with `round`. (Dropout applied to P before rounding if given.) Returns o only.
+///
+/// Accumulation is done in f64, which is at least as accurate as an f32
+/// accumulator, so the baseline error is dominated by the roundings.
+pub fn forward_rounded(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    shape: &Shape,
+    opts: &RefOptions,
+    round: &dyn Fn(f64) -> f64,
+) -> Vec<f64> {
+    forward_impl(q, k, v, shape, opts, &RoundWith(round)).o
+}
+
+/// Same idea for gradients (round S, P, dP, dS and each output gradient): baseline for the "3x" gradient rule.
+///
+/// Concretely: S and P as in [`forward_rounded`]; `Pd = round(P * dropout)`;
+/// `dPd = round(dO . V_j)`, `dP = round(dPd * dropout)`; `P` is rounded before
+/// the softmax backward; `dS = round(P (dP - D))`; dq, dk, dv are rounded once
+/// after full (f64) accumulation.
+pub fn backward_rounded(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    d_o: &[f64],
+    shape: &Shape,
+    opts: &RefOptions,
+    round: &dyn Fn(f64) -> f64,
+) -> RefGradients {
+    backward_impl(q, k, v, d_o, shape, opts, &RoundWith(round))
+}
+
+/// One query row of the forward (o row of length head_dim, and its lse), for spot checks on big shapes without computing everything.
+/// Bit-identical to the corresponding row of [`forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn forward_row(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    shape: &Shape,
+    opts: &RefOptions,
+    b: usize,
+    h: usize,
+    i: usize,
+) -> (Vec<f64>, f64) {
+    debug_check_inputs(q, k, v, shape, opts);
+    let kvh = shape.kv_head(h);
+    let kv_rows = (
+        Rows::kv_head(k, shape, b, kvh),
+        Rows::kv_head(v, shape, b, kvh),
+    );
+    let ctx = row_context(kv_rows, shape, opts, &Exact, (b, h, i));
+    let off = shape.q_offset(b, i, h);
+    let mut o_row = vec![0.0; shape.head_dim];
+    let mut probs = Vec::with_capacity(ctx.n_keys);
+    let lse = attend_row(&q[off..off + shape.head_dim], &ctx, &mut probs, &mut o_row);
+    (o_row, lse)
+}
+
+// ---------------------------------------------------------------------------
+// Unit tests (internals); behavioural tests live in tests/reference_cpu.rs.
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(sq: usize, sk: usize) -> Shape {
+        Shape {
+            batch: 1,
+            seqlen_q: sq,
+            seqlen_k: sk,
+            heads: 1,
+            heads_kv: 1,
+            head_dim: 1,
+        }
+    }
+
+    #[test]
+    fn allowed_keys_is_the_prefix_of_is_allowed() {
+        for sq in 1..7 {
+            for sk in 1..7 {
+                let s = shape(sq, sk);
+                for causal in [false, true] {
+                    for i in 0..sq {
+                        let n = allowed_keys(&s, causal, i);
+                        for j in 0..sk {
+                            assert_eq!(
+                                is_allowed(&s, causal, i, j),
+                                j < n,
+                                "sq={sq} sk={sk} i={i} j={j}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dot_matches_naive_sum_for_all_tail_lengths() {
+        for n in 0..40 {
+            let a: Vec<f64> = (0..n).map(|x| x as f64 * 0.5 - 3.0).collect();
+            let b: Vec<f64> = (0..n).map(|x| (x * x) as f64 * 0.25).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            // Exact small dyadic values: every summation order gives the same result.
+            assert_eq!(dot(&a, &b), naive, "n={n}");
+        }
+    }
+
+    #[test]
+    fn kv_head_groups_query_heads() {
+        let s = Shape {
+            batch: 1,
+            seqlen_q: 1,
+            seqlen_k: 1,
+            heads: 6,
+            heads_kv: 2,
+            head_dim: 1,
+        };
+        let groups: Vec<usize> = (0..6).map(|h| s.kv_head(h)).collect();
+        assert_eq!(groups, [0, 0, 0, 1, 1, 1]);
+        let mqa = Shape { heads_kv: 1, ..s };
+        assert!((0..6).all(|h| mqa.kv_head(h) == 0));
+    }
+
+    #[test]
+    fn layout_offsets() {
+        let s = Shape {
+            batch: 2,
+            seqlen_q: 3,
+            seqlen_k: 5,
+            heads: 4,
+            heads_kv: 2,
+            head_dim: 8,
+        };
+        assert_eq!(s.q_offset(1, 2, 3), ((3 + 2) * 4 + 3) * 8);
+        assert_eq!(s.q_offset(1, 2, 3) + 8, s.q_len());
+        // Last key row of the last K/V head ends exactly at the end of k.
+        assert_eq!(s.kv_base(1, 1) + 4 * s.kv_stride() + 8, s.kv_len());
+        assert_eq!(s.lse_index(1, 3, 2) + 1, s.lse_len());
+        assert_eq!(s.mask_row_offset(1, 3, 2) + 5, s.mask_len());
+    }
+
+    /// Exhaustive check of a 16-bit format: every finite value is a fixed
+    /// point, and every midpoint between neighbours rounds to the one with the
+    /// even significand (while points just off the midpoint go to the nearer).
+    fn check_format_exhaustively(decode: impl Fn(u16) -> f64, round: impl Fn(f64) -> f64) {
+        // Positive finite values in increasing order are the bit patterns 0..=max.
+        let values: Vec<f64> = (0u16..0x8000)
+            .map(&decode)
+            .take_while(|v| v.is_finite())
+            .collect();
+        for (bits, &v) in values.iter().enumerate() {
+            assert_eq!(round(v).to_bits(), v.to_bits(), "fixed point {v:e}");
+            assert_eq!(round(-v).to_bits(), (-v).to_bits(), "fixed point {:e}", -v);
+            let Some(&next) = values.get(bits + 1) else {
+                continue;
+            };
+            let mid = 0.5 * (v + next); // exact: both are representable with few bits
+            let even = if bits % 2 == 0 { v } else { next };
+            assert_eq!(round(mid), even, "midpoint of {v:e} and {next:e}");
+            assert_eq!(round(-mid), -even);
+            let eps = (next - v) * 1e-3;
+            assert_eq!(round(mid - eps), v, "just below midpoint {v:e}");
+            assert_eq!(round(mid + eps), next, "just above midpoint {v:e}");
+        }
+        // Overflow: the midpoint above the largest finite value rounds (to even)
+        // to 2^(emax+1), i.e. infinity; just below it stays finite.
+        let max = *values.last().unwrap();
+        let prev = values[values.len() - 2];
+        let overflow_mid = max + 0.5 * (max - prev);
+        assert_eq!(round(overflow_mid), f64::INFINITY);
+        assert_eq!(round(-overflow_mid), f64::NEG_INFINITY);
+        assert_eq!(round(overflow_mid - (max - prev) * 1e-3), max);
+        assert_eq!(round(1e300), f64::INFINITY);
+    }
+
+    fn decode_f16(bits: u16) -> f64 {
+        let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+        let exp = ((bits >> 10) & 0x1f) as i32;
+        let frac = (bits & 0x3ff) as f64;
+        sign * match exp {
+            0 => frac * 2f64.powi(-24),
+            31 => {
+                if frac == 0.0 {
+                    f64::INFINITY
+                } else {
+                    f64::NAN
+                }
+            }
+            _ => (1.0 + frac / 1024.0) * 2f64.powi(exp - 15),
+        }
+    }
+
+    fn decode_bf16(bits: u16) -> f64 {
+        f32::from_bits((bits as u32) << 16) as f64
+    }
+
+    #[test]
+    fn f16_rounding_is_exhaustively_correct() {
+        check_format_exhaustively(decode_f16, round_to_f16);
+        assert_eq!(round_to_f16(65504.0), 65504.0);
+        assert_eq!(round_to_f16(65519.0), 65504.0);
+        assert_eq!(round_to_f16(65520.0), f64::INFINITY);
+        // Subnormals: smallest is 2^-24; half of it is a tie that goes to (signed) zero.
+        assert_eq!(round_to_f16(2f64.powi(-24)), 2f64.powi(-24));
+        assert_eq!(round_to_f16(2f64.powi(-25)).to_bits(), 0.0f64.to_bits());
+        assert_eq!(
+            round_to_f16(-(2f64.powi(-25))).to_bits(),
+            (-0.0f64).to_bits()
+        );
+        assert_eq!(round_to_f16(1.5 * 2f64.powi(-25)), 2f64.powi(-24));
+        assert_eq!(round_to_f16(1.0 + 2f64.powi(-11)), 1.0);
+        assert_eq!(
+            round_to_f16(1.0 + 3.0 * 2f64.powi(-11)),
+            1.0 + 2f64.powi(-9)
+        );
+    }
+
+    #[test]
+    fn bf16_rounding_is_exhaustively_correct() {
+        check_format_exhaustively(decode_bf16, round_to_bf16);
+        assert_eq!(round_to_bf16(1.0 + 2f64.powi(-8)), 1.0);
+        assert_eq!(
+            round_to_bf16(1.0 + 3.0 * 2f64.powi(-8)),
+            1.0 + 2f64.powi(-6)
+        );
+        // A value just above a tie must not be double-rounded down (it would be
+        // via an intermediate f32, which rounds it onto the tie).
+        let just_above_tie = 1.0 + 2f64.powi(-8) + 2f64.powi(-40);
+        assert_eq!(round_to_bf16(just_above_tie), 1.0 + 2f64.powi(-7));
+        assert_eq!((just_above_tie as f32) as f64, 1.0 + 2f64.powi(-8));
+    }
+
+    #[test]
+    fn format_rounding_matches_hardware_f32_cast() {
+        // The same algorithm with f32's parameters must agree with Rust's
+        // `as f32` (IEEE round-to-nearest-even), including subnormals and overflow.
+        const F32: FloatFormat = FloatFormat {
+            precision: 24,
+            min_exp: -126,
+            max_exp: 127,
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            // xorshift64*: random bit patterns concentrated around f32's range.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let exp = (r >> 52) % 320; // f64 biased exponents 1023-160 .. 1023+160
+            let bits = (r & 0x800f_ffff_ffff_ffff) | ((863 + exp) << 52);
+            let x = f64::from_bits(bits);
+            assert_eq!(
+                round_to_format(x, F32).to_bits(),
+                ((x as f32) as f64).to_bits(),
+                "x = {x:e}"
+            );
+        }
+    }
+
+    #[test]
+    fn rounding_passes_specials_through() {
+        for f in [round_to_bf16, round_to_f16] {
+            assert!(f(f64::NAN).is_nan());
+            assert_eq!(f(f64::INFINITY), f64::INFINITY);
+            assert_eq!(f(f64::NEG_INFINITY), f64::NEG_INFINITY);
+            assert_eq!(f(-0.0).to_bits(), (-0.0f64).to_bits());
+            assert_eq!(f(f64::MIN_POSITIVE / 4.0), 0.0); // f64 subnormal flushes
+        }
+    }
+
+    #[test]
+    fn dropout_with_p_one_drops_everything_without_nan() {
+        let s = Shape {
+            batch: 1,
+            seqlen_q: 1,
+            seqlen_k: 2,
+            heads: 1,
+            heads_kv: 1,
+            head_dim: 1,
+        };
+        let mask = [true, false];
+        let opts = RefOptions {
+            dropout: Some((&mask, 1.0)),
+            ..RefOptions::new(1)
+        };
+        let out = forward(&[1.0], &[1.0, 2.0], &[3.0, 4.0], &s, &opts);
+        assert_eq!(out.o, [0.0]);
+        assert!(out.lse.iter().all(|x| x.is_finite()));
+    }
+}

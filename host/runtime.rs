@@ -31,7 +31,11 @@ struct Inner {
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Device({}, sm_{}{})", self.inner.name, self.inner.cc.0, self.inner.cc.1)
+        write!(
+            f,
+            "Device({}, sm_{}{})",
+            self.inner.name, self.inner.cc.0, self.inner.cc.1
+        )
     }
 }
 
@@ -53,16 +57,26 @@ impl Device {
             Ok(n) => n.max(0) as usize,
             Err(e) => {
                 // cuInit fails with "no device" on driver-only machines.
-                return Err(Error::NoDevice { ordinal, count: 0, detail: format!(" ({e})") });
+                return Err(Error::NoDevice {
+                    ordinal,
+                    count: 0,
+                    detail: format!(" ({e})"),
+                });
             }
         };
         if ordinal >= count {
-            return Err(Error::NoDevice { ordinal, count, detail: String::new() });
+            return Err(Error::NoDevice {
+                ordinal,
+                count,
+                detail: String::new(),
+            });
         }
         let ctx = CudaContext::new(ordinal)?;
         let name = ctx.name()?;
-        let major = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
-        let minor = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+        let major =
+            ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+        let minor =
+            ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
         if major < 8 {
             return Err(Error::UnsupportedGpu { name, major, minor });
         }
@@ -109,7 +123,11 @@ impl Device {
     /// is above the 48 KB every kernel gets by default. The module is JIT-compiled from PTX once
     /// per device, on first use; functions are looked up once and cached.
     pub(crate) fn function(&self, name: &'static str, smem_bytes: usize) -> Result<CudaFunction> {
-        let mut cache = self.inner.functions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self
+            .inner
+            .functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(f) = cache.get(name) {
             return Ok(f.clone());
         }
@@ -153,7 +171,9 @@ impl Device {
     }
 
     pub fn reset_peak(&self) {
-        self.inner.peak.store(self.allocated_bytes(), Ordering::Relaxed);
+        self.inner
+            .peak
+            .store(self.allocated_bytes(), Ordering::Relaxed);
     }
 
     pub(crate) fn track_alloc(&self, bytes: usize) {

@@ -1,1 +1,316 @@
-fn main() {}
+//! The `flashattn` command line.
+//!
+//! - `flashattn` (or `flashattn check`): computes attention on a default shape on the GPU,
+//!   checks sampled rows against the f64 CPU reference, prints time and TFLOPS.
+//! - `flashattn bench`: the benchmark sweep (shapes of the FlashAttention papers), with peer
+//!   rows from `benches/peers/sdpa_peers.py` printed beside ours.
+//! - `flashattn ptx --arch sm_90a`: prints the embedded PTX (for ptxas / sass-report).
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use half::{bf16, f16};
+
+use flashattn::accuracy::{random_qkv, to_f64};
+use flashattn::bench::{
+    anchor_shapes, bench_forward, device_slug, format_table, time_ms, BenchFile,
+};
+use flashattn::forward::{forward_flops, forward_into, validate_inputs};
+use flashattn::reference::{self, RefOptions, Shape};
+use flashattn::{AttentionOptions, Device, Element, ForwardKernel, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "flashattn",
+    about = "FlashAttention with GPU kernels written in Rust"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute attention on the GPU, spot-check it against the CPU reference, time it.
+    Check(CheckArgs),
+    /// Benchmark sweep; writes benches/results/<gpu>.json.
+    Bench(BenchArgs),
+    /// Print the embedded PTX of an architecture.
+    Ptx {
+        #[arg(long, value_enum, default_value = "sm90a")]
+        arch: Arch,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Arch {
+    Sm80,
+    Sm90a,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum DtypeArg {
+    Bf16,
+    F16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KernelArg {
+    Auto,
+    Scalar,
+}
+
+impl From<KernelArg> for ForwardKernel {
+    fn from(k: KernelArg) -> Self {
+        match k {
+            KernelArg::Auto => ForwardKernel::Auto,
+            KernelArg::Scalar => ForwardKernel::Scalar,
+        }
+    }
+}
+
+#[derive(Parser)]
+struct CheckArgs {
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    #[arg(long, default_value_t = 16)]
+    heads: usize,
+    /// K/V heads (defaults to `heads`; fewer for MQA/GQA).
+    #[arg(long)]
+    heads_kv: Option<usize>,
+    #[arg(long, default_value_t = 4096)]
+    seqlen: usize,
+    /// Key length (defaults to `seqlen`).
+    #[arg(long)]
+    seqlen_k: Option<usize>,
+    #[arg(long, default_value_t = 128)]
+    head_dim: usize,
+    #[arg(long, value_enum, default_value = "bf16")]
+    dtype: DtypeArg,
+    #[arg(long)]
+    causal: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    kernel: KernelArg,
+    /// Query rows compared with the CPU reference.
+    #[arg(long, default_value_t = 64)]
+    sample_rows: usize,
+}
+
+impl Default for CheckArgs {
+    fn default() -> Self {
+        CheckArgs::parse_from(["check"])
+    }
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Only N = 1k and 4k.
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, value_enum, default_value = "bf16")]
+    dtype: DtypeArg,
+    /// Head dims to sweep (those the kernel supports).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![64, 128, 256])]
+    head_dims: Vec<usize>,
+    #[arg(long, value_enum, default_value = "auto")]
+    kernel: KernelArg,
+    /// Peer rows (from benches/peers/sdpa_peers.py, same device session) to print beside ours.
+    #[arg(long)]
+    peers: Option<PathBuf>,
+    /// Output file (default benches/results/<gpu>.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Milliseconds of measurement per shape.
+    #[arg(long, default_value_t = 300.0)]
+    budget_ms: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Check(CheckArgs::default())) {
+        Command::Check(a) => match a.dtype {
+            DtypeArg::Bf16 => check::<bf16>(&a),
+            DtypeArg::F16 => check::<f16>(&a),
+        },
+        Command::Bench(a) => bench(&a),
+        Command::Ptx { arch } => {
+            print!(
+                "{}",
+                match arch {
+                    Arch::Sm80 => flashattn::ptx::SM80,
+                    Arch::Sm90a => flashattn::ptx::SM90A,
+                }
+            );
+            Ok(true)
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("flashattn: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The main job. Ok(false) when the check fails.
+fn check<T: Element>(a: &CheckArgs) -> Result<bool> {
+    let dev = Device::new(0)?;
+    let shape = Shape {
+        batch: a.batch,
+        seqlen_q: a.seqlen,
+        seqlen_k: a.seqlen_k.unwrap_or(a.seqlen),
+        heads: a.heads,
+        heads_kv: a.heads_kv.unwrap_or(a.heads),
+        head_dim: a.head_dim,
+    };
+    let opts = AttentionOptions {
+        causal: a.causal,
+        softmax_scale: None,
+        kernel: a.kernel.into(),
+    };
+    println!(
+        "{} (sm_{}{}), {} {:?}, causal {}",
+        dev.name(),
+        dev.compute_capability().0,
+        dev.compute_capability().1,
+        T::NAME,
+        shape,
+        a.causal
+    );
+    let (qh, kh, vh) = random_qkv::<T>(&shape, 1);
+    let q = dev.upload(
+        &qh,
+        &[shape.batch, shape.seqlen_q, shape.heads, shape.head_dim],
+    )?;
+    let k = dev.upload(
+        &kh,
+        &[shape.batch, shape.seqlen_k, shape.heads_kv, shape.head_dim],
+    )?;
+    let v = dev.upload(
+        &vh,
+        &[shape.batch, shape.seqlen_k, shape.heads_kv, shape.head_dim],
+    )?;
+    let dims = validate_inputs(&q, &k, &v, &opts)?;
+    let mut o = dev.alloc::<T>(q.shape())?;
+    let mut lse = dev.alloc::<f32>(&[shape.batch, shape.heads, shape.seqlen_q])?;
+    o.fill(T::NAN)?;
+    let ms = time_ms(
+        &dev,
+        || forward_into(&q, &k, &v, &mut o, &mut lse, &opts),
+        500.0,
+        5,
+        100,
+    )?;
+    let (oh, lseh) = (o.to_host()?, lse.to_host()?);
+
+    // Spot check: sampled (batch, head, row) triples against the f64 reference.
+    let (qf, kf, vf) = (to_f64(&qh), to_f64(&kh), to_f64(&vh));
+    let ref_opts = RefOptions {
+        causal: a.causal,
+        ..RefOptions::new(shape.head_dim)
+    };
+    let (mut diff2, mut ref2, mut lse_err, mut unwritten) = (0.0f64, 0.0f64, 0.0f64, 0usize);
+    let d = shape.head_dim;
+    for s in 0..a
+        .sample_rows
+        .min(shape.batch * shape.heads * shape.seqlen_q)
+    {
+        // A fixed stride walk over all rows, so samples cover every batch, head and row range.
+        let idx = (s * 7919 + s / 3) % (shape.batch * shape.heads * shape.seqlen_q);
+        let (bh, i) = (idx / shape.seqlen_q, idx % shape.seqlen_q);
+        let (b, h) = (bh / shape.heads, bh % shape.heads);
+        let (o_ref, lse_ref) = reference::forward_row(&qf, &kf, &vf, &shape, &ref_opts, b, h, i);
+        let base = ((b * shape.seqlen_q + i) * shape.heads + h) * d;
+        for c in 0..d {
+            let x = oh[base + c].to_f64();
+            unwritten += x.is_nan() as usize;
+            diff2 += (x - o_ref[c]).powi(2);
+            ref2 += o_ref[c].powi(2);
+        }
+        let l = lseh[(b * shape.heads + h) * shape.seqlen_q + i] as f64;
+        if lse_ref.is_finite() {
+            lse_err = lse_err.max((l - lse_ref).abs());
+        } else if l.is_finite() {
+            unwritten += 1;
+        }
+    }
+    let rel = (diff2 / ref2.max(f64::MIN_POSITIVE)).sqrt();
+    let unwritten_total = oh.iter().filter(|x| x.to_f64().is_nan()).count();
+    let tflops = forward_flops(&dims, a.causal) / (ms * 1e-3) / 1e12;
+    println!("forward: {ms:.3} ms, {tflops:.1} TFLOPS (median, CUDA events)");
+    println!(
+        "check vs f64 reference on {} rows: relative error {rel:.2e} (bf16/f16 inputs: expect 1e-3..1e-2), lse max error {lse_err:.2e}, unwritten outputs {unwritten_total}",
+        a.sample_rows
+    );
+    let ok = rel < 1e-2 && lse_err < 2e-3 && unwritten == 0 && unwritten_total == 0;
+    println!("{}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
+}
+
+fn bench(a: &BenchArgs) -> Result<bool> {
+    match a.dtype {
+        DtypeArg::Bf16 => bench_typed::<bf16>(a),
+        DtypeArg::F16 => bench_typed::<f16>(a),
+    }
+}
+
+fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
+    let dev = Device::new(0)?;
+    let opts = AttentionOptions {
+        kernel: a.kernel.into(),
+        ..Default::default()
+    };
+    let kernel_label = match a.kernel {
+        KernelArg::Auto => "ours",
+        KernelArg::Scalar => "ours-scalar",
+    };
+    let peers = match &a.peers {
+        Some(p) => BenchFile::read(p)?.rows,
+        None => Vec::new(),
+    };
+    let shapes = anchor_shapes(&a.head_dims, a.quick);
+    let mut rows = Vec::new();
+    for (i, shape) in shapes.iter().enumerate() {
+        let dims = shape.dims();
+        let q_shape = [dims.batch, dims.seqlen_q, dims.heads, dims.head_dim];
+        // Skip head dims the kernel does not have, saying so.
+        if let Err(e) = flashattn::forward::check_supported::<T>(&q_shape, &opts) {
+            eprintln!(
+                "[{}/{}] skip d={} N={}: {e}",
+                i + 1,
+                shapes.len(),
+                shape.d,
+                shape.n
+            );
+            continue;
+        }
+        let row = bench_forward::<T>(&dev, *shape, &opts, kernel_label, a.budget_ms)?;
+        eprintln!(
+            "[{}/{}] d={} causal={} N={}: {:.3} ms, {:.1} TFLOPS",
+            i + 1,
+            shapes.len(),
+            row.d,
+            row.causal,
+            row.n,
+            row.ms,
+            row.tflops
+        );
+        rows.push(row);
+    }
+    print!("{}", format_table(&rows, &peers));
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("benches/results/{}.json", device_slug(dev.name())))
+    });
+    // Keep the peer rows of the same session beside ours in the results file.
+    let mut all = rows;
+    all.extend(peers);
+    BenchFile {
+        device: dev.name().to_string(),
+        rows: all,
+    }
+    .write(&out)?;
+    println!("wrote {}", out.display());
+    Ok(true)
+}

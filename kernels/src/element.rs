@@ -27,7 +27,10 @@ impl Element for Bf16 {
     /// bf16 is the top half of an f32: widening is a shift, exact.
     #[inline(always)]
     fn unpack2(bits: u32) -> (f32, f32) {
-        (f32::from_bits(bits << 16), f32::from_bits(bits & 0xffff_0000))
+        (
+            f32::from_bits(bits << 16),
+            f32::from_bits(bits & 0xffff_0000),
+        )
     }
     #[inline(always)]
     fn pack2(lo: f32, hi: f32) -> u32 {

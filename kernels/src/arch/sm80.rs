@@ -70,7 +70,9 @@ pub fn fma(a: f32, b: f32, c: f32) -> f32 {
 #[inline(always)]
 pub fn ex2(x: f32) -> f32 {
     let y: f32;
-    unsafe { asm!("ex2.approx.ftz.f32 {0}, {1};", out(reg32) y, in(reg32) x, options(pure, nomem, nostack)) };
+    unsafe {
+        asm!("ex2.approx.ftz.f32 {0}, {1};", out(reg32) y, in(reg32) x, options(pure, nomem, nostack))
+    };
     y
 }
 
@@ -78,7 +80,9 @@ pub fn ex2(x: f32) -> f32 {
 #[inline(always)]
 pub fn lg2(x: f32) -> f32 {
     let y: f32;
-    unsafe { asm!("lg2.approx.ftz.f32 {0}, {1};", out(reg32) y, in(reg32) x, options(pure, nomem, nostack)) };
+    unsafe {
+        asm!("lg2.approx.ftz.f32 {0}, {1};", out(reg32) y, in(reg32) x, options(pure, nomem, nostack))
+    };
     y
 }
 
@@ -86,7 +90,9 @@ pub fn lg2(x: f32) -> f32 {
 #[inline(always)]
 pub fn cvt_f32_f16(h: u16) -> f32 {
     let y: f32;
-    unsafe { asm!("cvt.f32.f16 {0}, {1};", out(reg32) y, in(reg16) h, options(pure, nomem, nostack)) };
+    unsafe {
+        asm!("cvt.f32.f16 {0}, {1};", out(reg32) y, in(reg16) h, options(pure, nomem, nostack))
+    };
     y
 }
 
@@ -94,7 +100,9 @@ pub fn cvt_f32_f16(h: u16) -> f32 {
 #[inline(always)]
 pub fn cvt_rn_f16x2_f32(hi: f32, lo: f32) -> u32 {
     let y: u32;
-    unsafe { asm!("cvt.rn.f16x2.f32 {0}, {1}, {2};", out(reg32) y, in(reg32) hi, in(reg32) lo, options(pure, nomem, nostack)) };
+    unsafe {
+        asm!("cvt.rn.f16x2.f32 {0}, {1}, {2};", out(reg32) y, in(reg32) hi, in(reg32) lo, options(pure, nomem, nostack))
+    };
     y
 }
 
@@ -102,6 +110,106 @@ pub fn cvt_rn_f16x2_f32(hi: f32, lo: f32) -> u32 {
 #[inline(always)]
 pub fn cvt_rn_bf16x2_f32(hi: f32, lo: f32) -> u32 {
     let y: u32;
-    unsafe { asm!("cvt.rn.bf16x2.f32 {0}, {1}, {2};", out(reg32) y, in(reg32) hi, in(reg32) lo, options(pure, nomem, nostack)) };
+    unsafe {
+        asm!("cvt.rn.bf16x2.f32 {0}, {1}, {2};", out(reg32) y, in(reg32) hi, in(reg32) lo, options(pure, nomem, nostack))
+    };
     y
+}
+
+/// `cp.async.cg.shared.global` 16 bytes, with `src_bytes` (0 or 16) read from global and the
+/// rest zero-filled: rows past the sequence end become zeros without a branch around the copy.
+/// `.cg` caches in L2 only: each tile is read once per CTA, so L1 would only be polluted.
+#[inline(always)]
+pub unsafe fn cp_async_cg_16(dst_smem: u32, src: *const u8, src_bytes: u32) {
+    asm!("cp.async.cg.shared.global [{0}], [{1}], 16, {2};",
+         in(reg32) dst_smem, in(reg64) src, in(reg32) src_bytes, options(nostack));
+}
+
+/// `cp.async.commit_group`: closes the group of copies issued since the last commit.
+#[inline(always)]
+pub unsafe fn cp_async_commit_group() {
+    asm!("cp.async.commit_group;", options(nostack));
+}
+
+/// `cp.async.wait_group N`: waits until at most `N` committed groups are still in flight.
+#[inline(always)]
+pub unsafe fn cp_async_wait_group<const N: u32>() {
+    asm!("cp.async.wait_group {n};", n = const N, options(nostack));
+}
+
+/// `ldmatrix.sync.aligned.m8n8.x4.shared.b16`: four 8x8 b16 matrices. Lanes 8i..8i+7 give the
+/// row addresses of matrix i; lane l receives, in register i, row l/4, columns 2(l%4) and
+/// 2(l%4)+1 of matrix i (low half first): exactly an mma A/B fragment.
+#[inline(always)]
+pub unsafe fn ldmatrix_x4(addr: u32) -> [u32; 4] {
+    let (a, b, c, d): (u32, u32, u32, u32);
+    asm!("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {{{0}, {1}, {2}, {3}}}, [{4}];",
+         out(reg32) a, out(reg32) b, out(reg32) c, out(reg32) d, in(reg32) addr, options(nostack));
+    [a, b, c, d]
+}
+
+/// `ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16`: as [`ldmatrix_x4`] but each matrix is
+/// transposed: lane l receives rows 2(l%4) and 2(l%4)+1 of column l/4.
+#[inline(always)]
+pub unsafe fn ldmatrix_x4_trans(addr: u32) -> [u32; 4] {
+    let (a, b, c, d): (u32, u32, u32, u32);
+    asm!("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {{{0}, {1}, {2}, {3}}}, [{4}];",
+         out(reg32) a, out(reg32) b, out(reg32) c, out(reg32) d, in(reg32) addr, options(nostack));
+    [a, b, c, d]
+}
+
+/// `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32`: D = A B + C for one warp.
+/// Lane l (g = l/4, t = l%4) holds A rows g / g+8, columns 2t.. / 2t+8.. in a0..a3; B columns
+/// (k) 2t.. / 2t+8.. of row (n) g in b0, b1; C/D rows g (c0, c1) and g+8 (c2, c3), columns 2t, 2t+1.
+#[inline(always)]
+pub unsafe fn mma_m16n8k16_bf16(c: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
+    asm!("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {{{0}, {1}, {2}, {3}}}, {{{4}, {5}, {6}, {7}}}, {{{8}, {9}}}, {{{0}, {1}, {2}, {3}}};",
+         inout(reg32) c[0], inout(reg32) c[1], inout(reg32) c[2], inout(reg32) c[3],
+         in(reg32) a[0], in(reg32) a[1], in(reg32) a[2], in(reg32) a[3], in(reg32) b[0], in(reg32) b[1],
+         options(nostack, nomem));
+}
+
+/// `mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`: as [`mma_m16n8k16_bf16`] for f16.
+#[inline(always)]
+pub unsafe fn mma_m16n8k16_f16(c: &mut [f32; 4], a: [u32; 4], b: [u32; 2]) {
+    asm!("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {{{0}, {1}, {2}, {3}}}, {{{4}, {5}, {6}, {7}}}, {{{8}, {9}}}, {{{0}, {1}, {2}, {3}}};",
+         inout(reg32) c[0], inout(reg32) c[1], inout(reg32) c[2], inout(reg32) c[3],
+         in(reg32) a[0], in(reg32) a[1], in(reg32) a[2], in(reg32) a[3], in(reg32) b[0], in(reg32) b[1],
+         options(nostack, nomem));
+}
+
+/// `shfl.sync.bfly.b32` over the full warp: the value of lane `lane ^ mask`.
+#[inline(always)]
+pub unsafe fn shfl_xor_f32(v: f32, mask: u32) -> f32 {
+    let r: f32;
+    asm!("shfl.sync.bfly.b32 {0}, {1}, {2}, 0x1f, 0xffffffff;", out(reg32) r, in(reg32) v, in(reg32) mask, options(nostack, nomem));
+    r
+}
+
+/// `st.shared.b32`
+#[inline(always)]
+pub unsafe fn st_shared_b32(addr: u32, v: u32) {
+    asm!("st.shared.b32 [{0}], {1};", in(reg32) addr, in(reg32) v, options(nostack));
+}
+
+/// `ld.shared.v4.b32` (16-byte aligned).
+#[inline(always)]
+pub unsafe fn ld_shared_v4_b32(addr: u32) -> [u32; 4] {
+    let (a, b, c, d): (u32, u32, u32, u32);
+    asm!("ld.shared.v4.b32 {{{0}, {1}, {2}, {3}}}, [{4}];",
+         out(reg32) a, out(reg32) b, out(reg32) c, out(reg32) d, in(reg32) addr, options(readonly, nostack));
+    [a, b, c, d]
+}
+
+/// `st.global.v4.b32` (16-byte aligned).
+#[inline(always)]
+pub unsafe fn st_global_v4_b32(ptr: *mut u8, v: [u32; 4]) {
+    asm!("st.global.v4.b32 [{0}], {{{1}, {2}, {3}, {4}}};",
+         in(reg64) ptr, in(reg32) v[0], in(reg32) v[1], in(reg32) v[2], in(reg32) v[3], options(nostack));
+}
+
+/// `bar.warp.sync 0xffffffff`: orders shared-memory accesses among the lanes of one warp.
+#[inline(always)]
+pub unsafe fn syncwarp() {
+    asm!("bar.warp.sync 0xffffffff;", options(nostack));
 }

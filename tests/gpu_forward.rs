@@ -1,0 +1,377 @@
+//! The forward on the GPU against the f64 CPU reference, with FlashAttention's rule: max error
+//! <= 2x the error of the same math done naively in the input precision. Outputs are poisoned
+//! with NaN before each launch, so an element the kernel never wrote fails the check.
+//!
+//! These need a CUDA GPU: they are `#[ignore]`d, and run with `--include-ignored` on a GPU
+//! machine (`.gpu/run.sh` does). Without one they are reported as ignored, never passed.
+use flashattn::accuracy::{check_forward, random_qkv, ForwardCheck};
+use flashattn::reference::{RefOptions, Shape};
+use flashattn::{
+    forward, forward_into, AttentionOptions, Device, Element, Error, ForwardKernel, Tensor,
+};
+use half::{bf16, f16};
+
+fn device() -> Device {
+    Device::new(0).unwrap_or_else(|e| panic!("this test needs a CUDA GPU: {e}"))
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    shape: Shape,
+    causal: bool,
+    seed: u64,
+}
+
+fn shape(
+    batch: usize,
+    seqlen_q: usize,
+    seqlen_k: usize,
+    heads: usize,
+    heads_kv: usize,
+    head_dim: usize,
+) -> Shape {
+    Shape {
+        batch,
+        seqlen_q,
+        seqlen_k,
+        heads,
+        heads_kv,
+        head_dim,
+    }
+}
+
+fn upload_qkv<T: Element>(
+    dev: &Device,
+    s: &Shape,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+) -> (Tensor<T>, Tensor<T>, Tensor<T>) {
+    (
+        dev.upload(q, &[s.batch, s.seqlen_q, s.heads, s.head_dim])
+            .unwrap(),
+        dev.upload(k, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim])
+            .unwrap(),
+        dev.upload(v, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim])
+            .unwrap(),
+    )
+}
+
+/// Runs one case: fresh random inputs, NaN-poisoned outputs, forward, compare.
+fn run_case<T: Element>(dev: &Device, case: &Case, kernel: ForwardKernel) -> ForwardCheck {
+    let s = &case.shape;
+    let (qh, kh, vh) = random_qkv::<T>(s, case.seed);
+    let (q, k, v) = upload_qkv(dev, s, &qh, &kh, &vh);
+    let mut o = dev.alloc::<T>(q.shape()).unwrap();
+    let mut lse = dev.alloc::<f32>(&[s.batch, s.heads, s.seqlen_q]).unwrap();
+    o.fill(T::NAN).unwrap();
+    lse.fill(f32::NAN).unwrap();
+    let opts = AttentionOptions {
+        causal: case.causal,
+        softmax_scale: None,
+        kernel,
+    };
+    forward_into(&q, &k, &v, &mut o, &mut lse, &opts).unwrap();
+    let ref_opts = RefOptions {
+        causal: case.causal,
+        ..RefOptions::new(s.head_dim)
+    };
+    check_forward(
+        &qh,
+        &kh,
+        &vh,
+        s,
+        &ref_opts,
+        &o.to_host().unwrap(),
+        &lse.to_host().unwrap(),
+    )
+}
+
+/// Runs every case, prints one line each, and fails listing all failures (not just the first).
+fn run_all<T: Element>(cases: &[Case], kernel: ForwardKernel) {
+    let dev = device();
+    let mut failures = Vec::new();
+    for case in cases {
+        let check = run_case::<T>(&dev, case, kernel);
+        let line = format!(
+            "{} {:?} causal={} seed={}: {check}",
+            T::NAME,
+            case.shape,
+            case.causal,
+            case.seed
+        );
+        println!("{line}");
+        if !check.passed() {
+            failures.push(line);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+const SEQLENS: [usize; 5] = [1, 17, 97, 128, 1025];
+
+fn square_cases(head_dims: &[usize]) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut seed = 100;
+    for &d in head_dims {
+        for &n in &SEQLENS {
+            for causal in [false, true] {
+                for _ in 0..2 {
+                    seed += 1;
+                    cases.push(Case {
+                        shape: shape(2, n, n, 2, 2, d),
+                        causal,
+                        seed,
+                    });
+                }
+            }
+        }
+    }
+    cases
+}
+
+fn rectangular_cases(head_dims: &[usize]) -> Vec<Case> {
+    let pairs = [
+        (1, 97),
+        (97, 1),
+        (17, 1025),
+        (1025, 17),
+        (128, 97),
+        (97, 128),
+        (64, 65),
+    ];
+    let mut cases = Vec::new();
+    for &d in head_dims {
+        for (i, &(nq, nk)) in pairs.iter().enumerate() {
+            for causal in [false, true] {
+                cases.push(Case {
+                    shape: shape(1, nq, nk, 2, 2, d),
+                    causal,
+                    seed: 500 + i as u64,
+                });
+            }
+        }
+    }
+    cases
+}
+
+const SCALAR_HEAD_DIMS: [usize; 3] = [32, 64, 128];
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn scalar_forward_bf16_matches_reference() {
+    run_all::<bf16>(&square_cases(&SCALAR_HEAD_DIMS), ForwardKernel::Scalar);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn scalar_forward_f16_matches_reference() {
+    run_all::<f16>(&square_cases(&SCALAR_HEAD_DIMS), ForwardKernel::Scalar);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn scalar_forward_seqlen_q_differs_from_seqlen_k() {
+    run_all::<bf16>(&rectangular_cases(&SCALAR_HEAD_DIMS), ForwardKernel::Scalar);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn scalar_forward_gqa_and_mqa() {
+    let cases: Vec<Case> = [(8, 2), (8, 1), (6, 3)]
+        .iter()
+        .flat_map(|&(h, hkv)| {
+            [false, true].map(|causal| Case {
+                shape: shape(2, 97, 113, h, hkv, 64),
+                causal,
+                seed: 900 + h as u64 + hkv as u64,
+            })
+        })
+        .collect();
+    run_all::<bf16>(&cases, ForwardKernel::Scalar);
+}
+
+/// q, k, v as views into one packed `[batch, seqlen, 3, heads, d]` buffer (strided along batch,
+/// sequence and head), as a fused QKV projection produces them.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn scalar_forward_strided_packed_qkv() {
+    let dev = device();
+    for causal in [false, true] {
+        let s = shape(2, 97, 97, 4, 4, 64);
+        let (qh, kh, vh) = random_qkv::<bf16>(&s, 77);
+        let (h, d) = (s.heads, s.head_dim);
+        let mut packed = vec![bf16::ZERO; s.batch * s.seqlen_q * 3 * h * d];
+        for b in 0..s.batch {
+            for i in 0..s.seqlen_q {
+                for hh in 0..h {
+                    for c in 0..d {
+                        let src = ((b * s.seqlen_q + i) * h + hh) * d + c;
+                        let dst =
+                            |which: usize| (((b * s.seqlen_q + i) * 3 + which) * h + hh) * d + c;
+                        packed[dst(0)] = qh[src];
+                        packed[dst(1)] = kh[src];
+                        packed[dst(2)] = vh[src];
+                    }
+                }
+            }
+        }
+        let strides = [s.seqlen_q * 3 * h * d, 3 * h * d, d, 1];
+        let view = |which: usize| {
+            dev.upload_strided(
+                &packed[which * h * d..],
+                &[s.batch, s.seqlen_q, h, d],
+                &strides,
+            )
+            .unwrap()
+        };
+        let (q, k, v) = (view(0), view(1), view(2));
+        assert!(!q.is_contiguous());
+        let (o, lse) = forward(
+            &q,
+            &k,
+            &v,
+            &AttentionOptions {
+                causal,
+                kernel: ForwardKernel::Scalar,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let ref_opts = RefOptions {
+            causal,
+            ..RefOptions::new(d)
+        };
+        let check = check_forward(
+            &qh,
+            &kh,
+            &vh,
+            &s,
+            &ref_opts,
+            &o.to_host().unwrap(),
+            &lse.to_host().unwrap(),
+        );
+        println!("strided causal={causal}: {check}");
+        assert!(check.passed(), "{check}");
+    }
+}
+
+/// Same inputs, same bits: the forward has no atomics or order-dependent reductions.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn scalar_forward_is_deterministic() {
+    let dev = device();
+    let s = shape(2, 1025, 1025, 4, 4, 128);
+    let (qh, kh, vh) = random_qkv::<bf16>(&s, 3);
+    let (q, k, v) = upload_qkv(&dev, &s, &qh, &kh, &vh);
+    let opts = AttentionOptions {
+        causal: true,
+        kernel: ForwardKernel::Scalar,
+        ..Default::default()
+    };
+    let (o0, l0) = forward(&q, &k, &v, &opts).unwrap();
+    let (o0, l0) = (o0.to_host().unwrap(), l0.to_host().unwrap());
+    for _ in 0..20 {
+        let (o, l) = forward(&q, &k, &v, &opts).unwrap();
+        assert!(o
+            .to_host()
+            .unwrap()
+            .iter()
+            .zip(&o0)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(l
+            .to_host()
+            .unwrap()
+            .iter()
+            .zip(&l0)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
+/// The argument an error names (`head_dim` for an unsupported head dim).
+fn arg_of<R>(r: Result<R, Error>) -> &'static str {
+    match r {
+        Err(Error::InvalidArgument { arg, .. }) => arg,
+        Err(Error::UnsupportedHeadDim { .. }) => "head_dim",
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("bad input accepted"),
+    }
+}
+
+/// Bad input gives an error value naming the argument, never a panic or a launch.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn forward_rejects_bad_input() {
+    let dev = device();
+    let t = |shape: &[usize]| -> Tensor<bf16> {
+        let n: usize = shape.iter().product();
+        dev.upload(&vec![bf16::ONE; n], shape).unwrap()
+    };
+    let opts = AttentionOptions::default();
+    let (q, k, v) = (t(&[1, 16, 2, 64]), t(&[1, 16, 2, 64]), t(&[1, 16, 2, 64]));
+    assert_eq!(arg_of(forward(&t(&[16, 2, 64]), &k, &v, &opts)), "q"); // rank 3
+    assert_eq!(arg_of(forward(&q, &k, &t(&[1, 17, 2, 64]), &opts)), "v"); // k/v disagree
+    assert_eq!(
+        arg_of(forward(&q, &t(&[2, 16, 2, 64]), &t(&[2, 16, 2, 64]), &opts)),
+        "k"
+    ); // batch
+    assert_eq!(
+        arg_of(forward(&q, &t(&[1, 16, 2, 32]), &t(&[1, 16, 2, 32]), &opts)),
+        "k"
+    ); // head_dim
+    assert_eq!(arg_of(forward(&t(&[1, 16, 3, 64]), &k, &v, &opts)), "k"); // 3 heads vs 2 kv heads
+    assert_eq!(
+        arg_of(forward(
+            &t(&[1, 16, 2, 264]),
+            &t(&[1, 16, 2, 264]),
+            &t(&[1, 16, 2, 264]),
+            &opts
+        )),
+        "head_dim"
+    );
+    let bad_scale = AttentionOptions {
+        softmax_scale: Some(f32::NAN),
+        ..opts
+    };
+    assert_eq!(arg_of(forward(&q, &k, &v, &bad_scale)), "softmax_scale");
+    // f32 inputs are not an attention dtype.
+    let f = |shape: &[usize]| {
+        dev.upload(&vec![1.0f32; shape.iter().product()], shape)
+            .unwrap()
+    };
+    assert_eq!(
+        arg_of(forward(
+            &f(&[1, 16, 2, 64]),
+            &f(&[1, 16, 2, 64]),
+            &f(&[1, 16, 2, 64]),
+            &opts
+        )),
+        "q"
+    );
+    // Empty tensors cannot even be made.
+    assert!(matches!(
+        dev.upload::<bf16>(&[], &[1, 0, 2, 64]),
+        Err(Error::InvalidArgument { arg: "shape", .. })
+    ));
+    // A view reaching past its buffer, and an unaligned stride.
+    assert!(dev
+        .upload_strided(&vec![bf16::ONE; 100], &[1, 2, 1, 64], &[128, 64, 64, 1])
+        .is_err());
+    let unaligned = dev
+        .upload_strided(&vec![bf16::ONE; 4096], &[1, 16, 2, 64], &[4000, 130, 64, 1])
+        .unwrap();
+    assert_eq!(arg_of(forward(&unaligned, &k, &v, &opts)), "q");
+    // forward_into with a wrong output shape.
+    let mut o = t(&[1, 16, 2, 32]);
+    let mut lse = dev.alloc::<f32>(&[1, 2, 16]).unwrap();
+    assert_eq!(
+        arg_of(forward_into(&q, &k, &v, &mut o, &mut lse, &opts)),
+        "o"
+    );
+}
