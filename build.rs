@@ -50,9 +50,7 @@ fn fail(msg: &str) -> ! {
 
 /// Fails early, with what to install, when the nightly toolchain or its `rust-src` is missing.
 fn check_toolchain(toolchain: &str) {
-    let rustc = Command::new("rustup")
-        .args(["run", toolchain, "rustc", "--version"])
-        .output();
+    let rustc = Command::new("rustup").args(["run", toolchain, "rustc", "--version"]).output();
     match rustc {
         Ok(o) if o.status.success() => {}
         Ok(_) => fail(&format!(
@@ -79,24 +77,16 @@ fn build_ptx(kernels: &Path, out: &Path, toolchain: &str, arch: &str) -> PathBuf
     // -unroll-threshold: fully unroll the per-thread accumulator loops (what `#pragma unroll`
     // does for nvcc users); otherwise LLVM keeps register arrays such as the output accumulator
     // in local memory. JumpThreading off: it could duplicate barriers (rust-lang/rust#137086).
-    let rustflags = format!(
-        "-C target-cpu={arch} -Zmir-enable-passes=-JumpThreading -C llvm-args=-unroll-threshold=1000"
-    );
+    let rustflags =
+        format!("-C target-cpu={arch} -Zmir-enable-passes=-JumpThreading -C llvm-args=-unroll-threshold=1000");
     let mut cmd = Command::new("rustup");
-    cmd.args([
-        "run",
-        toolchain,
-        "cargo",
-        "rustc",
-        "--release",
-        "-Zbuild-std=core",
-    ])
-    .args(["--target", "nvptx64-nvidia-cuda", "--manifest-path"])
-    .arg(kernels.join("Cargo.toml"))
-    .arg("--target-dir")
-    .arg(&target_dir)
-    .args(["--config", "profile.release.panic=\"abort\""])
-    .args(["--", "--emit=asm"]);
+    cmd.args(["run", toolchain, "cargo", "rustc", "--release", "-Zbuild-std=core"])
+        .args(["--target", "nvptx64-nvidia-cuda", "--manifest-path"])
+        .arg(kernels.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .args(["--config", "profile.release.panic=\"abort\""])
+        .args(["--", "--emit=asm"]);
     // The outer cargo's settings describe the host build, not this one.
     for (k, _) in std::env::vars() {
         if k.starts_with("CARGO_") && k != "CARGO_HOME"
@@ -109,14 +99,9 @@ fn build_ptx(kernels: &Path, out: &Path, toolchain: &str, arch: &str) -> PathBuf
         }
     }
     cmd.env("RUSTFLAGS", rustflags);
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| fail(&format!("could not run rustup: {e}")));
+    let output = cmd.output().unwrap_or_else(|e| fail(&format!("could not run rustup: {e}")));
     if !output.status.success() {
-        fail(&format!(
-            "the kernel crate failed to compile for {arch}:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        fail(&format!("the kernel crate failed to compile for {arch}:\n{}", String::from_utf8_lossy(&output.stderr)));
     }
     // The PTX is the newest `flashattn_kernels-*.s` of this build.
     let deps = target_dir.join("nvptx64-nvidia-cuda/release/deps");

@@ -27,12 +27,7 @@ impl ErrorCheck {
         let nan = ours.iter().filter(|x| x.is_nan()).count();
         let ours_err = reference::max_abs_diff(ours, reference);
         let naive_err = reference::max_abs_diff(naive, reference);
-        ErrorCheck {
-            ours: ours_err,
-            naive: naive_err,
-            bound: factor * naive_err + atol,
-            nan,
-        }
+        ErrorCheck { ours: ours_err, naive: naive_err, bound: factor * naive_err + atol, nan }
     }
     pub fn passed(&self) -> bool {
         self.nan == 0 && self.ours <= self.bound
@@ -47,11 +42,7 @@ impl std::fmt::Display for ErrorCheck {
             self.ours,
             self.bound,
             self.naive,
-            if self.nan > 0 {
-                format!(", {} NaN", self.nan)
-            } else {
-                String::new()
-            },
+            if self.nan > 0 { format!(", {} NaN", self.nan) } else { String::new() },
             if self.passed() { "" } else { "  FAILED" }
         )
     }
@@ -77,11 +68,7 @@ pub fn randn<T: Element>(n: usize, rng: &mut impl Rng) -> Vec<T> {
 /// Random q, k, v for a shape, from a seed.
 pub fn random_qkv<T: Element>(shape: &Shape, seed: u64) -> (Vec<T>, Vec<T>, Vec<T>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (
-        randn(shape.q_len(), &mut rng),
-        randn(shape.kv_len(), &mut rng),
-        randn(shape.kv_len(), &mut rng),
-    )
+    (randn(shape.q_len(), &mut rng), randn(shape.kv_len(), &mut rng), randn(shape.kv_len(), &mut rng))
 }
 
 pub fn to_f64<T: Element>(x: &[T]) -> Vec<f64> {
@@ -110,11 +97,7 @@ impl ForwardCheck {
 
 impl std::fmt::Display for ForwardCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "o: {}; lse: max err {:.2e}, {} bad rows",
-            self.o, self.lse_err, self.lse_bad
-        )
+        write!(f, "o: {}; lse: max err {:.2e}, {} bad rows", self.o, self.lse_err, self.lse_bad)
     }
 }
 
@@ -135,11 +118,7 @@ pub fn check_forward<T: Element>(
     // FlashAttention adds 1e-5 for causal; it also covers outputs that are exactly representable.
     let o_check = ErrorCheck::new(&to_f64(o), &naive, &reference.o, 2.0, 1e-5);
     let (lse_err, lse_bad) = compare_lse(lse, &reference.lse);
-    ForwardCheck {
-        o: o_check,
-        lse_err,
-        lse_bad,
-    }
+    ForwardCheck { o: o_check, lse_err, lse_bad }
 }
 
 /// (max error over finite rows, count of rows wrong in kind).

@@ -44,20 +44,15 @@ impl BenchFile {
     pub fn read(path: &Path) -> Result<BenchFile> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::invalid("path", format!("cannot read {}: {e}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| {
-            Error::invalid(
-                "path",
-                format!("{} is not a results file: {e}", path.display()),
-            )
-        })
+        serde_json::from_str(&text)
+            .map_err(|e| Error::invalid("path", format!("{} is not a results file: {e}", path.display())))
     }
     pub fn write(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
         let text = serde_json::to_string_pretty(self).expect("rows serialize");
-        std::fs::write(path, text)
-            .map_err(|e| Error::invalid("path", format!("cannot write {}: {e}", path.display())))
+        std::fs::write(path, text).map_err(|e| Error::invalid("path", format!("cannot write {}: {e}", path.display())))
     }
 }
 
@@ -85,11 +80,7 @@ impl BenchShape {
 
 /// The shapes of ANCHORS.md for the given head dims (`quick`: N = 1k and 4k only).
 pub fn anchor_shapes(head_dims: &[usize], quick: bool) -> Vec<BenchShape> {
-    let ns: &[usize] = if quick {
-        &[1024, 4096]
-    } else {
-        &[512, 1024, 2048, 4096, 8192, 16384]
-    };
+    let ns: &[usize] = if quick { &[1024, 4096] } else { &[512, 1024, 2048, 4096, 8192, 16384] };
     let mut shapes = Vec::new();
     for &d in head_dims {
         for causal in [false, true] {
@@ -111,10 +102,8 @@ pub fn time_ms(
     max_iters: usize,
 ) -> Result<f64> {
     let ctx = dev.context();
-    let (start, end) = (
-        ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?,
-        ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?,
-    );
+    let (start, end) =
+        (ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?, ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?);
     // Warm-up: module JIT, function lookup and clocks ramping up stay out of the numbers.
     let mut warm = 0.0;
     for _ in 0..max_iters.max(2) {
@@ -159,18 +148,9 @@ pub fn bench_forward<T: Element>(
     };
     let (qh, kh, vh) = random_qkv::<T>(&ref_shape, 7);
     let q: Tensor<T> = dev.upload(&qh, &[dims.batch, dims.seqlen_q, dims.heads, dims.head_dim])?;
-    let k: Tensor<T> = dev.upload(
-        &kh,
-        &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim],
-    )?;
-    let v: Tensor<T> = dev.upload(
-        &vh,
-        &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim],
-    )?;
-    let opts = AttentionOptions {
-        causal: shape.causal,
-        ..*opts
-    };
+    let k: Tensor<T> = dev.upload(&kh, &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim])?;
+    let v: Tensor<T> = dev.upload(&vh, &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim])?;
+    let opts = AttentionOptions { causal: shape.causal, ..*opts };
 
     dev.synchronize()?;
     dev.reset_peak();
@@ -180,13 +160,7 @@ pub fn bench_forward<T: Element>(
 
     let mut o = dev.alloc::<T>(q.shape())?;
     let mut lse = dev.alloc::<f32>(&[dims.batch, dims.heads, dims.seqlen_q])?;
-    let ms = time_ms(
-        dev,
-        || forward_into(&q, &k, &v, &mut o, &mut lse, &opts),
-        budget_ms,
-        5,
-        200,
-    )?;
+    let ms = time_ms(dev, || forward_into(&q, &k, &v, &mut o, &mut lse, &opts), budget_ms, 5, 200)?;
     Ok(BenchRow {
         op: "fwd".into(),
         implementation: kernel_name.into(),
@@ -217,31 +191,14 @@ fn find<'a>(rows: &'a [BenchRow], like: &BenchRow, implementation: &str) -> Opti
 pub fn format_table(ours: &[BenchRow], peers: &[BenchRow]) -> String {
     let mut s = format!(
         "{:<4} {:<6} {:>4} {:>6} {:>4} {:>4} {:>10} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}\n",
-        "op",
-        "dtype",
-        "d",
-        "N",
-        "B",
-        "H",
-        "causal",
-        "ms",
-        "TFLOPS",
-        "fa2",
-        "ours/fa2",
-        "cudnn",
-        "ours/cudnn"
+        "op", "dtype", "d", "N", "B", "H", "causal", "ms", "TFLOPS", "fa2", "ours/fa2", "cudnn", "ours/cudnn"
     );
     for r in ours {
         let fa2 = find(peers, r, "fa2");
         let cudnn = find(peers, r, "cudnn");
-        let cell = |p: Option<&BenchRow>| {
-            p.map(|p| format!("{:.1}", p.tflops))
-                .unwrap_or_else(|| "-".into())
-        };
-        let ratio = |p: Option<&BenchRow>| {
-            p.map(|p| format!("{:.3}", r.tflops / p.tflops))
-                .unwrap_or_else(|| "-".into())
-        };
+        let cell = |p: Option<&BenchRow>| p.map(|p| format!("{:.1}", p.tflops)).unwrap_or_else(|| "-".into());
+        let ratio =
+            |p: Option<&BenchRow>| p.map(|p| format!("{:.3}", r.tflops / p.tflops)).unwrap_or_else(|| "-".into());
         s += &format!(
             "{:<4} {:<6} {:>4} {:>6} {:>4} {:>4} {:>10} {:>9.3} {:>9.1} {:>8} {:>9} {:>8} {:>9}\n",
             r.op,
@@ -264,15 +221,8 @@ pub fn format_table(ours: &[BenchRow], peers: &[BenchRow]) -> String {
 
 /// A file name for a GPU: "NVIDIA H100 80GB HBM3" -> "nvidia-h100-80gb-hbm3".
 pub fn device_slug(name: &str) -> String {
-    let s: String = name
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    s.split('-')
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("-")
+    let s: String = name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
 }
 
 #[cfg(test)]
@@ -281,18 +231,10 @@ mod tests {
 
     #[test]
     fn slug_and_shapes() {
-        assert_eq!(
-            device_slug("NVIDIA H100 80GB HBM3"),
-            "nvidia-h100-80gb-hbm3"
-        );
+        assert_eq!(device_slug("NVIDIA H100 80GB HBM3"), "nvidia-h100-80gb-hbm3");
         let shapes = anchor_shapes(&[64, 128], false);
         assert_eq!(shapes.len(), 2 * 2 * 6);
-        let d = BenchShape {
-            d: 128,
-            causal: false,
-            n: 2048,
-        }
-        .dims();
+        let d = BenchShape { d: 128, causal: false, n: 2048 }.dims();
         assert_eq!((d.batch, d.heads), (8, 16));
     }
 
@@ -311,10 +253,7 @@ mod tests {
             tflops,
             peak_mib: 0.0,
         };
-        let table = format_table(
-            &[row("ours", 150.0, 4096)],
-            &[row("fa2", 300.0, 4096), row("fa2", 1.0, 2048)],
-        );
+        let table = format_table(&[row("ours", 150.0, 4096)], &[row("fa2", 300.0, 4096), row("fa2", 1.0, 2048)]);
         assert!(table.contains("0.500"), "{table}");
     }
 

@@ -11,30 +11,16 @@ pub enum Error {
     NoDriver,
     /// The driver loaded but there is no GPU with this ordinal.
     #[error("no CUDA GPU with ordinal {ordinal}: the driver reports {count} device(s){detail}")]
-    NoDevice {
-        ordinal: usize,
-        count: usize,
-        detail: String,
-    },
+    NoDevice { ordinal: usize, count: usize, detail: String },
     /// The GPU is older than the kernels support.
-    #[error(
-        "GPU {name} has compute capability {major}.{minor}; flashattn needs 8.0 (Ampere) or newer"
-    )]
-    UnsupportedGpu {
-        name: String,
-        major: i32,
-        minor: i32,
-    },
+    #[error("GPU {name} has compute capability {major}.{minor}; flashattn needs 8.0 (Ampere) or newer")]
+    UnsupportedGpu { name: String, major: i32, minor: i32 },
     /// An argument is malformed: the name of the argument, and what is wrong with it.
     #[error("invalid argument `{arg}`: {msg}")]
     InvalidArgument { arg: &'static str, msg: String },
     /// The head dimension has no kernel.
     #[error("unsupported head dim {head_dim} for the {kernel} kernel (supported: {supported:?})")]
-    UnsupportedHeadDim {
-        head_dim: usize,
-        kernel: &'static str,
-        supported: Vec<usize>,
-    },
+    UnsupportedHeadDim { head_dim: usize, kernel: &'static str, supported: Vec<usize> },
     /// Two tensors of one call live on different devices.
     #[error("tensors `{a}` and `{b}` are on different devices")]
     DeviceMismatch { a: &'static str, b: &'static str },
@@ -45,9 +31,6 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn invalid(arg: &'static str, msg: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            arg,
-            msg: msg.into(),
-        }
+        Error::InvalidArgument { arg, msg: msg.into() }
     }
 }

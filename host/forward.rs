@@ -3,7 +3,7 @@ use cudarc::driver::{DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKern
 
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
-use flashattn_kernels::config::{Dtype, ScalarForwardConfig};
+use flashattn_kernels::config::{Dtype, MmaForwardConfig, ScalarForwardConfig};
 use flashattn_kernels::params::{ForwardParams, Strides};
 
 /// Options of an attention call (the names follow flash-attn and PyTorch SDPA).
@@ -21,11 +21,7 @@ pub struct AttentionOptions {
 
 impl Default for AttentionOptions {
     fn default() -> Self {
-        Self {
-            causal: false,
-            softmax_scale: None,
-            kernel: ForwardKernel::Auto,
-        }
+        Self { causal: false, softmax_scale: None, kernel: ForwardKernel::Auto }
     }
 }
 
@@ -35,7 +31,9 @@ pub enum ForwardKernel {
     /// The fastest kernel that supports the call.
     #[default]
     Auto,
-    /// One thread per query row on CUDA cores: the simple reference path.
+    /// Tensor cores (mma.sync m16n8k16, sm_80+): head dims that are multiples of 8 up to 256.
+    TensorCore,
+    /// One thread per query row on CUDA cores: the simple reference path (head dims 32, 64, 128).
     Scalar,
 }
 
@@ -83,19 +81,13 @@ pub fn forward_into<T: Element>(
     let dims = validate_inputs(q, k, v, opts)?;
     check_layout("o", o)?;
     if o.shape() != q.shape() {
-        return Err(Error::invalid(
-            "o",
-            format!("shape {:?} differs from q's {:?}", o.shape(), q.shape()),
-        ));
+        return Err(Error::invalid("o", format!("shape {:?} differs from q's {:?}", o.shape(), q.shape())));
     }
     let lse_shape = [dims.batch, dims.heads, dims.seqlen_q];
     if lse.shape() != lse_shape || !lse.is_contiguous() {
         return Err(Error::invalid(
             "lse",
-            format!(
-                "must be a contiguous [batch, heads, seqlen_q] = {lse_shape:?} tensor, got {:?}",
-                lse
-            ),
+            format!("must be a contiguous [batch, heads, seqlen_q] = {lse_shape:?} tensor, got {:?}", lse),
         ));
     }
     for (name, dev) in [("o", o.device()), ("lse", lse.device())] {
@@ -114,37 +106,28 @@ pub fn validate_inputs<T: Element>(
     opts: &AttentionOptions,
 ) -> Result<Dims> {
     if T::DTYPE.is_none() {
-        return Err(Error::invalid(
-            "q",
-            format!("dtype {} is not supported; use f16 or bf16", T::NAME),
-        ));
+        return Err(Error::invalid("q", format!("dtype {} is not supported; use f16 or bf16", T::NAME)));
     }
     for (name, t) in [("q", q), ("k", k), ("v", v)] {
         check_layout(name, t)?;
     }
     let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
     if ks != vs {
-        return Err(Error::invalid(
-            "v",
-            format!("shape {vs:?} differs from k's {ks:?}"),
-        ));
+        return Err(Error::invalid("v", format!("shape {vs:?} differs from k's {ks:?}")));
     }
     if ks[0] != qs[0] {
-        return Err(Error::invalid(
-            "k",
-            format!("batch {} differs from q's batch {}", ks[0], qs[0]),
-        ));
+        return Err(Error::invalid("k", format!("batch {} differs from q's batch {}", ks[0], qs[0])));
     }
     if ks[3] != qs[3] {
-        return Err(Error::invalid(
-            "k",
-            format!("head_dim {} differs from q's head_dim {}", ks[3], qs[3]),
-        ));
+        return Err(Error::invalid("k", format!("head_dim {} differs from q's head_dim {}", ks[3], qs[3])));
     }
     if qs[2] % ks[2] != 0 {
         return Err(Error::invalid(
             "k",
-            format!("q's {} heads are not a multiple of k/v's {} heads (GQA needs heads % heads_kv == 0)", qs[2], ks[2]),
+            format!(
+                "q's {} heads are not a multiple of k/v's {} heads (GQA needs heads % heads_kv == 0)",
+                qs[2], ks[2]
+            ),
         ));
     }
     for (name, t) in [("k", k), ("v", v)] {
@@ -152,21 +135,11 @@ pub fn validate_inputs<T: Element>(
             return Err(Error::DeviceMismatch { a: "q", b: name });
         }
     }
-    let dims = Dims {
-        batch: qs[0],
-        seqlen_q: qs[1],
-        seqlen_k: ks[1],
-        heads: qs[2],
-        heads_kv: ks[2],
-        head_dim: qs[3],
-    };
+    let dims = Dims { batch: qs[0], seqlen_q: qs[1], seqlen_k: ks[1], heads: qs[2], heads_kv: ks[2], head_dim: qs[3] };
     if dims.batch > 65535 || dims.heads > 65535 {
         return Err(Error::invalid(
             "q",
-            format!(
-                "batch {} and heads {} must each be at most 65535",
-                dims.batch, dims.heads
-            ),
+            format!("batch {} and heads {} must each be at most 65535", dims.batch, dims.heads),
         ));
     }
     if dims.seqlen_q > i32::MAX as usize || dims.seqlen_k > i32::MAX as usize {
@@ -174,10 +147,7 @@ pub fn validate_inputs<T: Element>(
     }
     if let Some(s) = opts.softmax_scale {
         if !s.is_finite() {
-            return Err(Error::invalid(
-                "softmax_scale",
-                format!("{s} is not finite"),
-            ));
+            return Err(Error::invalid("softmax_scale", format!("{s} is not finite")));
         }
     }
     select_kernel(opts.kernel, dims.head_dim)?;
@@ -198,10 +168,7 @@ fn check_layout<T: Element>(name: &'static str, t: &Tensor<T>) -> Result<()> {
         return Err(Error::invalid(name, format!("is empty (shape {shape:?})")));
     }
     if strides[3] != 1 {
-        return Err(Error::invalid(
-            name,
-            format!("the last dimension must be contiguous (strides {strides:?})"),
-        ));
+        return Err(Error::invalid(name, format!("the last dimension must be contiguous (strides {strides:?})")));
     }
     if strides[..3].iter().any(|s| s % 8 != 0) {
         return Err(Error::invalid(
@@ -212,20 +179,30 @@ fn check_layout<T: Element>(name: &'static str, t: &Tensor<T>) -> Result<()> {
     Ok(())
 }
 
+/// Head dims the tensor-core kernel takes: multiples of 8 up to 256 (padded up to the next
+/// multiple of 32 inside the kernel).
+pub fn tensor_core_supports(head_dim: usize) -> bool {
+    head_dim % 8 == 0 && (8..=MmaForwardConfig::MAX_HEAD_DIM).contains(&head_dim)
+}
+
 /// The kernel family that runs a call.
 fn select_kernel(choice: ForwardKernel, head_dim: usize) -> Result<ForwardKernel> {
+    let scalar_ok = ScalarForwardConfig::HEAD_DIMS.contains(&head_dim);
     match choice {
-        ForwardKernel::Auto | ForwardKernel::Scalar => {
-            if ScalarForwardConfig::HEAD_DIMS.contains(&head_dim) {
-                Ok(ForwardKernel::Scalar)
-            } else {
-                Err(Error::UnsupportedHeadDim {
-                    head_dim,
-                    kernel: "scalar forward",
-                    supported: ScalarForwardConfig::HEAD_DIMS.to_vec(),
-                })
-            }
+        ForwardKernel::Auto | ForwardKernel::TensorCore if tensor_core_supports(head_dim) => {
+            Ok(ForwardKernel::TensorCore)
         }
+        ForwardKernel::Scalar if scalar_ok => Ok(ForwardKernel::Scalar),
+        ForwardKernel::Scalar => Err(Error::UnsupportedHeadDim {
+            head_dim,
+            kernel: "scalar forward",
+            supported: ScalarForwardConfig::HEAD_DIMS.to_vec(),
+        }),
+        _ => Err(Error::UnsupportedHeadDim {
+            head_dim,
+            kernel: "tensor-core forward",
+            supported: (8..=MmaForwardConfig::MAX_HEAD_DIM).step_by(8).collect(),
+        }),
     }
 }
 
@@ -242,19 +219,27 @@ fn scalar_kernel_name(dtype: Dtype, head_dim: usize, causal: bool) -> Option<&'s
     let mut table = Vec::new();
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $causal:literal) => {
-            table.push(KernelEntry {
-                name: stringify!($name),
-                dtype: Dtype::$dtype,
-                head_dim: $d,
-                causal: $causal,
-            })
+            table.push(KernelEntry { name: stringify!($name), dtype: Dtype::$dtype, head_dim: $d, causal: $causal })
         };
     }
     flashattn_kernels::for_each_scalar_forward_kernel!(row);
-    table
-        .into_iter()
-        .find(|e| e.dtype == dtype && e.head_dim == head_dim && e.causal == causal)
-        .map(|e| e.name)
+    table.into_iter().find(|e| e.dtype == dtype && e.head_dim == head_dim && e.causal == causal).map(|e| e.name)
+}
+
+/// The tensor-core kernel of a call, and its tile configuration (from the same table).
+fn mma_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&'static str, MmaForwardConfig)> {
+    let padded = MmaForwardConfig::padded_head_dim(head_dim);
+    let mut found = None;
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $causal:literal) => {
+            if Dtype::$dtype == dtype && $d == padded && $causal == causal {
+                let cfg = MmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, m_tiles: $mt, q_in_regs: $qr };
+                found = Some((stringify!($name), cfg));
+            }
+        };
+    }
+    flashattn_kernels::for_each_mma_forward_kernel!(row);
+    found
 }
 
 /// The parameter block, passed by value. A newtype: `ForwardParams` lives in the kernels crate,
@@ -267,11 +252,7 @@ unsafe impl DeviceRepr for ParamBlock {}
 
 fn strides_of<T: Element>(t: &Tensor<T>) -> Strides {
     let s = t.strides();
-    Strides {
-        batch: s[0] as u64,
-        row: s[1] as u64,
-        head: s[2] as u64,
-    }
+    Strides { batch: s[0] as u64, row: s[1] as u64, head: s[2] as u64 }
 }
 
 fn launch<T: Element>(
@@ -284,75 +265,65 @@ fn launch<T: Element>(
     opts: &AttentionOptions,
 ) -> Result<()> {
     let dtype = T::DTYPE.expect("validated");
-    let scale = opts
-        .softmax_scale
-        .unwrap_or(1.0 / (dims.head_dim as f32).sqrt());
+    let scale = opts.softmax_scale.unwrap_or(1.0 / (dims.head_dim as f32).sqrt());
+    let unsupported = || Error::UnsupportedHeadDim { head_dim: dims.head_dim, kernel: "forward", supported: vec![] };
+    // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
+    let (name, threads, block_m, smem) = match select_kernel(opts.kernel, dims.head_dim)? {
+        ForwardKernel::Scalar => {
+            let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
+            let cfg = ScalarForwardConfig::new(dims.head_dim);
+            (name, ScalarForwardConfig::THREADS, ScalarForwardConfig::BLOCK_M, cfg.smem_bytes())
+        }
+        ForwardKernel::TensorCore | ForwardKernel::Auto => {
+            let (name, cfg) = mma_kernel(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
+            (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+        }
+    };
     let dev = q.device().clone();
     let stream = dev.stream().clone();
-    match select_kernel(opts.kernel, dims.head_dim)? {
-        ForwardKernel::Scalar | ForwardKernel::Auto => {
-            let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or(
-                Error::UnsupportedHeadDim {
-                    head_dim: dims.head_dim,
-                    kernel: "scalar forward",
-                    supported: ScalarForwardConfig::HEAD_DIMS.to_vec(),
-                },
-            )?;
-            let cfg = ScalarForwardConfig::new(dims.head_dim);
-            let smem = cfg.smem_bytes();
-            let func = dev.function(name, smem)?;
-            let (o_strides, q_strides, k_strides, v_strides) =
-                (strides_of(o), strides_of(q), strides_of(k), strides_of(v));
-            let (q_ptr, _gq) = q.data().device_ptr(&stream);
-            let (k_ptr, _gk) = k.data().device_ptr(&stream);
-            let (v_ptr, _gv) = v.data().device_ptr(&stream);
-            let (o_ptr, _go) = o.data_mut().device_ptr_mut(&stream);
-            let (lse_ptr, _gl) = lse.data_mut().device_ptr_mut(&stream);
-            let params = ParamBlock(ForwardParams {
-                q: q_ptr,
-                k: k_ptr,
-                v: v_ptr,
-                o: o_ptr,
-                lse: lse_ptr,
-                q_strides,
-                k_strides,
-                v_strides,
-                o_strides,
-                batch: dims.batch as u32,
-                heads: dims.heads as u32,
-                heads_kv: dims.heads_kv as u32,
-                seqlen_q: dims.seqlen_q as u32,
-                seqlen_k: dims.seqlen_k as u32,
-                scale_log2: scale * std::f32::consts::LOG2_E,
-            });
-            let cfg = LaunchConfig {
-                grid_dim: (
-                    dims.seqlen_q.div_ceil(ScalarForwardConfig::BLOCK_M) as u32,
-                    dims.heads as u32,
-                    dims.batch as u32,
-                ),
-                block_dim: (ScalarForwardConfig::THREADS as u32, 1, 1),
-                shared_mem_bytes: smem as u32,
-            };
-            let mut builder = stream.launch_builder(&func);
-            builder.arg(&params);
-            // SAFETY: the parameter block matches the kernel's signature; every pointer is a live
-            // allocation of the validated shape and strides, which bound every access the kernel
-            // makes (rows >= seqlen are never read or written).
-            unsafe { builder.launch(cfg) }?;
-        }
-    }
+    let func = dev.load_kernel(name, smem)?;
+    let (o_strides, q_strides, k_strides, v_strides) = (strides_of(o), strides_of(q), strides_of(k), strides_of(v));
+    let (q_ptr, _gq) = q.data().device_ptr(&stream);
+    let (k_ptr, _gk) = k.data().device_ptr(&stream);
+    let (v_ptr, _gv) = v.data().device_ptr(&stream);
+    let (o_ptr, _go) = o.data_mut().device_ptr_mut(&stream);
+    let (lse_ptr, _gl) = lse.data_mut().device_ptr_mut(&stream);
+    let params = ParamBlock(ForwardParams {
+        q: q_ptr,
+        k: k_ptr,
+        v: v_ptr,
+        o: o_ptr,
+        lse: lse_ptr,
+        q_strides,
+        k_strides,
+        v_strides,
+        o_strides,
+        batch: dims.batch as u32,
+        heads: dims.heads as u32,
+        heads_kv: dims.heads_kv as u32,
+        seqlen_q: dims.seqlen_q as u32,
+        seqlen_k: dims.seqlen_k as u32,
+        head_dim: dims.head_dim as u32,
+        scale_log2: scale * std::f32::consts::LOG2_E,
+    });
+    let cfg = LaunchConfig {
+        grid_dim: (dims.seqlen_q.div_ceil(block_m) as u32, dims.heads as u32, dims.batch as u32),
+        block_dim: (threads as u32, 1, 1),
+        shared_mem_bytes: smem as u32,
+    };
+    let mut builder = stream.launch_builder(&func);
+    builder.arg(&params);
+    // SAFETY: the parameter block matches the kernel's signature; every pointer is a live
+    // allocation of the validated shape and strides, which bound every access the kernel makes
+    // (rows past seqlen and columns past head_dim are never read or written).
+    unsafe { builder.launch(cfg) }?;
     Ok(())
 }
 
 /// FLOPs of a forward as FlashAttention's benchmarks count them: two GEMMs, `4 * B * H * N_q *
 /// N_k * d`, halved for causal.
 pub fn forward_flops(dims: &Dims, causal: bool) -> f64 {
-    let f = 4.0
-        * (dims.batch * dims.heads) as f64
-        * dims.seqlen_q as f64
-        * dims.seqlen_k as f64
-        * dims.head_dim as f64;
+    let f = 4.0 * (dims.batch * dims.heads) as f64 * dims.seqlen_q as f64 * dims.seqlen_k as f64 * dims.head_dim as f64;
     if causal {
         f / 2.0
     } else {
@@ -363,10 +334,7 @@ pub fn forward_flops(dims: &Dims, causal: bool) -> f64 {
 /// Whether a forward of this q shape and options has a kernel (used to skip shapes in sweeps).
 pub fn check_supported<T: Element>(q_shape: &[usize], opts: &AttentionOptions) -> Result<()> {
     if T::DTYPE.is_none() {
-        return Err(Error::invalid(
-            "q",
-            format!("dtype {} is not supported; use f16 or bf16", T::NAME),
-        ));
+        return Err(Error::invalid("q", format!("dtype {} is not supported; use f16 or bf16", T::NAME)));
     }
     select_kernel(opts.kernel, q_shape[3]).map(|_| ())
 }

@@ -130,11 +130,7 @@ pub struct RefOptions<'a> {
 impl RefOptions<'_> {
     /// Non-causal, `softmax_scale = 1/sqrt(head_dim)`, no dropout.
     pub fn new(head_dim: usize) -> Self {
-        RefOptions {
-            causal: false,
-            softmax_scale: 1.0 / (head_dim as f64).sqrt(),
-            dropout: None,
-        }
+        RefOptions { causal: false, softmax_scale: 1.0 / (head_dim as f64).sqrt(), dropout: None }
     }
 }
 
@@ -196,16 +192,8 @@ struct FloatFormat {
     max_exp: i32,
 }
 
-const BF16: FloatFormat = FloatFormat {
-    precision: 8,
-    min_exp: -126,
-    max_exp: 127,
-};
-const F16: FloatFormat = FloatFormat {
-    precision: 11,
-    min_exp: -14,
-    max_exp: 15,
-};
+const BF16: FloatFormat = FloatFormat { precision: 8, min_exp: -126, max_exp: 127 };
+const F16: FloatFormat = FloatFormat { precision: 11, min_exp: -14, max_exp: 15 };
 
 /// Exact `2^e` for `e` in the normal f64 exponent range.
 fn pow2(e: i32) -> f64 {
@@ -299,23 +287,13 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let ca = a.chunks_exact(LANES);
     let cb = b.chunks_exact(LANES);
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for l in 0..LANES {
             acc[l] += x[l] * y[l];
         }
     }
-    let pairs = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
+    let pairs = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
     ((pairs[0] + pairs[2]) + (pairs[1] + pairs[3])) + tail
 }
 
@@ -379,22 +357,12 @@ struct Rows<'a> {
 impl<'a> Rows<'a> {
     /// Rows stored back to back, `width` each.
     fn contiguous(data: &'a [f64], width: usize) -> Self {
-        Rows {
-            data,
-            base: 0,
-            stride: width,
-            width,
-        }
+        Rows { data, base: 0, stride: width, width }
     }
 
     /// The key rows of K/V head `kvh` of batch `b`, in place.
     fn kv_head(data: &'a [f64], shape: &Shape, b: usize, kvh: usize) -> Self {
-        Rows {
-            data,
-            base: shape.kv_base(b, kvh),
-            stride: shape.kv_stride(),
-            width: shape.head_dim,
-        }
+        Rows { data, base: shape.kv_base(b, kvh), stride: shape.kv_stride(), width: shape.head_dim }
     }
 
     fn row(&self, j: usize) -> &'a [f64] {
@@ -483,21 +451,12 @@ fn dropout_factor(dropout: Option<RowDropout>, j: usize) -> f64 {
 }
 
 /// The dropout view of row `(b, h, i)`, if dropout is enabled.
-fn row_dropout<'a>(
-    opts: &RefOptions<'a>,
-    shape: &Shape,
-    b: usize,
-    h: usize,
-    i: usize,
-) -> Option<RowDropout<'a>> {
+fn row_dropout<'a>(opts: &RefOptions<'a>, shape: &Shape, b: usize, h: usize, i: usize) -> Option<RowDropout<'a>> {
     let (mask, p) = opts.dropout?;
     let start = shape.mask_row_offset(b, h, i);
     // p >= 1 drops everything; avoid 1/(1-p) = inf turning into NaN.
     let scale = if p < 1.0 { 1.0 / (1.0 - p) } else { 0.0 };
-    Some(RowDropout {
-        keep: &mask[start..start + shape.seqlen_k],
-        scale,
-    })
+    Some(RowDropout { keep: &mask[start..start + shape.seqlen_k], scale })
 }
 
 // ---------------------------------------------------------------------------
@@ -539,12 +498,7 @@ fn softmax_row<R: Rounding>(q_row: &[f64], ctx: &RowContext<R>, probs: &mut Vec<
 
 /// Forward of one query row: writes `o_row` and returns the lse.
 /// `o = round(sum_j round(P_j * dropout_j) v_j)`.
-fn attend_row<R: Rounding>(
-    q_row: &[f64],
-    ctx: &RowContext<R>,
-    probs: &mut Vec<f64>,
-    o_row: &mut [f64],
-) -> f64 {
+fn attend_row<R: Rounding>(q_row: &[f64], ctx: &RowContext<R>, probs: &mut Vec<f64>, o_row: &mut [f64]) -> f64 {
     let lse = softmax_row(q_row, ctx, probs);
     o_row.fill(0.0);
     for (j, &p) in probs.iter().enumerate() {
@@ -669,8 +623,7 @@ fn forward_impl<R: Rounding>(
                 let ctx = row_context((kv.k_rows(d), kv.v_rows(d)), shape, opts, round, (b, h, i));
                 let off = shape.q_offset(b, i, h);
                 let o_row = &mut o[off..off + d];
-                lse[shape.lse_index(b, h, i)] =
-                    attend_row(&q[off..off + d], &ctx, &mut probs, o_row);
+                lse[shape.lse_index(b, h, i)] = attend_row(&q[off..off + d], &ctx, &mut probs, o_row);
             }
         }
     }
@@ -712,29 +665,13 @@ fn backward_impl<R: Rounding>(
                 dv_head.fill(0.0);
                 loaded = Some(kvh);
             }
-            let mut dk_rows = RowsMut {
-                data: &mut dk_head,
-                width: d,
-            };
-            let mut dv_rows = RowsMut {
-                data: &mut dv_head,
-                width: d,
-            };
+            let mut dk_rows = RowsMut { data: &mut dk_head, width: d };
+            let mut dv_rows = RowsMut { data: &mut dv_head, width: d };
             for i in 0..shape.seqlen_q {
                 let ctx = row_context((kv.k_rows(d), kv.v_rows(d)), shape, opts, round, (b, h, i));
                 let off = shape.q_offset(b, i, h);
-                let grads = RowGrads {
-                    dq_row: &mut dq[off..off + d],
-                    dk: &mut dk_rows,
-                    dv: &mut dv_rows,
-                };
-                backward_row(
-                    &q[off..off + d],
-                    &d_o[off..off + d],
-                    &ctx,
-                    grads,
-                    &mut scratch,
-                );
+                let grads = RowGrads { dq_row: &mut dq[off..off + d], dk: &mut dk_rows, dv: &mut dv_rows };
+                backward_row(&q[off..off + d], &d_o[off..off + d], &ctx, grads, &mut scratch);
             }
         }
         if let Some(last) = loaded {
@@ -762,14 +699,7 @@ pub fn forward(q: &[f64], k: &[f64], v: &[f64], shape: &Shape, opts: &RefOptions
 
 /// Exact f64 gradients of `L = sum(o * d_o)` with respect to q, k, v.
 /// For GQA, `dk`/`dv` are summed over the query heads sharing a K/V head.
-pub fn backward(
-    q: &[f64],
-    k: &[f64],
-    v: &[f64],
-    d_o: &[f64],
-    shape: &Shape,
-    opts: &RefOptions,
-) -> RefGradients {
+pub fn backward(q: &[f64], k: &[f64], v: &[f64], d_o: &[f64], shape: &Shape, opts: &RefOptions) -> RefGradients {
     backward_impl(q, k, v, d_o, shape, opts, &Exact)
 }
 
@@ -823,10 +753,7 @@ pub fn forward_row(
 ) -> (Vec<f64>, f64) {
     debug_check_inputs(q, k, v, shape, opts);
     let kvh = shape.kv_head(h);
-    let kv_rows = (
-        Rows::kv_head(k, shape, b, kvh),
-        Rows::kv_head(v, shape, b, kvh),
-    );
+    let kv_rows = (Rows::kv_head(k, shape, b, kvh), Rows::kv_head(v, shape, b, kvh));
     let ctx = row_context(kv_rows, shape, opts, &Exact, (b, h, i));
     let off = shape.q_offset(b, i, h);
     let mut o_row = vec![0.0; shape.head_dim];
@@ -844,14 +771,7 @@ mod tests {
     use super::*;
 
     fn shape(sq: usize, sk: usize) -> Shape {
-        Shape {
-            batch: 1,
-            seqlen_q: sq,
-            seqlen_k: sk,
-            heads: 1,
-            heads_kv: 1,
-            head_dim: 1,
-        }
+        Shape { batch: 1, seqlen_q: sq, seqlen_k: sk, heads: 1, heads_kv: 1, head_dim: 1 }
     }
 
     #[test]
@@ -863,11 +783,7 @@ mod tests {
                     for i in 0..sq {
                         let n = allowed_keys(&s, causal, i);
                         for j in 0..sk {
-                            assert_eq!(
-                                is_allowed(&s, causal, i, j),
-                                j < n,
-                                "sq={sq} sk={sk} i={i} j={j}"
-                            );
+                            assert_eq!(is_allowed(&s, causal, i, j), j < n, "sq={sq} sk={sk} i={i} j={j}");
                         }
                     }
                 }
@@ -888,14 +804,7 @@ mod tests {
 
     #[test]
     fn kv_head_groups_query_heads() {
-        let s = Shape {
-            batch: 1,
-            seqlen_q: 1,
-            seqlen_k: 1,
-            heads: 6,
-            heads_kv: 2,
-            head_dim: 1,
-        };
+        let s = Shape { batch: 1, seqlen_q: 1, seqlen_k: 1, heads: 6, heads_kv: 2, head_dim: 1 };
         let groups: Vec<usize> = (0..6).map(|h| s.kv_head(h)).collect();
         assert_eq!(groups, [0, 0, 0, 1, 1, 1]);
         let mqa = Shape { heads_kv: 1, ..s };
@@ -904,14 +813,7 @@ mod tests {
 
     #[test]
     fn layout_offsets() {
-        let s = Shape {
-            batch: 2,
-            seqlen_q: 3,
-            seqlen_k: 5,
-            heads: 4,
-            heads_kv: 2,
-            head_dim: 8,
-        };
+        let s = Shape { batch: 2, seqlen_q: 3, seqlen_k: 5, heads: 4, heads_kv: 2, head_dim: 8 };
         assert_eq!(s.q_offset(1, 2, 3), ((3 + 2) * 4 + 3) * 8);
         assert_eq!(s.q_offset(1, 2, 3) + 8, s.q_len());
         // Last key row of the last K/V head ends exactly at the end of k.
@@ -925,10 +827,7 @@ mod tests {
     /// even significand (while points just off the midpoint go to the nearer).
     fn check_format_exhaustively(decode: impl Fn(u16) -> f64, round: impl Fn(f64) -> f64) {
         // Positive finite values in increasing order are the bit patterns 0..=max.
-        let values: Vec<f64> = (0u16..0x8000)
-            .map(&decode)
-            .take_while(|v| v.is_finite())
-            .collect();
+        let values: Vec<f64> = (0u16..0x8000).map(&decode).take_while(|v| v.is_finite()).collect();
         for (bits, &v) in values.iter().enumerate() {
             assert_eq!(round(v).to_bits(), v.to_bits(), "fixed point {v:e}");
             assert_eq!(round(-v).to_bits(), (-v).to_bits(), "fixed point {:e}", -v);
@@ -984,26 +883,17 @@ mod tests {
         // Subnormals: smallest is 2^-24; half of it is a tie that goes to (signed) zero.
         assert_eq!(round_to_f16(2f64.powi(-24)), 2f64.powi(-24));
         assert_eq!(round_to_f16(2f64.powi(-25)).to_bits(), 0.0f64.to_bits());
-        assert_eq!(
-            round_to_f16(-(2f64.powi(-25))).to_bits(),
-            (-0.0f64).to_bits()
-        );
+        assert_eq!(round_to_f16(-(2f64.powi(-25))).to_bits(), (-0.0f64).to_bits());
         assert_eq!(round_to_f16(1.5 * 2f64.powi(-25)), 2f64.powi(-24));
         assert_eq!(round_to_f16(1.0 + 2f64.powi(-11)), 1.0);
-        assert_eq!(
-            round_to_f16(1.0 + 3.0 * 2f64.powi(-11)),
-            1.0 + 2f64.powi(-9)
-        );
+        assert_eq!(round_to_f16(1.0 + 3.0 * 2f64.powi(-11)), 1.0 + 2f64.powi(-9));
     }
 
     #[test]
     fn bf16_rounding_is_exhaustively_correct() {
         check_format_exhaustively(decode_bf16, round_to_bf16);
         assert_eq!(round_to_bf16(1.0 + 2f64.powi(-8)), 1.0);
-        assert_eq!(
-            round_to_bf16(1.0 + 3.0 * 2f64.powi(-8)),
-            1.0 + 2f64.powi(-6)
-        );
+        assert_eq!(round_to_bf16(1.0 + 3.0 * 2f64.powi(-8)), 1.0 + 2f64.powi(-6));
         // A value just above a tie must not be double-rounded down (it would be
         // via an intermediate f32, which rounds it onto the tie).
         let just_above_tie = 1.0 + 2f64.powi(-8) + 2f64.powi(-40);
@@ -1015,11 +905,7 @@ mod tests {
     fn format_rounding_matches_hardware_f32_cast() {
         // The same algorithm with f32's parameters must agree with Rust's
         // `as f32` (IEEE round-to-nearest-even), including subnormals and overflow.
-        const F32: FloatFormat = FloatFormat {
-            precision: 24,
-            min_exp: -126,
-            max_exp: 127,
-        };
+        const F32: FloatFormat = FloatFormat { precision: 24, min_exp: -126, max_exp: 127 };
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..200_000 {
             // xorshift64*: random bit patterns concentrated around f32's range.
@@ -1030,11 +916,7 @@ mod tests {
             let exp = (r >> 52) % 320; // f64 biased exponents 1023-160 .. 1023+160
             let bits = (r & 0x800f_ffff_ffff_ffff) | ((863 + exp) << 52);
             let x = f64::from_bits(bits);
-            assert_eq!(
-                round_to_format(x, F32).to_bits(),
-                ((x as f32) as f64).to_bits(),
-                "x = {x:e}"
-            );
+            assert_eq!(round_to_format(x, F32).to_bits(), ((x as f32) as f64).to_bits(), "x = {x:e}");
         }
     }
 
@@ -1051,19 +933,9 @@ mod tests {
 
     #[test]
     fn dropout_with_p_one_drops_everything_without_nan() {
-        let s = Shape {
-            batch: 1,
-            seqlen_q: 1,
-            seqlen_k: 2,
-            heads: 1,
-            heads_kv: 1,
-            head_dim: 1,
-        };
+        let s = Shape { batch: 1, seqlen_q: 1, seqlen_k: 2, heads: 1, heads_kv: 1, head_dim: 1 };
         let mask = [true, false];
-        let opts = RefOptions {
-            dropout: Some((&mask, 1.0)),
-            ..RefOptions::new(1)
-        };
+        let opts = RefOptions { dropout: Some((&mask, 1.0)), ..RefOptions::new(1) };
         let out = forward(&[1.0], &[1.0, 2.0], &[3.0, 4.0], &s, &opts);
         assert_eq!(out.o, [0.0]);
         assert!(out.lse.iter().all(|x| x.is_finite()));

@@ -31,11 +31,7 @@ struct Inner {
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Device({}, sm_{}{})",
-            self.inner.name, self.inner.cc.0, self.inner.cc.1
-        )
+        write!(f, "Device({}, sm_{}{})", self.inner.name, self.inner.cc.0, self.inner.cc.1)
     }
 }
 
@@ -57,26 +53,16 @@ impl Device {
             Ok(n) => n.max(0) as usize,
             Err(e) => {
                 // cuInit fails with "no device" on driver-only machines.
-                return Err(Error::NoDevice {
-                    ordinal,
-                    count: 0,
-                    detail: format!(" ({e})"),
-                });
+                return Err(Error::NoDevice { ordinal, count: 0, detail: format!(" ({e})") });
             }
         };
         if ordinal >= count {
-            return Err(Error::NoDevice {
-                ordinal,
-                count,
-                detail: String::new(),
-            });
+            return Err(Error::NoDevice { ordinal, count, detail: String::new() });
         }
         let ctx = CudaContext::new(ordinal)?;
         let name = ctx.name()?;
-        let major =
-            ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
-        let minor =
-            ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+        let major = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+        let minor = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
         if major < 8 {
             return Err(Error::UnsupportedGpu { name, major, minor });
         }
@@ -119,15 +105,11 @@ impl Device {
         Ok(self.inner.stream.synchronize()?)
     }
 
-    /// The kernel `name`, with its dynamic shared-memory limit raised to `smem_bytes` where that
+    /// Low-level: the kernel `name` of the embedded module, with its dynamic shared-memory limit raised to `smem_bytes` where that
     /// is above the 48 KB every kernel gets by default. The module is JIT-compiled from PTX once
     /// per device, on first use; functions are looked up once and cached.
-    pub(crate) fn function(&self, name: &'static str, smem_bytes: usize) -> Result<CudaFunction> {
-        let mut cache = self
-            .inner
-            .functions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+    pub fn load_kernel(&self, name: &'static str, smem_bytes: usize) -> Result<CudaFunction> {
+        let mut cache = self.inner.functions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = cache.get(name) {
             return Ok(f.clone());
         }
@@ -142,19 +124,16 @@ impl Device {
         };
         let f = module.load_function(name)?;
         if smem_bytes > 48 * 1024 {
-            let max = self.inner.ctx.attribute(
-                CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
-            )? as usize;
+            let max =
+                self.inner.ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
+                    as usize;
             if smem_bytes > max {
                 return Err(Error::invalid(
                     "head_dim",
                     format!("kernel {name} needs {smem_bytes} B of shared memory; this GPU allows {max} B"),
                 ));
             }
-            f.set_attribute(
-                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                smem_bytes as i32,
-            )?;
+            f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_bytes as i32)?;
         }
         cache.insert(name, f.clone());
         Ok(f)
@@ -171,9 +150,7 @@ impl Device {
     }
 
     pub fn reset_peak(&self) {
-        self.inner
-            .peak
-            .store(self.allocated_bytes(), Ordering::Relaxed);
+        self.inner.peak.store(self.allocated_bytes(), Ordering::Relaxed);
     }
 
     pub(crate) fn track_alloc(&self, bytes: usize) {

@@ -9,9 +9,7 @@ use crate::runtime::Device;
 use flashattn_kernels::config::Dtype;
 
 /// An element type a [`Tensor`] can hold.
-pub trait Element:
-    DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + std::fmt::Debug + 'static
-{
+pub trait Element: DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + std::fmt::Debug + 'static {
     /// The kernel dtype, for the types attention takes as inputs (f32 is for LSE only).
     const DTYPE: Option<Dtype>;
     const NAME: &'static str;
@@ -74,13 +72,7 @@ impl<T: Element> Drop for Tensor<T> {
 
 impl<T: Element> std::fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Tensor<{}>{:?} strides {:?}",
-            T::NAME,
-            self.shape,
-            self.strides
-        )
+        write!(f, "Tensor<{}>{:?} strides {:?}", T::NAME, self.shape, self.strides)
     }
 }
 
@@ -136,14 +128,7 @@ impl<T: Element> Tensor<T> {
     }
 }
 
-fn gather<T: Copy>(
-    raw: &[T],
-    shape: &[usize],
-    strides: &[usize],
-    dim: usize,
-    base: usize,
-    out: &mut Vec<T>,
-) {
+fn gather<T: Copy>(raw: &[T], shape: &[usize], strides: &[usize], dim: usize, base: usize, out: &mut Vec<T>) {
     if dim == shape.len() {
         out.push(raw[base]);
         return;
@@ -161,12 +146,7 @@ impl Device {
 
     /// Copies `buffer` to the device and views it with `shape` and `strides` (in elements): the
     /// element at index `i` lives at `buffer[sum(i[k] * strides[k])]`.
-    pub fn upload_strided<T: Element>(
-        &self,
-        buffer: &[T],
-        shape: &[usize],
-        strides: &[usize],
-    ) -> Result<Tensor<T>> {
+    pub fn upload_strided<T: Element>(&self, buffer: &[T], shape: &[usize], strides: &[usize]) -> Result<Tensor<T>> {
         check_view(buffer.len(), shape, strides)?;
         let data = self.stream().clone_htod(buffer)?;
         Ok(self.wrap(data, shape, strides))
@@ -176,10 +156,7 @@ impl Device {
     pub fn alloc<T: Element>(&self, shape: &[usize]) -> Result<Tensor<T>> {
         let n: usize = shape.iter().product();
         if n == 0 {
-            return Err(Error::invalid(
-                "shape",
-                format!("{shape:?} has no elements"),
-            ));
+            return Err(Error::invalid("shape", format!("{shape:?} has no elements")));
         }
         // SAFETY: the memory is uninitialised; callers only hand it to kernels that write every
         // element before anything reads it (or fill it first).
@@ -187,19 +164,9 @@ impl Device {
         Ok(self.wrap(data, shape, &contiguous_strides(shape)))
     }
 
-    fn wrap<T: Element>(
-        &self,
-        data: CudaSlice<T>,
-        shape: &[usize],
-        strides: &[usize],
-    ) -> Tensor<T> {
+    fn wrap<T: Element>(&self, data: CudaSlice<T>, shape: &[usize], strides: &[usize]) -> Tensor<T> {
         self.track_alloc(data.num_bytes());
-        Tensor {
-            data,
-            shape: shape.to_vec(),
-            strides: strides.to_vec(),
-            device: self.clone(),
-        }
+        Tensor { data, shape: shape.to_vec(), strides: strides.to_vec(), device: self.clone() }
     }
 }
 
@@ -208,25 +175,16 @@ fn check_view(len: usize, shape: &[usize], strides: &[usize]) -> Result<()> {
     if shape.len() != strides.len() {
         return Err(Error::invalid(
             "strides",
-            format!(
-                "{} strides for a shape of rank {}",
-                strides.len(),
-                shape.len()
-            ),
+            format!("{} strides for a shape of rank {}", strides.len(), shape.len()),
         ));
     }
     if shape.iter().any(|&s| s == 0) {
-        return Err(Error::invalid(
-            "shape",
-            format!("{shape:?} has no elements"),
-        ));
+        return Err(Error::invalid("shape", format!("{shape:?} has no elements")));
     }
     let last = shape
         .iter()
         .zip(strides)
-        .try_fold(0usize, |acc, (&s, &st)| {
-            (s - 1).checked_mul(st).and_then(|x| acc.checked_add(x))
-        });
+        .try_fold(0usize, |acc, (&s, &st)| (s - 1).checked_mul(st).and_then(|x| acc.checked_add(x)));
     match last {
         Some(l) if l < len => Ok(()),
         _ => Err(Error::invalid(

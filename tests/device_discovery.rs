@@ -11,13 +11,7 @@ fn missing_driver_or_gpu_is_an_error_value() {
             println!("GPU present: {dev:?}");
         }
         Err(e) => {
-            assert!(
-                matches!(
-                    e,
-                    Error::NoDriver | Error::NoDevice { .. } | Error::UnsupportedGpu { .. }
-                ),
-                "{e}"
-            );
+            assert!(matches!(e, Error::NoDriver | Error::NoDevice { .. } | Error::UnsupportedGpu { .. }), "{e}");
             println!("no usable GPU, as expected here: {e}");
         }
     }

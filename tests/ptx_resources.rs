@@ -11,8 +11,8 @@ fn ptxas() -> PathBuf {
     if let Ok(p) = std::env::var("FLASHATTN_PTXAS") {
         return p.into();
     }
-    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
-        .join(".cache/cuda-tools/nvidia/cu13/bin/ptxas");
+    let cached =
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/cuda-tools/nvidia/cu13/bin/ptxas");
     if cached.exists() {
         return cached;
     }
@@ -33,22 +33,13 @@ struct KernelResources {
 fn parse(log: &str) -> Vec<KernelResources> {
     let number_before = |s: &str, suffix: &str| -> u32 {
         s.find(suffix)
-            .and_then(|i| {
-                s[..i]
-                    .trim_end()
-                    .rsplit(|c: char| !c.is_ascii_digit())
-                    .next()
-                    .and_then(|n| n.parse().ok())
-            })
+            .and_then(|i| s[..i].trim_end().rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()))
             .unwrap_or(0)
     };
     let mut out: Vec<KernelResources> = Vec::new();
     for line in log.lines() {
         if let Some(rest) = line.split("Compiling entry function '").nth(1) {
-            out.push(KernelResources {
-                name: rest.split('\'').next().unwrap_or("").to_string(),
-                ..Default::default()
-            });
+            out.push(KernelResources { name: rest.split('\'').next().unwrap_or("").to_string(), ..Default::default() });
         } else if let Some(k) = out.last_mut() {
             if line.contains("bytes stack frame") {
                 k.stack = number_before(line, "bytes stack frame");
@@ -70,16 +61,7 @@ fn parses_ptxas_verbose_output() {
                \x20   8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads\n\
                ptxas info    : Used 166 registers, used 0 barriers, 160 bytes cmem[0]\n";
     let k = &parse(log)[0];
-    assert_eq!(
-        (
-            k.name.as_str(),
-            k.registers,
-            k.stack,
-            k.spill_stores,
-            k.spill_loads
-        ),
-        ("k1", 166, 8, 4, 12)
-    );
+    assert_eq!((k.name.as_str(), k.registers, k.stack, k.spill_stores, k.spill_loads), ("k1", 166, 8, 4, 12));
 }
 
 #[test]
@@ -89,10 +71,7 @@ fn embedded_ptx_assembles_without_spills() {
     let dir = std::env::temp_dir().join(format!("flashattn-ptx-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut failures = Vec::new();
-    for (arch, ptx) in [
-        ("sm_80", flashattn::ptx::SM80),
-        ("sm_90a", flashattn::ptx::SM90A),
-    ] {
+    for (arch, ptx) in [("sm_80", flashattn::ptx::SM80), ("sm_90a", flashattn::ptx::SM90A)] {
         let file = dir.join(format!("{arch}.ptx"));
         std::fs::write(&file, ptx).unwrap();
         let out = Command::new(&ptxas)
@@ -101,23 +80,13 @@ fn embedded_ptx_assembles_without_spills() {
             .arg(&file)
             .output()
             .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {} ({e}); install it with scripts/setup.sh --ptxas",
-                    ptxas.display()
-                )
+                panic!("cannot run {} ({e}); install it with scripts/setup.sh --ptxas", ptxas.display())
             });
-        let log = String::from_utf8_lossy(&out.stderr).to_string()
-            + &String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "ptxas rejected the {arch} PTX:\n{log}"
-        );
+        let log = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "ptxas rejected the {arch} PTX:\n{log}");
         let kernels = parse(&log);
         assert!(!kernels.is_empty(), "no kernels in the {arch} PTX:\n{log}");
-        println!(
-            "\n{arch}: {:<44} {:>5} {:>6} {:>9} {:>9}",
-            "kernel", "regs", "stack", "spill_st", "spill_ld"
-        );
+        println!("\n{arch}: {:<44} {:>5} {:>6} {:>9} {:>9}", "kernel", "regs", "stack", "spill_st", "spill_ld");
         for k in &kernels {
             println!(
                 "{arch}: {:<44} {:>5} {:>6} {:>9} {:>9}",
@@ -132,9 +101,5 @@ fn embedded_ptx_assembles_without_spills() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        failures.is_empty(),
-        "kernels use local memory:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "kernels use local memory:\n{}", failures.join("\n"));
 }

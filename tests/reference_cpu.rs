@@ -23,21 +23,11 @@ fn max_abs(a: &[f64]) -> f64 {
 
 fn assert_close(actual: &[f64], expected: &[f64], tol: f64, what: &str) {
     let err = max_abs_diff(actual, expected);
-    assert!(
-        err <= tol,
-        "{what}: max abs diff {err:e} > {tol:e}\n actual   {actual:?}\n expected {expected:?}"
-    );
+    assert!(err <= tol, "{what}: max abs diff {err:e} > {tol:e}\n actual   {actual:?}\n expected {expected:?}");
 }
 
 fn shape(batch: usize, sq: usize, sk: usize, heads: usize, heads_kv: usize, d: usize) -> Shape {
-    Shape {
-        batch,
-        seqlen_q: sq,
-        seqlen_k: sk,
-        heads,
-        heads_kv,
-        head_dim: d,
-    }
+    Shape { batch, seqlen_q: sq, seqlen_k: sk, heads, heads_kv, head_dim: d }
 }
 
 /// Random q, k, v, dO for a shape.
@@ -69,32 +59,16 @@ fn single_key_outputs_its_value_row() {
     let out = forward(&q, &k, &v, &s, &opts);
     assert_eq!(out.o, v);
     let expected_lse = (1.0 * 3.0 - 2.0 * 1.0) / 2f64.sqrt();
-    assert!(
-        (out.lse[0] - expected_lse).abs() < 1e-15,
-        "lse {}",
-        out.lse[0]
-    );
+    assert!((out.lse[0] - expected_lse).abs() < 1e-15, "lse {}", out.lse[0]);
     // Causal with a single key is the same.
-    let causal = forward(
-        &q,
-        &k,
-        &v,
-        &s,
-        &RefOptions {
-            causal: true,
-            ..opts
-        },
-    );
+    let causal = forward(&q, &k, &v, &s, &RefOptions { causal: true, ..opts });
     assert_eq!(causal.o, v);
 }
 
 #[test]
 fn one_query_two_keys_hand_softmax() {
     let s = shape(1, 1, 2, 1, 1, 2);
-    let opts = RefOptions {
-        softmax_scale: 1.0,
-        ..RefOptions::new(2)
-    };
+    let opts = RefOptions { softmax_scale: 1.0, ..RefOptions::new(2) };
     // Scores: q.k0 = 1, q.k1 = 0.
     let (q, k, v) = ([1.0, 0.0], [1.0, 0.0, 0.0, 1.0], [1.0, 2.0, 3.0, 4.0]);
     let e = 1f64.exp();
@@ -104,35 +78,17 @@ fn one_query_two_keys_hand_softmax() {
     assert!((out.lse[0] - (e + 1.0).ln()).abs() < 1e-15);
 
     // softmax_scale multiplies the scores before the softmax (scale 2: scores 2, 0).
-    let out2 = forward(
-        &q,
-        &k,
-        &v,
-        &s,
-        &RefOptions {
-            softmax_scale: 2.0,
-            ..opts
-        },
-    );
+    let out2 = forward(&q, &k, &v, &s, &RefOptions { softmax_scale: 2.0, ..opts });
     let e2 = 2f64.exp();
     let (u0, u1) = (e2 / (e2 + 1.0), 1.0 / (e2 + 1.0));
-    assert_close(
-        &out2.o,
-        &[u0 + 3.0 * u1, 2.0 * u0 + 4.0 * u1],
-        1e-15,
-        "o scaled",
-    );
+    assert_close(&out2.o, &[u0 + 3.0 * u1, 2.0 * u0 + 4.0 * u1], 1e-15, "o scaled");
     assert!((out2.lse[0] - (e2 + 1.0).ln()).abs() < 1e-15);
 }
 
 #[test]
 fn causal_square_row0_sees_only_key0() {
     let s = shape(1, 2, 2, 1, 1, 1);
-    let opts = RefOptions {
-        causal: true,
-        softmax_scale: 1.0,
-        dropout: None,
-    };
+    let opts = RefOptions { causal: true, softmax_scale: 1.0, dropout: None };
     let (q, k, v) = ([2.0, 1.0], [1.0, -1.0], [10.0, 20.0]);
     let out = forward(&q, &k, &v, &s, &opts);
     // Row 0: only key 0 (score 2).
@@ -152,21 +108,14 @@ fn causal_more_queries_than_keys_has_fully_masked_rows() {
     // seqlen_q = 3, seqlen_k = 2: offset -1, so row 0 sees nothing,
     // row 1 sees key 0, row 2 sees keys 0 and 1.
     let s = shape(1, 3, 2, 1, 1, 1);
-    let opts = RefOptions {
-        causal: true,
-        softmax_scale: 1.0,
-        dropout: None,
-    };
+    let opts = RefOptions { causal: true, softmax_scale: 1.0, dropout: None };
     let (q, k, v) = ([1.0, 1.0, 0.0], [0.5, 0.25], [3.0, 5.0]);
     let out = forward(&q, &k, &v, &s, &opts);
     assert_eq!(out.o[0], 0.0);
     assert_eq!(out.lse[0], f64::NEG_INFINITY);
     assert_eq!(out.o[1], 3.0);
     assert_eq!(out.lse[1], 0.5);
-    assert!(
-        (out.o[2] - 4.0).abs() < 1e-15,
-        "row 2 has equal scores: mean of v"
-    );
+    assert!((out.o[2] - 4.0).abs() < 1e-15, "row 2 has equal scores: mean of v");
     assert!((out.lse[2] - 2f64.ln()).abs() < 1e-15);
     assert!((0..2).all(|j| !is_allowed(&s, true, 0, j)));
 
@@ -186,10 +135,7 @@ fn causal_fewer_queries_than_keys_is_bottom_right_aligned() {
     // seqlen_q = 2, seqlen_k = 4: row 0 sees keys 0..=2, row 1 sees all four.
     // Zero queries make all scores 0, so outputs are plain means of value rows.
     let s = shape(1, 2, 4, 1, 1, 2);
-    let opts = RefOptions {
-        causal: true,
-        ..RefOptions::new(2)
-    };
+    let opts = RefOptions { causal: true, ..RefOptions::new(2) };
     let q = [0.0; 4];
     let k = [0.3, -0.7, 1.1, 0.2, -0.4, 0.9, 0.5, 0.5];
     let v = [1.0, 10.0, 2.0, 20.0, 6.0, 60.0, 100.0, 1000.0];
@@ -206,11 +152,7 @@ fn dropout_hand_case_rescales_kept_and_keeps_undropped_lse() {
     // Equal scores: P = [1/2, 1/2]; keep only key 0 with p = 0.5 -> weights [1, 0].
     let s = shape(1, 1, 2, 1, 1, 1);
     let mask = [true, false];
-    let opts = RefOptions {
-        causal: false,
-        softmax_scale: 1.0,
-        dropout: Some((&mask, 0.5)),
-    };
+    let opts = RefOptions { causal: false, softmax_scale: 1.0, dropout: Some((&mask, 0.5)) };
     let out = forward(&[0.0], &[1.0, 2.0], &[3.0, 4.0], &s, &opts);
     assert_eq!(out.o, [3.0]);
     assert!((out.lse[0] - 2f64.ln()).abs() < 1e-15);
@@ -221,26 +163,14 @@ fn dropout_hand_case_rescales_kept_and_keeps_undropped_lse() {
     let x = random_inputs(&mut rng, &s);
     let all = vec![true; s.mask_len()];
     let plain = forward(&x.q, &x.k, &x.v, &s, &RefOptions::new(4));
-    let kept = forward(
-        &x.q,
-        &x.k,
-        &x.v,
-        &s,
-        &RefOptions {
-            dropout: Some((&all, 0.0)),
-            ..RefOptions::new(4)
-        },
-    );
+    let kept = forward(&x.q, &x.k, &x.v, &s, &RefOptions { dropout: Some((&all, 0.0)), ..RefOptions::new(4) });
     assert_close(&kept.o, &plain.o, 0.0, "dropout p=0");
 }
 
 #[test]
 fn huge_scores_do_not_overflow() {
     let s = shape(1, 2, 3, 1, 1, 1);
-    let opts = RefOptions {
-        softmax_scale: 1.0,
-        ..RefOptions::new(1)
-    };
+    let opts = RefOptions { softmax_scale: 1.0, ..RefOptions::new(1) };
     let (q, k, v) = ([1000.0, -1000.0], [1.0, 2.0, 0.0], [1.0, 2.0, 3.0]);
     let out = forward(&q, &k, &v, &s, &opts);
     // Row 0: score 2000 dominates -> v1; row 1: score 0 dominates -> v2.
@@ -257,10 +187,7 @@ fn degenerate_sizes_do_not_panic() {
         for causal in [false, true] {
             let s = shape(1, sq, sk, 2, 1, 3);
             let x = random_inputs(&mut rng, &s);
-            let opts = RefOptions {
-                causal,
-                ..RefOptions::new(3)
-            };
+            let opts = RefOptions { causal, ..RefOptions::new(3) };
             let out = forward(&x.q, &x.k, &x.v, &s, &opts);
             assert_eq!(out.o.len(), s.q_len());
             assert!(out.o.iter().all(|x| x.is_finite()));
@@ -276,12 +203,7 @@ fn degenerate_sizes_do_not_panic() {
 
 /// `L = sum(o * dO)`.
 fn loss(q: &[f64], k: &[f64], v: &[f64], d_o: &[f64], s: &Shape, opts: &RefOptions) -> f64 {
-    forward(q, k, v, s, opts)
-        .o
-        .iter()
-        .zip(d_o)
-        .map(|(o, g)| o * g)
-        .sum()
+    forward(q, k, v, s, opts).o.iter().zip(d_o).map(|(o, g)| o * g).sum()
 }
 
 /// Central differences of `L` with respect to every element of `x` (one of q, k, v).
@@ -376,17 +298,10 @@ fn gqa_equals_repeated_kv_heads() {
     for heads_kv in [1, 2] {
         for causal in [false, true] {
             let s = shape(2, 5, 7, 4, heads_kv, 8);
-            let full = Shape {
-                heads_kv: s.heads,
-                ..s
-            };
+            let full = Shape { heads_kv: s.heads, ..s };
             let x = random_inputs(&mut rng, &s);
             let mask = random_mask(&mut rng, s.mask_len(), 0.8);
-            let opts = RefOptions {
-                causal,
-                softmax_scale: 0.5,
-                dropout: Some((&mask, 0.2)),
-            };
+            let opts = RefOptions { causal, softmax_scale: 0.5, dropout: Some((&mask, 0.2)) };
             let (k_rep, v_rep) = (repeat_kv(&x.k, &s), repeat_kv(&x.v, &s));
 
             let gqa = forward(&x.q, &x.k, &x.v, &s, &opts);
@@ -415,11 +330,7 @@ fn forward_row_matches_forward() {
     let mask = random_mask(&mut rng, s.mask_len(), 0.9);
     for causal in [false, true] {
         for dropout in [None, Some((mask.as_slice(), 0.1))] {
-            let opts = RefOptions {
-                causal,
-                softmax_scale: 0.3,
-                dropout,
-            };
+            let opts = RefOptions { causal, softmax_scale: 0.3, dropout };
             let full = forward(&x.q, &x.k, &x.v, &s, &opts);
             for (b, h, i) in [(0, 0, 0), (0, 3, 1), (1, 2, 5), (1, 1, 3)] {
                 let (row, lse) = forward_row(&x.q, &x.k, &x.v, &s, &opts, b, h, i);
@@ -439,18 +350,9 @@ fn rounded_with_identity_equals_exact() {
     let mask = random_mask(&mut rng, s.mask_len(), 0.8);
     let identity = |v: f64| v;
     for causal in [false, true] {
-        let opts = RefOptions {
-            causal,
-            softmax_scale: 0.4,
-            dropout: Some((&mask, 0.2)),
-        };
+        let opts = RefOptions { causal, softmax_scale: 0.4, dropout: Some((&mask, 0.2)) };
         let o = forward_rounded(&x.q, &x.k, &x.v, &s, &opts, &identity);
-        assert_close(
-            &o,
-            &forward(&x.q, &x.k, &x.v, &s, &opts).o,
-            1e-15,
-            "forward",
-        );
+        assert_close(&o, &forward(&x.q, &x.k, &x.v, &s, &opts).o, 1e-15, "forward");
         let g = backward_rounded(&x.q, &x.k, &x.v, &x.d_o, &s, &opts, &identity);
         let e = backward(&x.q, &x.k, &x.v, &x.d_o, &s, &opts);
         assert_close(&g.dq, &e.dq, 1e-15, "dq");
@@ -464,11 +366,7 @@ fn rounded_with_identity_equals_exact() {
 #[test]
 fn rounded_baselines_round_s_p_dp_ds_and_outputs() {
     let s = shape(1, 1, 2, 1, 1, 1);
-    let opts = RefOptions {
-        causal: false,
-        softmax_scale: 1.0,
-        dropout: None,
-    };
+    let opts = RefOptions { causal: false, softmax_scale: 1.0, dropout: None };
     let to_int = |x: f64| x.round();
     let (q, k, v, d_o) = ([1.0], [0.3, -0.2], [1.0, 2.4], [1.4]);
     // S = round([0.3, -0.2]) = [0, 0] -> P = [0.5, 0.5] -> round(P) = [1, 1]
@@ -480,18 +378,12 @@ fn rounded_baselines_round_s_p_dp_ds_and_outputs() {
     // dS = round(round(P) (dP - D)) = [-3, -1]; dQ = round(-3*0.3 + -1*-0.2) = round(-0.7) = -1;
     // dK = round(dS q) = [-3, -1].
     let g = backward_rounded(&q, &k, &v, &d_o, &s, &opts, &to_int);
-    assert_eq!(
-        (g.dq, g.dk, g.dv),
-        (vec![-1.0], vec![-3.0, -1.0], vec![1.0, 1.0])
-    );
+    assert_eq!((g.dq, g.dk, g.dv), (vec![-1.0], vec![-3.0, -1.0], vec![1.0, 1.0]));
 
     // Dropout is applied to P before rounding: keep key 1 only, p = 0.6 ->
     // Pd = round([0, 0.5 / 0.4]) = [0, 1] -> O = round(2.4) = 2.
     let mask = [false, true];
-    let drop = RefOptions {
-        dropout: Some((&mask, 0.6)),
-        ..opts
-    };
+    let drop = RefOptions { dropout: Some((&mask, 0.6)), ..opts };
     assert_eq!(forward_rounded(&q, &k, &v, &s, &drop, &to_int), [2.0]);
 
     // Backward with that dropout and dO = 1.125: dV = round(Pd dO) = [0, 1];
@@ -499,21 +391,13 @@ fn rounded_baselines_round_s_p_dp_ds_and_outputs() {
     // (dropout applied to the *rounded* dPd: unrounded would give round(6.75) = 7);
     // D = 8; dS = [-8, 0]; dQ = round(-8 * 0.3) = -2; dK = [-8, 0].
     let g = backward_rounded(&q, &k, &v, &[1.125], &s, &drop, &to_int);
-    assert_eq!(
-        (g.dq, g.dk, g.dv),
-        (vec![-2.0], vec![-8.0, 0.0], vec![0.0, 1.0])
-    );
+    assert_eq!((g.dq, g.dk, g.dv), (vec![-2.0], vec![-8.0, 0.0], vec![0.0, 1.0]));
 }
 
 /// Inputs already representable in the low precision, like real GPU test data.
 fn rounded_inputs(x: &Inputs, round: fn(f64) -> f64) -> Inputs {
     let r = |v: &[f64]| v.iter().map(|&t| round(t)).collect();
-    Inputs {
-        q: r(&x.q),
-        k: r(&x.k),
-        v: r(&x.v),
-        d_o: r(&x.d_o),
-    }
+    Inputs { q: r(&x.q), k: r(&x.k), v: r(&x.v), d_o: r(&x.d_o) }
 }
 
 #[test]
@@ -523,50 +407,26 @@ fn low_precision_baselines_have_small_nonzero_error() {
     let raw = random_inputs(&mut rng, &s);
     let mut errors = Vec::new();
     // bf16 has 8 significant bits (unit roundoff 2^-9), f16 has 11 (2^-12).
-    for (round, unit) in [
-        (round_to_bf16 as fn(f64) -> f64, 2f64.powi(-9)),
-        (round_to_f16, 2f64.powi(-12)),
-    ] {
+    for (round, unit) in [(round_to_bf16 as fn(f64) -> f64, 2f64.powi(-9)), (round_to_f16, 2f64.powi(-12))] {
         let x = rounded_inputs(&raw, round);
-        let opts = RefOptions {
-            causal: true,
-            ..RefOptions::new(32)
-        };
+        let opts = RefOptions { causal: true, ..RefOptions::new(32) };
         let exact = forward(&x.q, &x.k, &x.v, &s, &opts);
         let o = forward_rounded(&x.q, &x.k, &x.v, &s, &opts, &round);
         let err_o = max_abs_diff(&o, &exact.o);
         // Nonzero (the rounding really happens) but only a few units of roundoff.
-        assert!(
-            err_o > 0.0 && err_o < 8.0 * unit * max_abs(&exact.o).max(1.0),
-            "o err {err_o:e}"
-        );
-        assert!(
-            o.iter().all(|&t| round(t) == t),
-            "outputs are representable"
-        );
+        assert!(err_o > 0.0 && err_o < 8.0 * unit * max_abs(&exact.o).max(1.0), "o err {err_o:e}");
+        assert!(o.iter().all(|&t| round(t) == t), "outputs are representable");
 
         let g_exact = backward(&x.q, &x.k, &x.v, &x.d_o, &s, &opts);
         let g = backward_rounded(&x.q, &x.k, &x.v, &x.d_o, &s, &opts, &round);
-        for (name, lo, hi) in [
-            ("dq", &g.dq, &g_exact.dq),
-            ("dk", &g.dk, &g_exact.dk),
-            ("dv", &g.dv, &g_exact.dv),
-        ] {
+        for (name, lo, hi) in [("dq", &g.dq, &g_exact.dq), ("dk", &g.dk, &g_exact.dk), ("dv", &g.dv, &g_exact.dv)] {
             let err = max_abs_diff(lo, hi);
-            assert!(
-                err > 0.0 && err < 16.0 * unit * max_abs(hi).max(1.0),
-                "{name} err {err:e}"
-            );
+            assert!(err > 0.0 && err < 16.0 * unit * max_abs(hi).max(1.0), "{name} err {err:e}");
             assert!(lo.iter().all(|&t| round(t) == t), "{name} is representable");
         }
         errors.push(err_o);
     }
-    assert!(
-        errors[1] < errors[0],
-        "f16 ({:e}) must be more accurate than bf16 ({:e})",
-        errors[1],
-        errors[0]
-    );
+    assert!(errors[1] < errors[0], "f16 ({:e}) must be more accurate than bf16 ({:e})", errors[1], errors[0]);
 }
 
 #[test]
@@ -600,15 +460,8 @@ fn max_abs_diff_never_lets_nan_pass() {
     assert_eq!(max_abs_diff(&[f64::NAN], &[f64::NAN]), f64::INFINITY);
     assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.5, 1.0]), 1.0);
     assert_eq!(max_abs_diff(&[], &[]), 0.0);
-    assert_eq!(
-        max_abs_diff(&[1.0], &[1.0, 2.0]),
-        f64::INFINITY,
-        "length mismatch"
-    );
+    assert_eq!(max_abs_diff(&[1.0], &[1.0, 2.0]), f64::INFINITY, "length mismatch");
     // Matching -inf (fully masked lse rows) is not an error; a one-sided inf is.
-    assert_eq!(
-        max_abs_diff(&[f64::NEG_INFINITY], &[f64::NEG_INFINITY]),
-        0.0
-    );
+    assert_eq!(max_abs_diff(&[f64::NEG_INFINITY], &[f64::NEG_INFINITY]), 0.0);
     assert_eq!(max_abs_diff(&[f64::NEG_INFINITY], &[0.0]), f64::INFINITY);
 }

@@ -12,18 +12,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use half::{bf16, f16};
 
 use flashattn::accuracy::{random_qkv, to_f64};
-use flashattn::bench::{
-    anchor_shapes, bench_forward, device_slug, format_table, time_ms, BenchFile,
-};
+use flashattn::bench::{anchor_shapes, bench_forward, device_slug, format_table, time_ms, BenchFile};
 use flashattn::forward::{forward_flops, forward_into, validate_inputs};
 use flashattn::reference::{self, RefOptions, Shape};
 use flashattn::{AttentionOptions, Device, Element, ForwardKernel, Result};
 
 #[derive(Parser)]
-#[command(
-    name = "flashattn",
-    about = "FlashAttention with GPU kernels written in Rust"
-)]
+#[command(name = "flashattn", about = "FlashAttention with GPU kernels written in Rust")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -57,6 +52,7 @@ enum DtypeArg {
 #[derive(Clone, Copy, ValueEnum)]
 enum KernelArg {
     Auto,
+    TensorCore,
     Scalar,
 }
 
@@ -64,6 +60,7 @@ impl From<KernelArg> for ForwardKernel {
     fn from(k: KernelArg) -> Self {
         match k {
             KernelArg::Auto => ForwardKernel::Auto,
+            KernelArg::TensorCore => ForwardKernel::TensorCore,
             KernelArg::Scalar => ForwardKernel::Scalar,
         }
     }
@@ -165,11 +162,7 @@ fn check<T: Element>(a: &CheckArgs) -> Result<bool> {
         heads_kv: a.heads_kv.unwrap_or(a.heads),
         head_dim: a.head_dim,
     };
-    let opts = AttentionOptions {
-        causal: a.causal,
-        softmax_scale: None,
-        kernel: a.kernel.into(),
-    };
+    let opts = AttentionOptions { causal: a.causal, softmax_scale: None, kernel: a.kernel.into() };
     println!(
         "{} (sm_{}{}), {} {:?}, causal {}",
         dev.name(),
@@ -180,43 +173,22 @@ fn check<T: Element>(a: &CheckArgs) -> Result<bool> {
         a.causal
     );
     let (qh, kh, vh) = random_qkv::<T>(&shape, 1);
-    let q = dev.upload(
-        &qh,
-        &[shape.batch, shape.seqlen_q, shape.heads, shape.head_dim],
-    )?;
-    let k = dev.upload(
-        &kh,
-        &[shape.batch, shape.seqlen_k, shape.heads_kv, shape.head_dim],
-    )?;
-    let v = dev.upload(
-        &vh,
-        &[shape.batch, shape.seqlen_k, shape.heads_kv, shape.head_dim],
-    )?;
+    let q = dev.upload(&qh, &[shape.batch, shape.seqlen_q, shape.heads, shape.head_dim])?;
+    let k = dev.upload(&kh, &[shape.batch, shape.seqlen_k, shape.heads_kv, shape.head_dim])?;
+    let v = dev.upload(&vh, &[shape.batch, shape.seqlen_k, shape.heads_kv, shape.head_dim])?;
     let dims = validate_inputs(&q, &k, &v, &opts)?;
     let mut o = dev.alloc::<T>(q.shape())?;
     let mut lse = dev.alloc::<f32>(&[shape.batch, shape.heads, shape.seqlen_q])?;
     o.fill(T::NAN)?;
-    let ms = time_ms(
-        &dev,
-        || forward_into(&q, &k, &v, &mut o, &mut lse, &opts),
-        500.0,
-        5,
-        100,
-    )?;
+    let ms = time_ms(&dev, || forward_into(&q, &k, &v, &mut o, &mut lse, &opts), 500.0, 5, 100)?;
     let (oh, lseh) = (o.to_host()?, lse.to_host()?);
 
     // Spot check: sampled (batch, head, row) triples against the f64 reference.
     let (qf, kf, vf) = (to_f64(&qh), to_f64(&kh), to_f64(&vh));
-    let ref_opts = RefOptions {
-        causal: a.causal,
-        ..RefOptions::new(shape.head_dim)
-    };
+    let ref_opts = RefOptions { causal: a.causal, ..RefOptions::new(shape.head_dim) };
     let (mut diff2, mut ref2, mut lse_err, mut unwritten) = (0.0f64, 0.0f64, 0.0f64, 0usize);
     let d = shape.head_dim;
-    for s in 0..a
-        .sample_rows
-        .min(shape.batch * shape.heads * shape.seqlen_q)
-    {
+    for s in 0..a.sample_rows.min(shape.batch * shape.heads * shape.seqlen_q) {
         // A fixed stride walk over all rows, so samples cover every batch, head and row range.
         let idx = (s * 7919 + s / 3) % (shape.batch * shape.heads * shape.seqlen_q);
         let (bh, i) = (idx / shape.seqlen_q, idx % shape.seqlen_q);
@@ -258,12 +230,9 @@ fn bench(a: &BenchArgs) -> Result<bool> {
 
 fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     let dev = Device::new(0)?;
-    let opts = AttentionOptions {
-        kernel: a.kernel.into(),
-        ..Default::default()
-    };
+    let opts = AttentionOptions { kernel: a.kernel.into(), ..Default::default() };
     let kernel_label = match a.kernel {
-        KernelArg::Auto => "ours",
+        KernelArg::Auto | KernelArg::TensorCore => "ours",
         KernelArg::Scalar => "ours-scalar",
     };
     let peers = match &a.peers {
@@ -277,13 +246,7 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
         let q_shape = [dims.batch, dims.seqlen_q, dims.heads, dims.head_dim];
         // Skip head dims the kernel does not have, saying so.
         if let Err(e) = flashattn::forward::check_supported::<T>(&q_shape, &opts) {
-            eprintln!(
-                "[{}/{}] skip d={} N={}: {e}",
-                i + 1,
-                shapes.len(),
-                shape.d,
-                shape.n
-            );
+            eprintln!("[{}/{}] skip d={} N={}: {e}", i + 1, shapes.len(), shape.d, shape.n);
             continue;
         }
         let row = bench_forward::<T>(&dev, *shape, &opts, kernel_label, a.budget_ms)?;
@@ -300,17 +263,12 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
         rows.push(row);
     }
     print!("{}", format_table(&rows, &peers));
-    let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!("benches/results/{}.json", device_slug(dev.name())))
-    });
+    let out =
+        a.out.clone().unwrap_or_else(|| PathBuf::from(format!("benches/results/{}.json", device_slug(dev.name()))));
     // Keep the peer rows of the same session beside ours in the results file.
     let mut all = rows;
     all.extend(peers);
-    BenchFile {
-        device: dev.name().to_string(),
-        rows: all,
-    }
-    .write(&out)?;
+    BenchFile { device: dev.name().to_string(), rows: all }.write(&out)?;
     println!("wrote {}", out.display());
     Ok(true)
 }

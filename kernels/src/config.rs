@@ -62,3 +62,55 @@ const _: () = {
     assert!(ScalarForwardConfig::THREADS % 32 == 0);
     assert!(ScalarForwardConfig::new(128).smem_bytes() <= 160 * 1024);
 };
+
+/// The tensor-core (mma.sync m16n8k16) forward kernel of one head dim.
+///
+/// Each warp owns `16 * m_tiles` query rows of the `block_m`-row Q tile; K/V blocks of
+/// `block_n` rows are double-buffered in shared memory. Shared-memory rows are padded by 16 bytes
+/// (pitch `2 * head_dim + 16`): the 8 row addresses of an `ldmatrix` then fall in 8 different
+/// 16-byte bank groups, and the 16-byte `cp.async` stores of 8 consecutive lanes stay contiguous,
+/// so neither conflicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmaForwardConfig {
+    /// Head dim the kernel is instantiated for (a multiple of 32; real head dims are padded up).
+    pub head_dim: usize,
+    pub block_m: usize,
+    pub block_n: usize,
+    /// 16-row MMA tiles per warp.
+    pub m_tiles: usize,
+    /// Q fragments kept in registers for the whole kernel (else re-read from shared memory each
+    /// block: fewer registers at large head dims).
+    pub q_in_regs: bool,
+}
+
+impl MmaForwardConfig {
+    /// Largest instantiated head dim.
+    pub const MAX_HEAD_DIM: usize = 256;
+
+    pub const fn warps(self) -> usize {
+        self.block_m / (16 * self.m_tiles)
+    }
+    pub const fn threads(self) -> usize {
+        32 * self.warps()
+    }
+    /// Bytes between consecutive rows of a shared-memory tile (see the type's comment).
+    pub const fn smem_pitch(self) -> usize {
+        2 * self.head_dim + 16
+    }
+    /// Q tile + two stages of K + two of V.
+    pub const fn smem_bytes(self) -> usize {
+        (self.block_m + 4 * self.block_n) * self.smem_pitch()
+    }
+    /// The instantiated head dim for a real head dim (multiple of 8, at most 256).
+    pub const fn padded_head_dim(head_dim: usize) -> usize {
+        head_dim.div_ceil(32) * 32
+    }
+    pub const fn is_valid(self) -> bool {
+        self.head_dim % 32 == 0
+            && self.head_dim <= Self::MAX_HEAD_DIM
+            && self.block_n % 16 == 0
+            && self.block_m % (16 * self.m_tiles) == 0
+            && self.threads() <= 1024
+            && self.smem_bytes() <= 227 * 1024
+    }
+}

@@ -12,8 +12,8 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    dynamic_smem_base, ex2, fma, ld_global_nc_b32, ld_shared_f32, ld_shared_v4_f32, lg2,
-    st_global_b32, st_global_f32, st_shared_f32,
+    dynamic_smem_base, ex2, fma, ld_global_nc_b32, ld_shared_f32, ld_shared_v4_f32, lg2, st_global_b32, st_global_f32,
+    st_shared_f32,
 };
 use crate::config::ScalarForwardConfig as Cfg;
 use crate::element::Element;
@@ -83,18 +83,7 @@ pub unsafe fn forward_scalar<E: Element, const D: usize, const CAUSAL: bool>(p: 
     let v_s = k_s + 4 * cfg.kv_smem_words() as u32;
     let s_s = v_s + 4 * cfg.kv_smem_words() as u32;
 
-    load_tile_f32::<E, D>(
-        p.q,
-        &p.q_strides,
-        b,
-        h,
-        row0,
-        n_q,
-        BM,
-        q_s,
-        D + 1,
-        p.scale_log2,
-    );
+    load_tile_f32::<E, D>(p.q, &p.q_strides, b, h, row0, n_q, BM, q_s, D + 1, p.scale_log2);
 
     // Bottom-right causal alignment: row i sees keys j <= i + n_k - n_q. The tile's last row
     // bounds the keys any of its rows can see, so later K/V blocks are never loaded.
@@ -139,11 +128,7 @@ pub unsafe fn forward_scalar<E: Element, const D: usize, const CAUSAL: bool>(p: 
                 c += 4;
             }
             let allowed = col < n_k && (!CAUSAL || (col as i64) <= my_last_key);
-            let s = if allowed {
-                (dot[0] + dot[1]) + (dot[2] + dot[3])
-            } else {
-                f32::NEG_INFINITY
-            };
+            let s = if allowed { (dot[0] + dot[1]) + (dot[2] + dot[3]) } else { f32::NEG_INFINITY };
             st_shared_f32(s_row + 4 * j as u32, s);
             block_max = block_max.max(s);
             j += 1;
@@ -152,11 +137,7 @@ pub unsafe fn forward_scalar<E: Element, const D: usize, const CAUSAL: bool>(p: 
         let m_new = m_i.max(block_max);
         // NaN guard: while every score seen so far is masked, m_new is -inf and
         // 2^(-inf - -inf) would be NaN; measure from 0 instead (every p is then 2^-inf = 0).
-        let m_ref = if m_new == f32::NEG_INFINITY {
-            0.0
-        } else {
-            m_new
-        };
+        let m_ref = if m_new == f32::NEG_INFINITY { 0.0 } else { m_new };
         let alpha = ex2(m_i - m_ref);
         l_i *= alpha;
         let mut c = 0;
@@ -193,11 +174,7 @@ pub unsafe fn forward_scalar<E: Element, const D: usize, const CAUSAL: bool>(p: 
             st_global_b32(o.add(c / 2), E::pack2(acc[c] * inv_l, acc[c + 1] * inv_l));
             c += 2;
         }
-        let lse = if l_i > 0.0 {
-            LN2 * (m_i + lg2(l_i))
-        } else {
-            f32::NEG_INFINITY
-        };
+        let lse = if l_i > 0.0 { LN2 * (m_i + lg2(l_i)) } else { f32::NEG_INFINITY };
         let lse_idx = ((b * p.heads as usize + h) * n_q + my_row) as usize;
         st_global_f32((p.lse as *mut f32).add(lse_idx), lse);
     }

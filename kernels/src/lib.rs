@@ -30,7 +30,11 @@ mod element;
 #[cfg(target_arch = "nvptx64")]
 mod entry;
 #[cfg(target_arch = "nvptx64")]
+mod forward_mma;
+#[cfg(target_arch = "nvptx64")]
 mod forward_scalar;
+#[cfg(target_arch = "nvptx64")]
+mod instruction_tests;
 
 /// Kernels must never panic (a bounds check would pull in core's panic machinery); if one ever
 /// does, stop the whole grid with `trap` so the host sees a launch error instead of wrong data.

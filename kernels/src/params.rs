@@ -22,6 +22,9 @@ pub struct ForwardParams {
     pub heads_kv: u32,
     pub seqlen_q: u32,
     pub seqlen_k: u32,
+    /// The real head dim (the tensor-core kernels are instantiated for it rounded up to a
+    /// multiple of 32, and zero-fill the columns past it).
+    pub head_dim: u32,
     /// `softmax_scale * log2(e)`: scores are kept in the log2 domain so that exp becomes one
     /// `ex2.approx` after a single FFMA (FlashAttention-2's trick).
     pub scale_log2: f32,

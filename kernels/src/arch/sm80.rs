@@ -70,9 +70,7 @@ pub fn fma(a: f32, b: f32, c: f32) -> f32 {
 #[inline(always)]
 pub fn ex2(x: f32) -> f32 {
     let y: f32;
-    unsafe {
-        asm!("ex2.approx.ftz.f32 {0}, {1};", out(reg32) y, in(reg32) x, options(pure, nomem, nostack))
-    };
+    unsafe { asm!("ex2.approx.ftz.f32 {0}, {1};", out(reg32) y, in(reg32) x, options(pure, nomem, nostack)) };
     y
 }
 
@@ -80,9 +78,7 @@ pub fn ex2(x: f32) -> f32 {
 #[inline(always)]
 pub fn lg2(x: f32) -> f32 {
     let y: f32;
-    unsafe {
-        asm!("lg2.approx.ftz.f32 {0}, {1};", out(reg32) y, in(reg32) x, options(pure, nomem, nostack))
-    };
+    unsafe { asm!("lg2.approx.ftz.f32 {0}, {1};", out(reg32) y, in(reg32) x, options(pure, nomem, nostack)) };
     y
 }
 
@@ -90,9 +86,7 @@ pub fn lg2(x: f32) -> f32 {
 #[inline(always)]
 pub fn cvt_f32_f16(h: u16) -> f32 {
     let y: f32;
-    unsafe {
-        asm!("cvt.f32.f16 {0}, {1};", out(reg32) y, in(reg16) h, options(pure, nomem, nostack))
-    };
+    unsafe { asm!("cvt.f32.f16 {0}, {1};", out(reg32) y, in(reg16) h, options(pure, nomem, nostack)) };
     y
 }
 

@@ -1,0 +1,354 @@
+//! The tensor-core forward (FlashAttention-2's algorithm on `mma.sync.m16n8k16`).
+//!
+//! Per CTA (grid: query blocks x heads x batch), `WARPS` warps each own `16 * MT` query rows:
+//! 1. Q (BLOCK_M rows) and the first K and V blocks are copied to shared memory with `cp.async`,
+//!    K and V in separate commit groups so that `S = Q K^T` starts while V is still in flight.
+//! 2. Per K/V block `j`: wait for K_j, prefetch K_{j+1} into the other stage, `S = Q K_j^T` in
+//!    registers (ldmatrix fragments), mask (only blocks that cross the sequence end or the causal
+//!    diagonal), online softmax on the accumulator registers (row max/sum across the 4 lanes of a
+//!    quad with shuffles, `exp2(s * scale_log2 - m * scale_log2)` as one FFMA + MUFU), rescale O;
+//!    wait for V_j, prefetch V_{j+1}, `O += P V_j` with P taken straight from the S registers
+//!    (the m16n8 accumulator layout of two adjacent n-tiles is the A layout of one k16 step)
+//!    and V fragments from `ldmatrix.trans`.
+//! 3. O / l is staged through this warp's rows of the Q tile and written with 16-byte stores;
+//!    the LSE is written once per row.
+//!
+//! Register arrays are sized for the largest configuration and indexed only in loops with
+//! constant bounds, which LLVM unrolls fully (build.rs raises the unroll threshold), so they
+//! live in registers; unused elements are removed.
+use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
+
+use crate::arch::sm80::{
+    cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_shared_v4_b32,
+    ldmatrix_x4, ldmatrix_x4_trans, lg2, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp,
+};
+use crate::config::MmaForwardConfig;
+use crate::element::Element;
+use crate::params::{ForwardParams, Strides};
+
+const LN2: f32 = core::f32::consts::LN_2;
+/// Register-array bounds: m-tiles per warp, n-tiles of S (block_n / 8), n-tiles of O (d / 8),
+/// k-steps of Q K^T (d / 16).
+const MAX_MT: usize = 2;
+const MAX_NT: usize = 16;
+const MAX_DT: usize = 32;
+const MAX_KT: usize = 16;
+
+/// Element offset of (batch, row, head, 0) in a strided `[batch, seqlen, heads, d]` tensor.
+#[inline(always)]
+fn offset(s: &Strides, b: usize, row: usize, h: usize) -> u64 {
+    b as u64 * s.batch + row as u64 * s.row + h as u64 * s.head
+}
+
+/// Issues the `cp.async` copies of `rows` rows x `D` columns of one head into shared memory
+/// (pitch `pitch` bytes). Rows past `valid_rows` and columns past `head_dim` (padding up to the
+/// instantiated `D`) are zero-filled by the copy itself (source size 0), so that no stale shared
+/// memory, possibly NaN bits, ever reaches an MMA.
+#[inline(always)]
+unsafe fn copy_tile_async<const D: usize>(
+    src: u64,
+    strides: &Strides,
+    b: usize,
+    h: usize,
+    first_row: usize,
+    valid_rows: usize,
+    rows: usize,
+    head_dim: usize,
+    smem: u32,
+    pitch: usize,
+    threads: usize,
+) {
+    let chunks = D / 8; // 16-byte chunks per row
+    let mut idx = _thread_idx_x() as usize;
+    // Consecutive lanes take consecutive chunks of a row: coalesced 16-byte global reads, and
+    // 8 lanes fill 128 contiguous bytes of shared memory (no bank conflicts).
+    while idx < rows * chunks {
+        let r = idx / chunks;
+        let c = idx % chunks;
+        let row = first_row + r;
+        let valid = row < valid_rows && c * 8 < head_dim;
+        let src_ptr = if valid {
+            (src as *const u16).add((offset(strides, b, row, h) + (c * 8) as u64) as usize) as *const u8
+        } else {
+            src as *const u8 // not read (source size 0), but a valid address all the same
+        };
+        cp_async_cg_16(smem + (r * pitch + c * 16) as u32, src_ptr, if valid { 16 } else { 0 });
+        idx += threads;
+    }
+}
+
+#[inline(always)]
+pub unsafe fn forward_mma<
+    E: Element,
+    const D: usize,
+    const BM: usize,
+    const BN: usize,
+    const MT: usize,
+    const Q_IN_REGS: bool,
+    const CAUSAL: bool,
+>(
+    p: &ForwardParams,
+) {
+    let cfg = MmaForwardConfig { head_dim: D, block_m: BM, block_n: BN, m_tiles: MT, q_in_regs: Q_IN_REGS };
+    let threads = cfg.threads();
+    let pitch = cfg.smem_pitch();
+    const { assert!(MT <= MAX_MT && BN / 8 <= MAX_NT && D / 8 <= MAX_DT && D / 16 <= MAX_KT) };
+    let nt_s = BN / 8; // n-tiles of S
+    let dt_o = D / 8; // n-tiles of O
+    let kt_q = D / 16; // k-steps of Q K^T
+    let kt_v = BN / 16; // k-steps of P V
+
+    let tid = _thread_idx_x() as usize;
+    let warp = tid / 32;
+    let lane = tid % 32;
+    let (g, t) = (lane / 4, lane % 4); // quad (row) and lane within the quad
+    let row0 = _block_idx_x() as usize * BM;
+    let h = _block_idx_y() as usize;
+    let b = _block_idx_z() as usize;
+    // heads_kv divides heads (validated on the host); max(1) keeps core's division panic out.
+    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let h_kv = h / group;
+    let (n_q, n_k, head_dim) = (p.seqlen_q as usize, p.seqlen_k as usize, p.head_dim as usize);
+    let scale_log2 = p.scale_log2;
+
+    let q_s = dynamic_smem_base();
+    let k_s = q_s + (BM * pitch) as u32;
+    let v_s = k_s + (2 * BN * pitch) as u32;
+    let stage_bytes = (BN * pitch) as u32;
+
+    // Bottom-right causal alignment: row i sees keys j <= i + n_k - n_q; the tile's last row
+    // bounds what any row of it sees, so later blocks are never loaded.
+    let kv_end =
+        if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
+    let n_blocks = kv_end.div_ceil(BN);
+
+    // Prologue: group 0 = Q + K_0, group 1 = V_0.
+    copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, threads);
+    if n_blocks > 0 {
+        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, threads);
+    }
+    cp_async_commit_group();
+    if n_blocks > 0 {
+        copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, threads);
+    }
+    cp_async_commit_group();
+
+    // This warp's first row inside the tile; lane-owned rows are warp_row + 16 mt + g (+ 8).
+    let warp_row = warp * 16 * MT;
+    // ldmatrix row addresses: lane l points at row l % 16 of the 16-row tile, column half l / 16
+    // (A operand: matrices rows 0-7/8-15 x columns 0-7/8-15 in a0..a3 order).
+    let a_lane_off = ((lane % 16) * pitch + (lane / 16) * 16) as u32;
+    // K (B operand of Q K^T, non-transposed): lane l -> key (l / 16) * 8 + l % 8, column half (l / 8) % 2.
+    let k_lane_off = ((((lane / 16) * 8) + lane % 8) * pitch + ((lane / 8) % 2) * 16) as u32;
+    // V (B operand of P V, transposed): lane l -> key l % 16, dim half l / 16.
+    let v_lane_off = ((lane % 16) * pitch + (lane / 16) * 16) as u32;
+
+    let mut q_frag = [[0u32; 4]; MAX_MT * MAX_KT];
+    let mut acc_o = [[[0.0f32; 4]; MAX_DT]; MAX_MT];
+    // Running max (raw score units) and this lane's partial sum, for rows g and g + 8 of each m-tile.
+    let mut row_max = [[f32::NEG_INFINITY; 2]; MAX_MT];
+    let mut row_sum = [[0.0f32; 2]; MAX_MT];
+
+    let mut j = 0;
+    while j < n_blocks {
+        let stage = (j % 2) as u32;
+        let col0 = j * BN;
+        cp_async_wait_group::<1>(); // K_j (and Q) have landed for this thread ...
+        _syncthreads(); // ... and for every thread; stage 1 - j%2 is no longer read.
+        if j + 1 < n_blocks {
+            let dst = k_s + (1 - stage) * stage_bytes;
+            copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, dst, pitch, threads);
+        }
+        cp_async_commit_group();
+
+        if Q_IN_REGS && j == 0 {
+            let mut mt = 0;
+            while mt < MT {
+                let base = q_s + ((warp_row + 16 * mt) * pitch) as u32 + a_lane_off;
+                let mut kk = 0;
+                while kk < kt_q {
+                    q_frag[mt * MAX_KT + kk] = ldmatrix_x4(base + (kk * 32) as u32);
+                    kk += 1;
+                }
+                mt += 1;
+            }
+        }
+
+        // S = Q K_j^T
+        let mut s = [[[0.0f32; 4]; MAX_NT]; MAX_MT];
+        let k_stage = k_s + stage * stage_bytes + k_lane_off;
+        let mut kk = 0;
+        while kk < kt_q {
+            let mut a = [[0u32; 4]; MAX_MT];
+            let mut mt = 0;
+            while mt < MT {
+                a[mt] = if Q_IN_REGS {
+                    q_frag[mt * MAX_KT + kk]
+                } else {
+                    ldmatrix_x4(q_s + ((warp_row + 16 * mt) * pitch) as u32 + a_lane_off + (kk * 32) as u32)
+                };
+                mt += 1;
+            }
+            let mut np = 0;
+            while np < nt_s / 2 {
+                // Two n-tiles (keys 16np .. 16np+15) x one k-step (16 columns).
+                let kb = ldmatrix_x4(k_stage + (16 * np * pitch) as u32 + (kk * 32) as u32);
+                let mut mt = 0;
+                while mt < MT {
+                    E::mma(&mut s[mt][2 * np], a[mt], [kb[0], kb[1]]);
+                    E::mma(&mut s[mt][2 * np + 1], a[mt], [kb[2], kb[3]]);
+                    mt += 1;
+                }
+                np += 1;
+            }
+            kk += 1;
+        }
+
+        // Mask, only where this block crosses the sequence end or (causal) the diagonal of
+        // some row of this warp.
+        let warp_first_row = row0 + warp_row;
+        let crosses_end = col0 + BN > n_k;
+        let crosses_diag = CAUSAL && (col0 + BN - 1) as i64 > warp_first_row as i64 + n_k as i64 - n_q as i64;
+        if crosses_end || crosses_diag {
+            let mut mt = 0;
+            while mt < MT {
+                let mut half = 0;
+                while half < 2 {
+                    let row = warp_first_row + 16 * mt + g + 8 * half;
+                    let last_key = row as i64 + n_k as i64 - n_q as i64;
+                    let mut nt = 0;
+                    while nt < nt_s {
+                        let mut e = 0;
+                        while e < 2 {
+                            let col = col0 + nt * 8 + 2 * t + e;
+                            if col >= n_k || (CAUSAL && col as i64 > last_key) {
+                                s[mt][nt][2 * half + e] = f32::NEG_INFINITY;
+                            }
+                            e += 1;
+                        }
+                        nt += 1;
+                    }
+                    half += 1;
+                }
+                mt += 1;
+            }
+        }
+
+        // Online softmax per row (lanes of a quad share rows g and g + 8).
+        let mut p_frag = [[[0u32; 4]; MAX_NT / 2]; MAX_MT];
+        let mut mt = 0;
+        while mt < MT {
+            let mut half = 0;
+            while half < 2 {
+                let mut mx = f32::NEG_INFINITY;
+                let mut nt = 0;
+                while nt < nt_s {
+                    mx = mx.max(s[mt][nt][2 * half]).max(s[mt][nt][2 * half + 1]);
+                    nt += 1;
+                }
+                mx = mx.max(shfl_xor_f32(mx, 1));
+                mx = mx.max(shfl_xor_f32(mx, 2));
+                let m_new = row_max[mt][half].max(mx);
+                // NaN guard: while every score of the row is masked, m_new is -inf and
+                // (-inf) - (-inf) would be NaN; measure from 0 then (every p is 2^-inf = 0).
+                let m_scaled = if m_new == f32::NEG_INFINITY { 0.0 } else { m_new * scale_log2 };
+                let alpha = ex2(row_max[mt][half] * scale_log2 - m_scaled);
+                row_max[mt][half] = m_new;
+                let mut sum = row_sum[mt][half] * alpha;
+                let mut dt = 0;
+                while dt < dt_o {
+                    acc_o[mt][dt][2 * half] *= alpha;
+                    acc_o[mt][dt][2 * half + 1] *= alpha;
+                    dt += 1;
+                }
+                let mut nt = 0;
+                while nt < nt_s {
+                    // exp2(s * scale_log2 - m * scale_log2): one FFMA feeding MUFU.EX2.
+                    let p0 = ex2(fma(s[mt][nt][2 * half], scale_log2, -m_scaled));
+                    let p1 = ex2(fma(s[mt][nt][2 * half + 1], scale_log2, -m_scaled));
+                    sum += p0 + p1;
+                    // Accumulator layout -> A layout of P V's k-step nt / 2: n-tile 2k gives
+                    // a0 (row g) / a1 (row g+8), n-tile 2k+1 gives a2 / a3.
+                    p_frag[mt][nt / 2][(nt % 2) * 2 + half] = E::pack2(p0, p1);
+                    nt += 1;
+                }
+                row_sum[mt][half] = sum;
+                half += 1;
+            }
+            mt += 1;
+        }
+
+        cp_async_wait_group::<1>(); // V_j has landed (K_{j+1} may still be in flight) ...
+        _syncthreads(); // ... for every thread; V stage 1 - j%2 is no longer read.
+        if j + 1 < n_blocks {
+            let dst = v_s + (1 - stage) * stage_bytes;
+            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, dst, pitch, threads);
+        }
+        cp_async_commit_group();
+
+        // O += P V_j
+        let v_stage = v_s + stage * stage_bytes + v_lane_off;
+        let mut kk = 0;
+        while kk < kt_v {
+            let mut dp = 0;
+            while dp < dt_o / 2 {
+                // Keys 16kk .. 16kk+15 x dims 16dp .. 16dp+15: B fragments of two O n-tiles.
+                let vb = ldmatrix_x4_trans(v_stage + (16 * kk * pitch) as u32 + (dp * 32) as u32);
+                let mut mt = 0;
+                while mt < MT {
+                    E::mma(&mut acc_o[mt][2 * dp], p_frag[mt][kk], [vb[0], vb[1]]);
+                    E::mma(&mut acc_o[mt][2 * dp + 1], p_frag[mt][kk], [vb[2], vb[3]]);
+                    mt += 1;
+                }
+                dp += 1;
+            }
+            kk += 1;
+        }
+        j += 1;
+    }
+
+    // Epilogue. Complete the row sums across the quad, normalise, stage O through this warp's
+    // own rows of the Q tile (no other warp reads them, so a warp barrier suffices), then write
+    // 16-byte chunks.
+    syncwarp();
+    let mut mt = 0;
+    while mt < MT {
+        let mut half = 0;
+        while half < 2 {
+            let mut l = row_sum[mt][half];
+            l += shfl_xor_f32(l, 1);
+            l += shfl_xor_f32(l, 2);
+            // A row with no visible key (causal, n_q > n_k) has l = 0: output 0, LSE -inf.
+            let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+            let r_local = warp_row + 16 * mt + g + 8 * half;
+            let dst = q_s + (r_local * pitch + 4 * t) as u32;
+            let mut dt = 0;
+            while dt < dt_o {
+                let v = E::pack2(acc_o[mt][dt][2 * half] * inv, acc_o[mt][dt][2 * half + 1] * inv);
+                st_shared_b32(dst + (dt * 16) as u32, v);
+                dt += 1;
+            }
+            let row = row0 + r_local;
+            if t == 0 && row < n_q {
+                let lse = if l > 0.0 { LN2 * (row_max[mt][half] * scale_log2 + lg2(l)) } else { f32::NEG_INFINITY };
+                st_global_f32((p.lse as *mut f32).add((b * p.heads as usize + h) * n_q + row), lse);
+            }
+            half += 1;
+        }
+        mt += 1;
+    }
+    syncwarp();
+    let chunks = head_dim / 8; // only the real columns (head_dim is a multiple of 8)
+    let mut idx = lane;
+    while idx < 16 * MT * chunks {
+        let r = idx / chunks;
+        let c = idx % chunks;
+        let row = row0 + warp_row + r;
+        if row < n_q {
+            let v = ld_shared_v4_b32(q_s + ((warp_row + r) * pitch + c * 16) as u32);
+            let dst = (p.o as *mut u16).add((offset(&p.o_strides, b, row, h) + (c * 8) as u64) as usize);
+            st_global_v4_b32(dst as *mut u8, v);
+        }
+        idx += 32;
+    }
+}
