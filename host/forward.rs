@@ -35,6 +35,10 @@ pub enum ForwardKernel {
     TensorCore,
     /// One thread per query row on CUDA cores: the simple reference path (head dims 32, 64, 128).
     Scalar,
+    /// The tensor-core kernel with explicit tiles (for tuning): `block_m` query rows per CTA,
+    /// `block_n` keys per block, `m_tiles` 16-row tiles per warp. Only the tiles in the kernel
+    /// table exist.
+    TensorCoreTiles { block_m: u16, block_n: u16, m_tiles: u8 },
 }
 
 /// Shapes of one call, read off validated tensors.
@@ -193,6 +197,7 @@ fn select_kernel(choice: ForwardKernel, head_dim: usize) -> Result<ForwardKernel
             Ok(ForwardKernel::TensorCore)
         }
         ForwardKernel::Scalar if scalar_ok => Ok(ForwardKernel::Scalar),
+        ForwardKernel::TensorCoreTiles { .. } if tensor_core_supports(head_dim) => Ok(choice),
         ForwardKernel::Scalar => Err(Error::UnsupportedHeadDim {
             head_dim,
             kernel: "scalar forward",
@@ -227,12 +232,23 @@ fn scalar_kernel_name(dtype: Dtype, head_dim: usize, causal: bool) -> Option<&'s
 }
 
 /// The tensor-core kernel of a call, and its tile configuration (from the same table).
-fn mma_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&'static str, MmaForwardConfig)> {
+/// `tiles`: (block_m, block_n, m_tiles), or None for the default (the first row of the head dim).
+fn mma_kernel(
+    dtype: Dtype,
+    head_dim: usize,
+    causal: bool,
+    tiles: Option<(usize, usize, usize)>,
+) -> Option<(&'static str, MmaForwardConfig)> {
     let padded = MmaForwardConfig::padded_head_dim(head_dim);
     let mut found = None;
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $causal:literal) => {
-            if Dtype::$dtype == dtype && $d == padded && $causal == causal {
+            if found.is_none()
+                && Dtype::$dtype == dtype
+                && $d == padded
+                && $causal == causal
+                && tiles.map_or(true, |t| t == ($bm, $bn, $mt))
+            {
                 let cfg = MmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, m_tiles: $mt, q_in_regs: $qr };
                 found = Some((stringify!($name), cfg));
             }
@@ -274,8 +290,14 @@ fn launch<T: Element>(
             let cfg = ScalarForwardConfig::new(dims.head_dim);
             (name, ScalarForwardConfig::THREADS, ScalarForwardConfig::BLOCK_M, cfg.smem_bytes())
         }
-        ForwardKernel::TensorCore | ForwardKernel::Auto => {
-            let (name, cfg) = mma_kernel(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
+        k @ (ForwardKernel::TensorCore | ForwardKernel::Auto | ForwardKernel::TensorCoreTiles { .. }) => {
+            let tiles = match k {
+                ForwardKernel::TensorCoreTiles { block_m, block_n, m_tiles } => {
+                    Some((block_m as usize, block_n as usize, m_tiles as usize))
+                }
+                _ => None,
+            };
+            let (name, cfg) = mma_kernel(dtype, dims.head_dim, opts.causal, tiles).ok_or_else(unsupported)?;
             (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
         }
     };

@@ -257,6 +257,7 @@ fn tensor_core_forward_is_deterministic() {
 }
 
 /// The argument an error names (`head_dim` for an unsupported head dim).
+#[track_caller]
 fn arg_of<R>(r: Result<R, Error>) -> &'static str {
     match r {
         Err(Error::InvalidArgument { arg, .. }) => arg,

@@ -117,6 +117,9 @@ struct BenchArgs {
     /// Output file (default benches/results/<gpu>.json).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Explicit tensor-core tiles BMxBNxMT (e.g. 128x64x1,64x64x1), for tuning: each is swept.
+    #[arg(long, value_delimiter = ',')]
+    tiles: Vec<String>,
     /// Milliseconds of measurement per shape.
     #[arg(long, default_value_t = 300.0)]
     budget_ms: f64,
@@ -230,37 +233,59 @@ fn bench(a: &BenchArgs) -> Result<bool> {
 
 fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     let dev = Device::new(0)?;
-    let opts = AttentionOptions { kernel: a.kernel.into(), ..Default::default() };
-    let kernel_label = match a.kernel {
-        KernelArg::Auto | KernelArg::TensorCore => "ours",
-        KernelArg::Scalar => "ours-scalar",
+    let base = AttentionOptions { kernel: a.kernel.into(), ..Default::default() };
+    let base_label = match a.kernel {
+        KernelArg::Auto | KernelArg::TensorCore => "ours".to_string(),
+        KernelArg::Scalar => "ours-scalar".to_string(),
     };
+    // (label, options) per kernel configuration swept.
+    let mut configs = Vec::new();
+    if a.tiles.is_empty() {
+        configs.push((base_label, base));
+    }
+    for t in &a.tiles {
+        let v: Vec<usize> = t.split('x').filter_map(|x| x.parse().ok()).collect();
+        let [block_m, block_n, m_tiles] = v[..] else {
+            return Err(flashattn::Error::InvalidArgument { arg: "tiles", msg: format!("{t}: expected BMxBNxMT") });
+        };
+        let kernel =
+            ForwardKernel::TensorCoreTiles { block_m: block_m as u16, block_n: block_n as u16, m_tiles: m_tiles as u8 };
+        configs.push((format!("ours-{t}"), AttentionOptions { kernel, ..base }));
+    }
     let peers = match &a.peers {
         Some(p) => BenchFile::read(p)?.rows,
         None => Vec::new(),
     };
     let shapes = anchor_shapes(&a.head_dims, a.quick);
     let mut rows = Vec::new();
-    for (i, shape) in shapes.iter().enumerate() {
-        let dims = shape.dims();
-        let q_shape = [dims.batch, dims.seqlen_q, dims.heads, dims.head_dim];
-        // Skip head dims the kernel does not have, saying so.
-        if let Err(e) = flashattn::forward::check_supported::<T>(&q_shape, &opts) {
-            eprintln!("[{}/{}] skip d={} N={}: {e}", i + 1, shapes.len(), shape.d, shape.n);
-            continue;
+    for (kernel_label, opts) in &configs {
+        for (i, shape) in shapes.iter().enumerate() {
+            let dims = shape.dims();
+            let q_shape = [dims.batch, dims.seqlen_q, dims.heads, dims.head_dim];
+            // Skip head dims the kernel does not have, saying so.
+            if let Err(e) = flashattn::forward::check_supported::<T>(&q_shape, opts) {
+                eprintln!("[{}/{}] skip d={} N={}: {e}", i + 1, shapes.len(), shape.d, shape.n);
+                continue;
+            }
+            let row = match bench_forward::<T>(&dev, *shape, opts, kernel_label, a.budget_ms) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("[{}/{}] skip d={} N={}: {e}", i + 1, shapes.len(), shape.d, shape.n);
+                    continue;
+                }
+            };
+            eprintln!(
+                "[{}/{}] d={} causal={} N={}: {:.3} ms, {:.1} TFLOPS",
+                i + 1,
+                shapes.len(),
+                row.d,
+                row.causal,
+                row.n,
+                row.ms,
+                row.tflops
+            );
+            rows.push(row);
         }
-        let row = bench_forward::<T>(&dev, *shape, &opts, kernel_label, a.budget_ms)?;
-        eprintln!(
-            "[{}/{}] d={} causal={} N={}: {:.3} ms, {:.1} TFLOPS",
-            i + 1,
-            shapes.len(),
-            row.d,
-            row.causal,
-            row.n,
-            row.ms,
-            row.tflops
-        );
-        rows.push(row);
     }
     print!("{}", format_table(&rows, &peers));
     let out =

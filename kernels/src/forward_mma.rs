@@ -102,7 +102,10 @@ pub unsafe fn forward_mma<
     let warp = tid / 32;
     let lane = tid % 32;
     let (g, t) = (lane / 4, lane % 4); // quad (row) and lane within the quad
-    let row0 = _block_idx_x() as usize * BM;
+                                       // Causal: the last query blocks see the most keys; launching them first (the scheduler
+                                       // hands out low block indices first) keeps the heaviest CTAs out of the tail wave.
+    let m_block = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
+    let row0 = m_block as usize * BM;
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     // heads_kv divides heads (validated on the host); max(1) keeps core's division panic out.

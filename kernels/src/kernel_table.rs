@@ -65,5 +65,28 @@ macro_rules! for_each_mma_forward_kernel {
         $m!(flash_fwd_mma_f16_d256_causal, F16, 256, 128, 32, 1, false, true);
         $m!(flash_fwd_mma_bf16_d256, Bf16, 256, 128, 32, 1, false, false);
         $m!(flash_fwd_mma_bf16_d256_causal, Bf16, 256, 128, 32, 1, false, true);
+        // Tuning candidates (bf16 only), selected with ForwardKernel::TensorCoreTiles.
+        $m!(flash_fwd_mma_bf16_d64_m128n128t1, Bf16, 64, 128, 128, 1, true, false);
+        $m!(flash_fwd_mma_bf16_d64_m128n128t1_causal, Bf16, 64, 128, 128, 1, true, true);
+        $m!(flash_fwd_mma_bf16_d64_m64n64t1, Bf16, 64, 64, 64, 1, true, false);
+        $m!(flash_fwd_mma_bf16_d64_m64n64t1_causal, Bf16, 64, 64, 64, 1, true, true);
+        $m!(flash_fwd_mma_bf16_d64_m128n64t2, Bf16, 64, 128, 64, 2, false, false);
+        $m!(flash_fwd_mma_bf16_d64_m128n64t2_causal, Bf16, 64, 128, 64, 2, false, true);
+        $m!(flash_fwd_mma_bf16_d128_m64n64t1, Bf16, 128, 64, 64, 1, true, false);
+        $m!(flash_fwd_mma_bf16_d128_m64n64t1_causal, Bf16, 128, 64, 64, 1, true, true);
+        $m!(flash_fwd_mma_bf16_d128_m128n128t1, Bf16, 128, 128, 128, 1, true, false);
+        $m!(flash_fwd_mma_bf16_d128_m128n128t1_causal, Bf16, 128, 128, 128, 1, true, true);
+        $m!(flash_fwd_mma_bf16_d128_m128n64t2, Bf16, 128, 128, 64, 2, false, false);
+        $m!(flash_fwd_mma_bf16_d128_m128n64t2_causal, Bf16, 128, 128, 64, 2, false, true);
+        $m!(flash_fwd_mma_bf16_d128_m128n32t1, Bf16, 128, 128, 32, 1, true, false);
+        $m!(flash_fwd_mma_bf16_d128_m128n32t1_causal, Bf16, 128, 128, 32, 1, true, true);
+        $m!(flash_fwd_mma_bf16_d128_m64n32t1, Bf16, 128, 64, 32, 1, true, false);
+        $m!(flash_fwd_mma_bf16_d128_m64n32t1_causal, Bf16, 128, 64, 32, 1, true, true);
+        $m!(flash_fwd_mma_bf16_d256_m64n32t1, Bf16, 256, 64, 32, 1, false, false);
+        $m!(flash_fwd_mma_bf16_d256_m64n32t1_causal, Bf16, 256, 64, 32, 1, false, true);
+        $m!(flash_fwd_mma_bf16_d256_m64n64t1, Bf16, 256, 64, 64, 1, false, false);
+        $m!(flash_fwd_mma_bf16_d256_m64n64t1_causal, Bf16, 256, 64, 64, 1, false, true);
+        $m!(flash_fwd_mma_bf16_d256_m128n64t1, Bf16, 256, 128, 64, 1, false, false);
+        $m!(flash_fwd_mma_bf16_d256_m128n64t1_causal, Bf16, 256, 128, 64, 1, false, true);
     };
 }
