@@ -13,7 +13,7 @@ pub struct AttentionOptions {
     /// flash-attn >= 2.1): query row `i` sees keys `j <= i + seqlen_k - seqlen_q`. Rows that see no
     /// key (possible when `seqlen_q > seqlen_k`) output zeros and an LSE of `-inf`.
     pub causal: bool,
-    /// Multiplies `Q K^T` before the softmax; `None` means `1 / sqrt(head_dim)`.
+    /// Multiplies `Q K^T` before the softmax (finite and positive); `None` means `1 / sqrt(head_dim)`.
     pub softmax_scale: Option<f32>,
     /// Which forward kernel runs.
     pub kernel: ForwardKernel,
@@ -150,8 +150,10 @@ pub fn validate_inputs<T: Element>(
         return Err(Error::invalid("q", "sequence lengths must be below 2^31"));
     }
     if let Some(s) = opts.softmax_scale {
-        if !s.is_finite() {
-            return Err(Error::invalid("softmax_scale", format!("{s} is not finite")));
+        // The kernels take row maxima of the raw scores, which are the maxima of the scaled
+        // scores only for a positive scale.
+        if !(s.is_finite() && s > 0.0) {
+            return Err(Error::invalid("softmax_scale", format!("{s} must be finite and positive")));
         }
     }
     select_kernel(opts.kernel, dims.head_dim)?;

@@ -25,68 +25,54 @@ macro_rules! for_each_scalar_forward_kernel {
 }
 
 /// The tensor-core forward: `callback!(name, Dtype, head_dim, block_m, block_n, m_tiles,
-/// q_in_regs, causal)`. Real head dims are padded up to the next instantiated one (multiples of 32).
+/// q_in_regs, causal)`. Real head dims are padded up to the next instantiated one (multiples of
+/// 32). `ForwardKernel::TensorCoreTiles` selects a row by its tiles; candidates under test are
+/// added as extra rows (the first row of a head dim is the default).
 ///
-/// Why these tiles: up to d = 128 the Q fragments (d/16 x 4 registers) fit in registers beside
-/// the O accumulators (d/8 x 4) and the scores (block_n/8 x 4); above, Q is re-read from shared
-/// memory each block and K/V blocks shrink to 32 rows so that O (up to 128 registers) still fits.
+/// Why these tiles (H100, bf16, B*N = 16k, H*d = 2048, N = 4096, non-causal, one device call):
+/// - d <= 128: 128 x 64 tiles, 4 warps of 2 m-tiles each (32 query rows per warp). Every K/V
+///   fragment read from shared memory feeds two MMAs, halving shared-memory traffic per FLOP,
+///   which limits the 1-m-tile variants; Q is re-read from shared memory (no room for it in
+///   registers beside 2 x (O + S) accumulators: 253 registers at d = 128, no spills).
+///   d = 128 losers: 128x64x1 -25% (251 vs 334 TFLOPS), 64x64x1 -24%, 128x128x1 -21%,
+///   128x32x1 -31%, 64x32x1 -23%. d = 64 losers: 128x64x1 -1%, 64x64x1 -7%, 128x128x1 -22%; 128x128x2 is
+///   not unrolled by LLVM (1.8 KB of local memory), so not kept.
+/// - d > 128: 128 x 64 tiles, 8 warps of 1 m-tile (O alone takes d/2 registers).
+///   d = 256 losers: 128x32x1 -15% (231 vs 272 TFLOPS), 64x32x1 -7%, 64x64x1 -21%.
 #[macro_export]
 macro_rules! for_each_mma_forward_kernel {
     ($m:ident) => {
-        $m!(flash_fwd_mma_f16_d32, F16, 32, 128, 64, 1, true, false);
-        $m!(flash_fwd_mma_f16_d32_causal, F16, 32, 128, 64, 1, true, true);
-        $m!(flash_fwd_mma_bf16_d32, Bf16, 32, 128, 64, 1, true, false);
-        $m!(flash_fwd_mma_bf16_d32_causal, Bf16, 32, 128, 64, 1, true, true);
-        $m!(flash_fwd_mma_f16_d64, F16, 64, 128, 64, 1, true, false);
-        $m!(flash_fwd_mma_f16_d64_causal, F16, 64, 128, 64, 1, true, true);
-        $m!(flash_fwd_mma_bf16_d64, Bf16, 64, 128, 64, 1, true, false);
-        $m!(flash_fwd_mma_bf16_d64_causal, Bf16, 64, 128, 64, 1, true, true);
-        $m!(flash_fwd_mma_f16_d96, F16, 96, 128, 64, 1, true, false);
-        $m!(flash_fwd_mma_f16_d96_causal, F16, 96, 128, 64, 1, true, true);
-        $m!(flash_fwd_mma_bf16_d96, Bf16, 96, 128, 64, 1, true, false);
-        $m!(flash_fwd_mma_bf16_d96_causal, Bf16, 96, 128, 64, 1, true, true);
-        $m!(flash_fwd_mma_f16_d128, F16, 128, 128, 64, 1, true, false);
-        $m!(flash_fwd_mma_f16_d128_causal, F16, 128, 128, 64, 1, true, true);
-        $m!(flash_fwd_mma_bf16_d128, Bf16, 128, 128, 64, 1, true, false);
-        $m!(flash_fwd_mma_bf16_d128_causal, Bf16, 128, 128, 64, 1, true, true);
-        $m!(flash_fwd_mma_f16_d160, F16, 160, 128, 32, 1, false, false);
-        $m!(flash_fwd_mma_f16_d160_causal, F16, 160, 128, 32, 1, false, true);
-        $m!(flash_fwd_mma_bf16_d160, Bf16, 160, 128, 32, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d160_causal, Bf16, 160, 128, 32, 1, false, true);
-        $m!(flash_fwd_mma_f16_d192, F16, 192, 128, 32, 1, false, false);
-        $m!(flash_fwd_mma_f16_d192_causal, F16, 192, 128, 32, 1, false, true);
-        $m!(flash_fwd_mma_bf16_d192, Bf16, 192, 128, 32, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d192_causal, Bf16, 192, 128, 32, 1, false, true);
-        $m!(flash_fwd_mma_f16_d224, F16, 224, 128, 32, 1, false, false);
-        $m!(flash_fwd_mma_f16_d224_causal, F16, 224, 128, 32, 1, false, true);
-        $m!(flash_fwd_mma_bf16_d224, Bf16, 224, 128, 32, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d224_causal, Bf16, 224, 128, 32, 1, false, true);
-        $m!(flash_fwd_mma_f16_d256, F16, 256, 128, 32, 1, false, false);
-        $m!(flash_fwd_mma_f16_d256_causal, F16, 256, 128, 32, 1, false, true);
-        $m!(flash_fwd_mma_bf16_d256, Bf16, 256, 128, 32, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d256_causal, Bf16, 256, 128, 32, 1, false, true);
-        // Tuning candidates (bf16 only), selected with ForwardKernel::TensorCoreTiles.
-        $m!(flash_fwd_mma_bf16_d64_m128n128t1, Bf16, 64, 128, 128, 1, true, false);
-        $m!(flash_fwd_mma_bf16_d64_m128n128t1_causal, Bf16, 64, 128, 128, 1, true, true);
-        $m!(flash_fwd_mma_bf16_d64_m64n64t1, Bf16, 64, 64, 64, 1, true, false);
-        $m!(flash_fwd_mma_bf16_d64_m64n64t1_causal, Bf16, 64, 64, 64, 1, true, true);
-        $m!(flash_fwd_mma_bf16_d64_m128n64t2, Bf16, 64, 128, 64, 2, false, false);
-        $m!(flash_fwd_mma_bf16_d64_m128n64t2_causal, Bf16, 64, 128, 64, 2, false, true);
-        $m!(flash_fwd_mma_bf16_d128_m64n64t1, Bf16, 128, 64, 64, 1, true, false);
-        $m!(flash_fwd_mma_bf16_d128_m64n64t1_causal, Bf16, 128, 64, 64, 1, true, true);
-        $m!(flash_fwd_mma_bf16_d128_m128n128t1, Bf16, 128, 128, 128, 1, true, false);
-        $m!(flash_fwd_mma_bf16_d128_m128n128t1_causal, Bf16, 128, 128, 128, 1, true, true);
-        $m!(flash_fwd_mma_bf16_d128_m128n64t2, Bf16, 128, 128, 64, 2, false, false);
-        $m!(flash_fwd_mma_bf16_d128_m128n64t2_causal, Bf16, 128, 128, 64, 2, false, true);
-        $m!(flash_fwd_mma_bf16_d128_m128n32t1, Bf16, 128, 128, 32, 1, true, false);
-        $m!(flash_fwd_mma_bf16_d128_m128n32t1_causal, Bf16, 128, 128, 32, 1, true, true);
-        $m!(flash_fwd_mma_bf16_d128_m64n32t1, Bf16, 128, 64, 32, 1, true, false);
-        $m!(flash_fwd_mma_bf16_d128_m64n32t1_causal, Bf16, 128, 64, 32, 1, true, true);
-        $m!(flash_fwd_mma_bf16_d256_m64n32t1, Bf16, 256, 64, 32, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d256_m64n32t1_causal, Bf16, 256, 64, 32, 1, false, true);
-        $m!(flash_fwd_mma_bf16_d256_m64n64t1, Bf16, 256, 64, 64, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d256_m64n64t1_causal, Bf16, 256, 64, 64, 1, false, true);
-        $m!(flash_fwd_mma_bf16_d256_m128n64t1, Bf16, 256, 128, 64, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d256_m128n64t1_causal, Bf16, 256, 128, 64, 1, false, true);
+        $m!(flash_fwd_mma_f16_d32, F16, 32, 128, 64, 2, false, false);
+        $m!(flash_fwd_mma_f16_d32_causal, F16, 32, 128, 64, 2, false, true);
+        $m!(flash_fwd_mma_bf16_d32, Bf16, 32, 128, 64, 2, false, false);
+        $m!(flash_fwd_mma_bf16_d32_causal, Bf16, 32, 128, 64, 2, false, true);
+        $m!(flash_fwd_mma_f16_d64, F16, 64, 128, 64, 2, false, false);
+        $m!(flash_fwd_mma_f16_d64_causal, F16, 64, 128, 64, 2, false, true);
+        $m!(flash_fwd_mma_bf16_d64, Bf16, 64, 128, 64, 2, false, false);
+        $m!(flash_fwd_mma_bf16_d64_causal, Bf16, 64, 128, 64, 2, false, true);
+        $m!(flash_fwd_mma_f16_d96, F16, 96, 128, 64, 2, false, false);
+        $m!(flash_fwd_mma_f16_d96_causal, F16, 96, 128, 64, 2, false, true);
+        $m!(flash_fwd_mma_bf16_d96, Bf16, 96, 128, 64, 2, false, false);
+        $m!(flash_fwd_mma_bf16_d96_causal, Bf16, 96, 128, 64, 2, false, true);
+        $m!(flash_fwd_mma_f16_d128, F16, 128, 128, 64, 2, false, false);
+        $m!(flash_fwd_mma_f16_d128_causal, F16, 128, 128, 64, 2, false, true);
+        $m!(flash_fwd_mma_bf16_d128, Bf16, 128, 128, 64, 2, false, false);
+        $m!(flash_fwd_mma_bf16_d128_causal, Bf16, 128, 128, 64, 2, false, true);
+        $m!(flash_fwd_mma_f16_d160, F16, 160, 128, 64, 1, false, false);
+        $m!(flash_fwd_mma_f16_d160_causal, F16, 160, 128, 64, 1, false, true);
+        $m!(flash_fwd_mma_bf16_d160, Bf16, 160, 128, 64, 1, false, false);
+        $m!(flash_fwd_mma_bf16_d160_causal, Bf16, 160, 128, 64, 1, false, true);
+        $m!(flash_fwd_mma_f16_d192, F16, 192, 128, 64, 1, false, false);
+        $m!(flash_fwd_mma_f16_d192_causal, F16, 192, 128, 64, 1, false, true);
+        $m!(flash_fwd_mma_bf16_d192, Bf16, 192, 128, 64, 1, false, false);
+        $m!(flash_fwd_mma_bf16_d192_causal, Bf16, 192, 128, 64, 1, false, true);
+        $m!(flash_fwd_mma_f16_d224, F16, 224, 128, 64, 1, false, false);
+        $m!(flash_fwd_mma_f16_d224_causal, F16, 224, 128, 64, 1, false, true);
+        $m!(flash_fwd_mma_bf16_d224, Bf16, 224, 128, 64, 1, false, false);
+        $m!(flash_fwd_mma_bf16_d224_causal, Bf16, 224, 128, 64, 1, false, true);
+        $m!(flash_fwd_mma_f16_d256, F16, 256, 128, 64, 1, false, false);
+        $m!(flash_fwd_mma_f16_d256_causal, F16, 256, 128, 64, 1, false, true);
+        $m!(flash_fwd_mma_bf16_d256, Bf16, 256, 128, 64, 1, false, false);
+        $m!(flash_fwd_mma_bf16_d256_causal, Bf16, 256, 128, 64, 1, false, true);
     };
 }
