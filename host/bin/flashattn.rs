@@ -180,6 +180,13 @@ fn check<T: Element>(a: &CheckArgs) -> Result<bool> {
     let k = dev.upload(&kh, &[shape.batch, shape.seqlen_k, shape.heads_kv, shape.head_dim])?;
     let v = dev.upload(&vh, &[shape.batch, shape.seqlen_k, shape.heads_kv, shape.head_dim])?;
     let dims = validate_inputs(&q, &k, &v, &opts)?;
+    // Memory: what one `forward` allocates beyond its inputs (O and LSE only: no N x N buffer).
+    dev.synchronize()?;
+    dev.reset_peak();
+    let base = dev.allocated_bytes();
+    drop(flashattn::forward(&q, &k, &v, &opts)?);
+    let extra_mib = (dev.peak_bytes() - base) as f64 / (1 << 20) as f64;
+    let inputs_mib = base as f64 / (1 << 20) as f64;
     let mut o = dev.alloc::<T>(q.shape())?;
     let mut lse = dev.alloc::<f32>(&[shape.batch, shape.heads, shape.seqlen_q])?;
     o.fill(T::NAN)?;
@@ -215,6 +222,7 @@ fn check<T: Element>(a: &CheckArgs) -> Result<bool> {
     let unwritten_total = oh.iter().filter(|x| x.to_f64().is_nan()).count();
     let tflops = forward_flops(&dims, a.causal) / (ms * 1e-3) / 1e12;
     println!("forward: {ms:.3} ms, {tflops:.1} TFLOPS (median, CUDA events)");
+    println!("device memory: inputs {inputs_mib:.1} MiB, allocated by forward {extra_mib:.1} MiB (O + LSE)");
     println!(
         "check vs f64 reference on {} rows: relative error {rel:.2e} (bf16/f16 inputs: expect 1e-3..1e-2), lse max error {lse_err:.2e}, unwritten outputs {unwritten_total}",
         a.sample_rows
