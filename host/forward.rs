@@ -36,9 +36,9 @@ pub enum ForwardKernel {
     /// One thread per query row on CUDA cores: the simple reference path (head dims 32, 64, 128).
     Scalar,
     /// The tensor-core kernel with explicit tiles (for tuning): `block_m` query rows per CTA,
-    /// `block_n` keys per block, `m_tiles` 16-row tiles per warp. Only the tiles in the kernel
+    /// `block_n` keys per block, `m_tiles` 16-row tiles per warp, `stages` K/V buffers. Only the tiles in the kernel
     /// table exist.
-    TensorCoreTiles { block_m: u16, block_n: u16, m_tiles: u8 },
+    TensorCoreTiles { block_m: u16, block_n: u16, m_tiles: u8, stages: u8 },
 }
 
 /// Shapes of one call, read off validated tensors.
@@ -233,31 +233,69 @@ fn scalar_kernel_name(dtype: Dtype, head_dim: usize, causal: bool) -> Option<&'s
     table.into_iter().find(|e| e.dtype == dtype && e.head_dim == head_dim && e.causal == causal).map(|e| e.name)
 }
 
-/// The tensor-core kernel of a call, and its tile configuration (from the same table).
-/// `tiles`: (block_m, block_n, m_tiles), or None for the default (the first row of the head dim).
+/// One row of the tensor-core kernel table (`flashattn_kernels::for_each_mma_forward_kernel!`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmaKernelRow {
+    pub name: &'static str,
+    pub dtype: Dtype,
+    pub causal: bool,
+    pub config: MmaForwardConfig,
+}
+
+impl MmaKernelRow {
+    /// The options that select exactly this row.
+    pub fn kernel_choice(&self) -> ForwardKernel {
+        let c = self.config;
+        ForwardKernel::TensorCoreTiles {
+            block_m: c.block_m as u16,
+            block_n: c.block_n as u16,
+            m_tiles: c.m_tiles as u8,
+            stages: c.stages as u8,
+        }
+    }
+}
+
+/// Every compiled tensor-core forward kernel, in table order (the first row of a head dim,
+/// dtype and causality is its default).
+pub fn mma_kernel_rows() -> &'static [MmaKernelRow] {
+    static ROWS: std::sync::OnceLock<Vec<MmaKernelRow>> = std::sync::OnceLock::new();
+    ROWS.get_or_init(|| {
+        let mut rows = Vec::new();
+        macro_rules! row {
+            ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal, $causal:literal) => {
+                let config = MmaForwardConfig {
+                    head_dim: $d,
+                    block_m: $bm,
+                    block_n: $bn,
+                    m_tiles: $mt,
+                    q_in_regs: $qr,
+                    stages: $st,
+                };
+                debug_assert!(config.is_valid(), "{config:?}");
+                rows.push(MmaKernelRow { name: stringify!($name), dtype: Dtype::$dtype, causal: $causal, config });
+            };
+        }
+        flashattn_kernels::for_each_mma_forward_kernel!(row);
+        rows
+    })
+}
+
+/// The tensor-core kernel of a call. `tiles`: (block_m, block_n, m_tiles, stages), or None for
+/// the default.
 fn mma_kernel(
     dtype: Dtype,
     head_dim: usize,
     causal: bool,
-    tiles: Option<(usize, usize, usize)>,
-) -> Option<(&'static str, MmaForwardConfig)> {
+    tiles: Option<(usize, usize, usize, usize)>,
+) -> Option<MmaKernelRow> {
     let padded = MmaForwardConfig::padded_head_dim(head_dim);
-    let mut found = None;
-    macro_rules! row {
-        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $causal:literal) => {
-            if found.is_none()
-                && Dtype::$dtype == dtype
-                && $d == padded
-                && $causal == causal
-                && tiles.map_or(true, |t| t == ($bm, $bn, $mt))
-            {
-                let cfg = MmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, m_tiles: $mt, q_in_regs: $qr };
-                found = Some((stringify!($name), cfg));
-            }
-        };
-    }
-    flashattn_kernels::for_each_mma_forward_kernel!(row);
-    found
+    mma_kernel_rows().iter().copied().find(|r| {
+        let c = r.config;
+        r.dtype == dtype
+            && r.causal == causal
+            && c.head_dim == padded
+            && tiles.is_none_or(|t| t == (c.block_m, c.block_n, c.m_tiles, c.stages))
+    })
 }
 
 /// The parameter block, passed by value. A newtype: `ForwardParams` lives in the kernels crate,
@@ -294,12 +332,13 @@ fn launch<T: Element>(
         }
         k @ (ForwardKernel::TensorCore | ForwardKernel::Auto | ForwardKernel::TensorCoreTiles { .. }) => {
             let tiles = match k {
-                ForwardKernel::TensorCoreTiles { block_m, block_n, m_tiles } => {
-                    Some((block_m as usize, block_n as usize, m_tiles as usize))
+                ForwardKernel::TensorCoreTiles { block_m, block_n, m_tiles, stages } => {
+                    Some((block_m as usize, block_n as usize, m_tiles as usize, stages as usize))
                 }
                 _ => None,
             };
-            let (name, cfg) = mma_kernel(dtype, dims.head_dim, opts.causal, tiles).ok_or_else(unsupported)?;
+            let row = mma_kernel(dtype, dims.head_dim, opts.causal, tiles).ok_or_else(unsupported)?;
+            let (name, cfg) = (row.name, row.config);
             (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
         }
     };

@@ -256,6 +256,29 @@ fn tensor_core_forward_is_deterministic() {
     deterministic(TC);
 }
 
+/// Every compiled tensor-core kernel, defaults and tuning candidates alike (selected by their
+/// tiles), so that a candidate promoted to default has already been checked.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn tensor_core_forward_every_table_row() {
+    let dev = device();
+    let mut failures = Vec::new();
+    for (i, row) in flashattn::forward::mma_kernel_rows().iter().enumerate() {
+        let case =
+            Case { shape: shape(1, 200, 131, 2, 1, row.config.head_dim), causal: row.causal, seed: 4000 + i as u64 };
+        let check = match row.dtype {
+            flashattn::Dtype::Bf16 => run_case::<bf16>(&dev, &case, row.kernel_choice()),
+            flashattn::Dtype::F16 => run_case::<f16>(&dev, &case, row.kernel_choice()),
+        };
+        let line = format!("{} {:?}: {check}", row.name, case.shape);
+        println!("{line}");
+        if !check.passed() {
+            failures.push(line);
+        }
+    }
+    assert!(failures.is_empty(), "{} kernels failed:\n{}", failures.len(), failures.join("\n"));
+}
+
 /// The argument an error names (`head_dim` for an unsupported head dim).
 #[track_caller]
 fn arg_of<R>(r: Result<R, Error>) -> &'static str {

@@ -117,7 +117,7 @@ struct BenchArgs {
     /// Output file (default benches/results/<gpu>.json).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Explicit tensor-core tiles BMxBNxMT (e.g. 128x64x1,64x64x1), for tuning: each is swept.
+    /// Explicit tensor-core tiles BMxBNxMT[xSTAGES] (e.g. 128x64x2,128x64x2x1), for tuning: each is swept.
     #[arg(long, value_delimiter = ',')]
     tiles: Vec<String>,
     /// Milliseconds of measurement per shape.
@@ -253,11 +253,22 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     }
     for t in &a.tiles {
         let v: Vec<usize> = t.split('x').filter_map(|x| x.parse().ok()).collect();
-        let [block_m, block_n, m_tiles] = v[..] else {
-            return Err(flashattn::Error::InvalidArgument { arg: "tiles", msg: format!("{t}: expected BMxBNxMT") });
+        let (block_m, block_n, m_tiles, stages) = match v[..] {
+            [bm, bn, mt] => (bm, bn, mt, 2),
+            [bm, bn, mt, st] => (bm, bn, mt, st),
+            _ => {
+                return Err(flashattn::Error::InvalidArgument {
+                    arg: "tiles",
+                    msg: format!("{t}: expected BMxBNxMT[xSTAGES]"),
+                })
+            }
         };
-        let kernel =
-            ForwardKernel::TensorCoreTiles { block_m: block_m as u16, block_n: block_n as u16, m_tiles: m_tiles as u8 };
+        let kernel = ForwardKernel::TensorCoreTiles {
+            block_m: block_m as u16,
+            block_n: block_n as u16,
+            m_tiles: m_tiles as u8,
+            stages: stages as u8,
+        };
         configs.push((format!("ours-{t}"), AttentionOptions { kernel, ..base }));
     }
     let peers = match &a.peers {

@@ -66,7 +66,7 @@ const _: () = {
 /// The tensor-core (mma.sync m16n8k16) forward kernel of one head dim.
 ///
 /// Each warp owns `16 * m_tiles` query rows of the `block_m`-row Q tile; K/V blocks of
-/// `block_n` rows are double-buffered in shared memory. Shared-memory rows are padded by 16 bytes
+/// `block_n` rows are single- or double-buffered in shared memory. Shared-memory rows are padded by 16 bytes
 /// (pitch `2 * head_dim + 16`): the 8 row addresses of an `ldmatrix` then fall in 8 different
 /// 16-byte bank groups, and the 16-byte `cp.async` stores of 8 consecutive lanes stay contiguous,
 /// so neither conflicts.
@@ -81,6 +81,9 @@ pub struct MmaForwardConfig {
     /// Q fragments kept in registers for the whole kernel (else re-read from shared memory each
     /// block: fewer registers at large head dims).
     pub q_in_regs: bool,
+    /// K/V shared-memory buffers: 2 (prefetch a whole block ahead) or 1 (FlashAttention-2's
+    /// schedule, half the shared memory).
+    pub stages: usize,
 }
 
 impl MmaForwardConfig {
@@ -97,9 +100,9 @@ impl MmaForwardConfig {
     pub const fn smem_pitch(self) -> usize {
         2 * self.head_dim + 16
     }
-    /// Q tile + two stages of K + two of V.
+    /// Q tile + `stages` buffers each of K and V.
     pub const fn smem_bytes(self) -> usize {
-        (self.block_m + 4 * self.block_n) * self.smem_pitch()
+        (self.block_m + 2 * self.stages * self.block_n) * self.smem_pitch()
     }
     /// The instantiated head dim for a real head dim (multiple of 8, at most 256).
     pub const fn padded_head_dim(head_dim: usize) -> usize {
@@ -109,6 +112,7 @@ impl MmaForwardConfig {
         self.head_dim % 32 == 0
             && self.head_dim <= Self::MAX_HEAD_DIM
             && self.block_n % 16 == 0
+            && (self.stages == 1 || self.stages == 2)
             && self.block_m % (16 * self.m_tiles) == 0
             && self.threads() <= 1024
             && self.smem_bytes() <= 227 * 1024

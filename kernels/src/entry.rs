@@ -14,10 +14,10 @@ macro_rules! scalar_forward_entry {
 crate::for_each_scalar_forward_kernel!(scalar_forward_entry);
 
 macro_rules! mma_forward_entry {
-    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $causal:literal) => {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $causal>(&p)
+            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $st, $causal>(&p)
         }
     };
 }

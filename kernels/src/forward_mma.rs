@@ -3,6 +3,9 @@
 //! Per CTA (grid: query blocks x heads x batch), `WARPS` warps each own `16 * MT` query rows:
 //! 1. Q (BLOCK_M rows) and the first K and V blocks are copied to shared memory with `cp.async`,
 //!    K and V in separate commit groups so that `S = Q K^T` starts while V is still in flight.
+//!    `STAGES = 2` double-buffers K and V (prefetch one block ahead, as below); `STAGES = 1` is
+//!    FlashAttention-2's single-buffer schedule (V_j loads during `Q K_j^T`, K_{j+1} during the
+//!    softmax and `P V_j`), which halves K/V shared memory so more CTAs fit at large head dims.
 //! 2. Per K/V block `j`: wait for K_j, prefetch K_{j+1} into the other stage, `S = Q K_j^T` in
 //!    registers (ldmatrix fragments), mask (only blocks that cross the sequence end or the causal
 //!    diagonal), online softmax on the accumulator registers (row max/sum across the 4 lanes of a
@@ -21,6 +24,7 @@ use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, 
 use crate::arch::sm80::{
     cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_shared_v4_b32,
     ldmatrix_x4, ldmatrix_x4_trans, lg2, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp,
+    vote_any,
 };
 use crate::config::MmaForwardConfig;
 use crate::element::Element;
@@ -85,14 +89,18 @@ pub unsafe fn forward_mma<
     const BN: usize,
     const MT: usize,
     const Q_IN_REGS: bool,
+    const STAGES: usize,
     const CAUSAL: bool,
 >(
     p: &ForwardParams,
 ) {
-    let cfg = MmaForwardConfig { head_dim: D, block_m: BM, block_n: BN, m_tiles: MT, q_in_regs: Q_IN_REGS };
+    let cfg =
+        MmaForwardConfig { head_dim: D, block_m: BM, block_n: BN, m_tiles: MT, q_in_regs: Q_IN_REGS, stages: STAGES };
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
-    const { assert!(MT <= MAX_MT && BN / 8 <= MAX_NT && D / 8 <= MAX_DT && D / 16 <= MAX_KT) };
+    const {
+        assert!(MT <= MAX_MT && BN / 8 <= MAX_NT && D / 8 <= MAX_DT && D / 16 <= MAX_KT && (STAGES == 1 || STAGES == 2))
+    };
     let nt_s = BN / 8; // n-tiles of S
     let dt_o = D / 8; // n-tiles of O
     let kt_q = D / 16; // k-steps of Q K^T
@@ -116,7 +124,7 @@ pub unsafe fn forward_mma<
 
     let q_s = dynamic_smem_base();
     let k_s = q_s + (BM * pitch) as u32;
-    let v_s = k_s + (2 * BN * pitch) as u32;
+    let v_s = k_s + (STAGES * BN * pitch) as u32;
     let stage_bytes = (BN * pitch) as u32;
 
     // Bottom-right causal alignment: row i sees keys j <= i + n_k - n_q; the tile's last row
@@ -125,16 +133,19 @@ pub unsafe fn forward_mma<
         if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
     let n_blocks = kv_end.div_ceil(BN);
 
-    // Prologue: group 0 = Q + K_0, group 1 = V_0.
+    // Prologue: group 0 = Q + K_0; with two stages, group 1 = V_0 (one stage: V_j is issued
+    // at the top of iteration j, once the previous P V has released the buffer).
     copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, threads);
     if n_blocks > 0 {
         copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, threads);
     }
     cp_async_commit_group();
-    if n_blocks > 0 {
-        copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, threads);
+    if STAGES == 2 {
+        if n_blocks > 0 {
+            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, threads);
+        }
+        cp_async_commit_group();
     }
-    cp_async_commit_group();
 
     // This warp's first row inside the tile; lane-owned rows are warp_row + 16 mt + g (+ 8).
     let warp_row = warp * 16 * MT;
@@ -154,13 +165,20 @@ pub unsafe fn forward_mma<
 
     let mut j = 0;
     while j < n_blocks {
-        let stage = (j % 2) as u32;
+        let stage = if STAGES == 2 { (j % 2) as u32 } else { 0 };
         let col0 = j * BN;
-        cp_async_wait_group::<1>(); // K_j (and Q) have landed for this thread ...
-        _syncthreads(); // ... and for every thread; stage 1 - j%2 is no longer read.
-        if j + 1 < n_blocks {
-            let dst = k_s + (1 - stage) * stage_bytes;
-            copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, dst, pitch, threads);
+        if STAGES == 2 {
+            cp_async_wait_group::<1>(); // K_j (and Q) have landed for this thread ...
+            _syncthreads(); // ... and for every thread; stage 1 - j%2 is no longer read.
+            if j + 1 < n_blocks {
+                let dst = k_s + (1 - stage) * stage_bytes;
+                copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, dst, pitch, threads);
+            }
+        } else {
+            cp_async_wait_group::<0>(); // K_j (and Q) have landed for this thread ...
+            _syncthreads(); // ... and for every thread, which have all finished P V_{j-1}:
+                            // the V buffer is free, so V_j loads while S = Q K_j^T computes.
+            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0, n_k, BN, head_dim, v_s, pitch, threads);
         }
         cp_async_commit_group();
 
@@ -239,6 +257,8 @@ pub unsafe fn forward_mma<
 
         // Online softmax per row (lanes of a quad share rows g and g + 8).
         let mut p_frag = [[[0u32; 4]; MAX_NT / 2]; MAX_MT];
+        let mut alpha = [[1.0f32; 2]; MAX_MT];
+        let mut rescale = false;
         let mut mt = 0;
         while mt < MT {
             let mut half = 0;
@@ -255,15 +275,11 @@ pub unsafe fn forward_mma<
                 // NaN guard: while every score of the row is masked, m_new is -inf and
                 // (-inf) - (-inf) would be NaN; measure from 0 then (every p is 2^-inf = 0).
                 let m_scaled = if m_new == f32::NEG_INFINITY { 0.0 } else { m_new * scale_log2 };
-                let alpha = ex2(row_max[mt][half] * scale_log2 - m_scaled);
+                let a = ex2(row_max[mt][half] * scale_log2 - m_scaled);
+                alpha[mt][half] = a;
+                rescale |= a != 1.0;
                 row_max[mt][half] = m_new;
-                let mut sum = row_sum[mt][half] * alpha;
-                let mut dt = 0;
-                while dt < dt_o {
-                    acc_o[mt][dt][2 * half] *= alpha;
-                    acc_o[mt][dt][2 * half + 1] *= alpha;
-                    dt += 1;
-                }
+                let mut sum = row_sum[mt][half] * a;
                 let mut nt = 0;
                 while nt < nt_s {
                     // exp2(s * scale_log2 - m * scale_log2): one FFMA feeding MUFU.EX2.
@@ -281,11 +297,37 @@ pub unsafe fn forward_mma<
             mt += 1;
         }
 
-        cp_async_wait_group::<1>(); // V_j has landed (K_{j+1} may still be in flight) ...
-        _syncthreads(); // ... for every thread; V stage 1 - j%2 is no longer read.
-        if j + 1 < n_blocks {
-            let dst = v_s + (1 - stage) * stage_bytes;
-            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, dst, pitch, threads);
+        // O *= alpha, skipped when no row max of the warp moved (alpha is then exactly 1 on
+        // every lane, so skipping changes no bit): after the first blocks the max rarely moves,
+        // and this saves d/4 multiplies per row-half per block. The vote keeps it warp-uniform.
+        if vote_any(rescale) {
+            let mut mt = 0;
+            while mt < MT {
+                let mut dt = 0;
+                while dt < dt_o {
+                    acc_o[mt][dt][0] *= alpha[mt][0];
+                    acc_o[mt][dt][1] *= alpha[mt][0];
+                    acc_o[mt][dt][2] *= alpha[mt][1];
+                    acc_o[mt][dt][3] *= alpha[mt][1];
+                    dt += 1;
+                }
+                mt += 1;
+            }
+        }
+
+        if STAGES == 2 {
+            cp_async_wait_group::<1>(); // V_j has landed (K_{j+1} may still be in flight) ...
+            _syncthreads(); // ... for every thread; V stage 1 - j%2 is no longer read.
+            if j + 1 < n_blocks {
+                let dst = v_s + (1 - stage) * stage_bytes;
+                copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, dst, pitch, threads);
+            }
+        } else {
+            cp_async_wait_group::<0>(); // V_j has landed ...
+            _syncthreads(); // ... for every thread, which have all finished Q K_j^T: K is free.
+            if j + 1 < n_blocks {
+                copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, k_s, pitch, threads);
+            }
         }
         cp_async_commit_group();
 

@@ -25,7 +25,7 @@ macro_rules! for_each_scalar_forward_kernel {
 }
 
 /// The tensor-core forward: `callback!(name, Dtype, head_dim, block_m, block_n, m_tiles,
-/// q_in_regs, causal)`. Real head dims are padded up to the next instantiated one (multiples of
+/// q_in_regs, stages, causal)`. Real head dims are padded up to the next instantiated one (multiples of
 /// 32). `ForwardKernel::TensorCoreTiles` selects a row by its tiles; candidates under test are
 /// added as extra rows (the first row of a head dim is the default).
 ///
@@ -42,37 +42,47 @@ macro_rules! for_each_scalar_forward_kernel {
 #[macro_export]
 macro_rules! for_each_mma_forward_kernel {
     ($m:ident) => {
-        $m!(flash_fwd_mma_f16_d32, F16, 32, 128, 64, 2, false, false);
-        $m!(flash_fwd_mma_f16_d32_causal, F16, 32, 128, 64, 2, false, true);
-        $m!(flash_fwd_mma_bf16_d32, Bf16, 32, 128, 64, 2, false, false);
-        $m!(flash_fwd_mma_bf16_d32_causal, Bf16, 32, 128, 64, 2, false, true);
-        $m!(flash_fwd_mma_f16_d64, F16, 64, 128, 64, 2, false, false);
-        $m!(flash_fwd_mma_f16_d64_causal, F16, 64, 128, 64, 2, false, true);
-        $m!(flash_fwd_mma_bf16_d64, Bf16, 64, 128, 64, 2, false, false);
-        $m!(flash_fwd_mma_bf16_d64_causal, Bf16, 64, 128, 64, 2, false, true);
-        $m!(flash_fwd_mma_f16_d96, F16, 96, 128, 64, 2, false, false);
-        $m!(flash_fwd_mma_f16_d96_causal, F16, 96, 128, 64, 2, false, true);
-        $m!(flash_fwd_mma_bf16_d96, Bf16, 96, 128, 64, 2, false, false);
-        $m!(flash_fwd_mma_bf16_d96_causal, Bf16, 96, 128, 64, 2, false, true);
-        $m!(flash_fwd_mma_f16_d128, F16, 128, 128, 64, 2, false, false);
-        $m!(flash_fwd_mma_f16_d128_causal, F16, 128, 128, 64, 2, false, true);
-        $m!(flash_fwd_mma_bf16_d128, Bf16, 128, 128, 64, 2, false, false);
-        $m!(flash_fwd_mma_bf16_d128_causal, Bf16, 128, 128, 64, 2, false, true);
-        $m!(flash_fwd_mma_f16_d160, F16, 160, 128, 64, 1, false, false);
-        $m!(flash_fwd_mma_f16_d160_causal, F16, 160, 128, 64, 1, false, true);
-        $m!(flash_fwd_mma_bf16_d160, Bf16, 160, 128, 64, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d160_causal, Bf16, 160, 128, 64, 1, false, true);
-        $m!(flash_fwd_mma_f16_d192, F16, 192, 128, 64, 1, false, false);
-        $m!(flash_fwd_mma_f16_d192_causal, F16, 192, 128, 64, 1, false, true);
-        $m!(flash_fwd_mma_bf16_d192, Bf16, 192, 128, 64, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d192_causal, Bf16, 192, 128, 64, 1, false, true);
-        $m!(flash_fwd_mma_f16_d224, F16, 224, 128, 64, 1, false, false);
-        $m!(flash_fwd_mma_f16_d224_causal, F16, 224, 128, 64, 1, false, true);
-        $m!(flash_fwd_mma_bf16_d224, Bf16, 224, 128, 64, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d224_causal, Bf16, 224, 128, 64, 1, false, true);
-        $m!(flash_fwd_mma_f16_d256, F16, 256, 128, 64, 1, false, false);
-        $m!(flash_fwd_mma_f16_d256_causal, F16, 256, 128, 64, 1, false, true);
-        $m!(flash_fwd_mma_bf16_d256, Bf16, 256, 128, 64, 1, false, false);
-        $m!(flash_fwd_mma_bf16_d256_causal, Bf16, 256, 128, 64, 1, false, true);
+        $m!(flash_fwd_mma_f16_d32, F16, 32, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_f16_d32_causal, F16, 32, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_bf16_d32, Bf16, 32, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_bf16_d32_causal, Bf16, 32, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_f16_d64, F16, 64, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_f16_d64_causal, F16, 64, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_bf16_d64, Bf16, 64, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_bf16_d64_causal, Bf16, 64, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_f16_d96, F16, 96, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_f16_d96_causal, F16, 96, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_bf16_d96, Bf16, 96, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_bf16_d96_causal, Bf16, 96, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_f16_d128, F16, 128, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_f16_d128_causal, F16, 128, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_bf16_d128, Bf16, 128, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_bf16_d128_causal, Bf16, 128, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_f16_d160, F16, 160, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_f16_d160_causal, F16, 160, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_bf16_d160, Bf16, 160, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_bf16_d160_causal, Bf16, 160, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_f16_d192, F16, 192, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_f16_d192_causal, F16, 192, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_bf16_d192, Bf16, 192, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_bf16_d192_causal, Bf16, 192, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_f16_d224, F16, 224, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_f16_d224_causal, F16, 224, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_bf16_d224, Bf16, 224, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_bf16_d224_causal, Bf16, 224, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_f16_d256, F16, 256, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_f16_d256_causal, F16, 256, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_bf16_d256, Bf16, 256, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_bf16_d256_causal, Bf16, 256, 128, 64, 1, false, 2, true);
+        // Candidates under test (bf16; ForwardKernel::TensorCoreTiles): FlashAttention-2's
+        // single-buffer schedule.
+        $m!(flash_fwd_mma_bf16_d64_m128n64t2s1, Bf16, 64, 128, 64, 2, false, 1, false);
+        $m!(flash_fwd_mma_bf16_d64_m128n64t2s1_causal, Bf16, 64, 128, 64, 2, false, 1, true);
+        $m!(flash_fwd_mma_bf16_d128_m128n64t2s1, Bf16, 128, 128, 64, 2, false, 1, false);
+        $m!(flash_fwd_mma_bf16_d128_m128n64t2s1_causal, Bf16, 128, 128, 64, 2, false, 1, true);
+        $m!(flash_fwd_mma_bf16_d256_m64n64t1s1, Bf16, 256, 64, 64, 1, false, 1, false);
+        $m!(flash_fwd_mma_bf16_d256_m64n64t1s1_causal, Bf16, 256, 64, 64, 1, false, 1, true);
+        $m!(flash_fwd_mma_bf16_d256_m128n64t1s1, Bf16, 256, 128, 64, 1, false, 1, false);
+        $m!(flash_fwd_mma_bf16_d256_m128n64t1s1_causal, Bf16, 256, 128, 64, 1, false, 1, true);
     };
 }

@@ -207,3 +207,13 @@ pub unsafe fn st_global_v4_b32(ptr: *mut u8, v: [u32; 4]) {
 pub unsafe fn syncwarp() {
     asm!("bar.warp.sync 0xffffffff;", options(nostack));
 }
+
+/// `vote.sync.any.pred` over the full warp: whether `pred` holds on any lane. (The predicate
+/// lives inside the asm block: NVPTX `asm!` has no predicate register class.)
+#[inline(always)]
+pub unsafe fn vote_any(pred: bool) -> bool {
+    let r: u32;
+    asm!("{{ .reg .pred p, q; setp.ne.u32 p, {1}, 0; vote.sync.any.pred q, p, 0xffffffff; selp.u32 {0}, 1, 0, q; }}",
+         out(reg32) r, in(reg32) pred as u32, options(nostack, nomem));
+    r != 0
+}
