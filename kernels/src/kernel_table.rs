@@ -37,8 +37,15 @@ macro_rules! for_each_scalar_forward_kernel {
 ///   d = 128 losers: 128x64x1 -25% (251 vs 334 TFLOPS), 64x64x1 -24%, 128x128x1 -21%,
 ///   128x32x1 -31%, 64x32x1 -23%. d = 64 losers: 128x64x1 -1%, 64x64x1 -7%, 128x128x1 -22%; 128x128x2 is
 ///   not unrolled by LLVM (1.8 KB of local memory), so not kept.
-/// - d > 128: 128 x 64 tiles, 8 warps of 1 m-tile (O alone takes d/2 registers).
-///   d = 256 losers: 128x32x1 -15% (231 vs 272 TFLOPS), 64x32x1 -7%, 64x64x1 -21%.
+/// - d = 160 .. 224: 128 x 64 tiles, 8 warps of 1 m-tile (O alone takes d/2 registers),
+///   K/V double-buffered. Not tuned yet: d = 256's winner below is the first thing to try.
+/// - d = 256: 64 x 64 tiles, 4 warps of 1 m-tile, one K/V buffer (FlashAttention-2's schedule):
+///   (64 + 2 x 64) rows x 528 B = 101 KB of shared memory, so two CTAs share an SM. Second call,
+///   N = 4096: 285 TFLOPS. Losers: 128x64x1 double-buffered -7% (264; 135 KB, one CTA per SM),
+///   128x64x1 single-buffered -7% (266); first call: 128x32x1 -15% against 128x64x1, 64x32x1 -7%,
+///   64x64x1 double-buffered -21%.
+/// - Single-buffered K/V at d = 64 and 128 (128x64x2x1) measured within noise of double-buffered
+///   (d = 128, N = 4096: 336 vs 333 TFLOPS; N = 512 causal: 166 vs 184), so not kept.
 #[macro_export]
 macro_rules! for_each_mma_forward_kernel {
     ($m:ident) => {
@@ -70,19 +77,14 @@ macro_rules! for_each_mma_forward_kernel {
         $m!(flash_fwd_mma_f16_d224_causal, F16, 224, 128, 64, 1, false, 2, true);
         $m!(flash_fwd_mma_bf16_d224, Bf16, 224, 128, 64, 1, false, 2, false);
         $m!(flash_fwd_mma_bf16_d224_causal, Bf16, 224, 128, 64, 1, false, 2, true);
-        $m!(flash_fwd_mma_f16_d256, F16, 256, 128, 64, 1, false, 2, false);
-        $m!(flash_fwd_mma_f16_d256_causal, F16, 256, 128, 64, 1, false, 2, true);
-        $m!(flash_fwd_mma_bf16_d256, Bf16, 256, 128, 64, 1, false, 2, false);
-        $m!(flash_fwd_mma_bf16_d256_causal, Bf16, 256, 128, 64, 1, false, 2, true);
-        // Candidates under test (bf16; ForwardKernel::TensorCoreTiles): FlashAttention-2's
-        // single-buffer schedule.
-        $m!(flash_fwd_mma_bf16_d64_m128n64t2s1, Bf16, 64, 128, 64, 2, false, 1, false);
-        $m!(flash_fwd_mma_bf16_d64_m128n64t2s1_causal, Bf16, 64, 128, 64, 2, false, 1, true);
-        $m!(flash_fwd_mma_bf16_d128_m128n64t2s1, Bf16, 128, 128, 64, 2, false, 1, false);
-        $m!(flash_fwd_mma_bf16_d128_m128n64t2s1_causal, Bf16, 128, 128, 64, 2, false, 1, true);
-        $m!(flash_fwd_mma_bf16_d256_m64n64t1s1, Bf16, 256, 64, 64, 1, false, 1, false);
-        $m!(flash_fwd_mma_bf16_d256_m64n64t1s1_causal, Bf16, 256, 64, 64, 1, false, 1, true);
-        $m!(flash_fwd_mma_bf16_d256_m128n64t1s1, Bf16, 256, 128, 64, 1, false, 1, false);
-        $m!(flash_fwd_mma_bf16_d256_m128n64t1s1_causal, Bf16, 256, 128, 64, 1, false, 1, true);
+        $m!(flash_fwd_mma_f16_d256, F16, 256, 64, 64, 1, false, 1, false);
+        $m!(flash_fwd_mma_f16_d256_causal, F16, 256, 64, 64, 1, false, 1, true);
+        $m!(flash_fwd_mma_bf16_d256, Bf16, 256, 64, 64, 1, false, 1, false);
+        $m!(flash_fwd_mma_bf16_d256_causal, Bf16, 256, 64, 64, 1, false, 1, true);
+        // Candidates under test (bf16; ForwardKernel::TensorCoreTiles).
+        $m!(flash_fwd_mma_bf16_d64_m128n128t2s2, Bf16, 64, 128, 128, 2, false, 2, false);
+        $m!(flash_fwd_mma_bf16_d64_m128n128t2s2_causal, Bf16, 64, 128, 128, 2, false, 2, true);
+        $m!(flash_fwd_mma_bf16_d64_m128n128t2s1, Bf16, 64, 128, 128, 2, false, 1, false);
+        $m!(flash_fwd_mma_bf16_d64_m128n128t2s1_causal, Bf16, 64, 128, 128, 2, false, 1, true);
     };
 }
