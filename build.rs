@@ -20,6 +20,7 @@ fn main() {
     println!("cargo:rerun-if-changed=kernels/Cargo.toml");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=FLASHATTN_NIGHTLY");
+    println!("cargo:rerun-if-env-changed=FLASHATTN_UNROLL_THRESHOLD");
 
     let toolchain = std::env::var("FLASHATTN_NIGHTLY").unwrap_or_else(|_| "nightly".into());
     check_toolchain(&toolchain);
@@ -77,8 +78,10 @@ fn build_ptx(kernels: &Path, out: &Path, toolchain: &str, arch: &str) -> PathBuf
     // -unroll-threshold: fully unroll the per-thread accumulator loops (what `#pragma unroll`
     // does for nvcc users); otherwise LLVM keeps register arrays such as the output accumulator
     // in local memory. JumpThreading off: it could duplicate barriers (rust-lang/rust#137086).
+    // FLASHATTN_UNROLL_THRESHOLD overrides it for tuning experiments.
+    let unroll = std::env::var("FLASHATTN_UNROLL_THRESHOLD").unwrap_or_else(|_| "1000".into());
     let rustflags =
-        format!("-C target-cpu={arch} -Zmir-enable-passes=-JumpThreading -C llvm-args=-unroll-threshold=1000");
+        format!("-C target-cpu={arch} -Zmir-enable-passes=-JumpThreading -C llvm-args=-unroll-threshold={unroll}");
     let mut cmd = Command::new("rustup");
     cmd.args(["run", toolchain, "cargo", "rustc", "--release", "-Zbuild-std=core"])
         .args(["--target", "nvptx64-nvidia-cuda", "--manifest-path"])
