@@ -77,11 +77,13 @@ fn build_ptx(kernels: &Path, out: &Path, toolchain: &str, arch: &str) -> PathBuf
     let target_dir = out.join(format!("kernels-{arch}"));
     // -unroll-threshold: fully unroll the per-thread accumulator loops (what `#pragma unroll`
     // does for nvcc users); otherwise LLVM keeps register arrays such as the output accumulator
-    // in local memory. JumpThreading off: it could duplicate barriers (rust-lang/rust#137086).
+    // in local memory (at 1000, the d = 64 128x128 tensor-core kernel still did). JumpThreading off: it could duplicate barriers (rust-lang/rust#137086).
     // FLASHATTN_UNROLL_THRESHOLD overrides it for tuning experiments.
-    let unroll = std::env::var("FLASHATTN_UNROLL_THRESHOLD").unwrap_or_else(|_| "1000".into());
+    let unroll = std::env::var("FLASHATTN_UNROLL_THRESHOLD").unwrap_or_else(|_| "3000".into());
     let rustflags =
         format!("-C target-cpu={arch} -Zmir-enable-passes=-JumpThreading -C llvm-args=-unroll-threshold={unroll}");
+    // Architecture-specific choices inside the kernels read `cfg(flashattn_sm90a)`.
+    let rustflags = if arch == "sm_90a" { rustflags + " --cfg flashattn_sm90a" } else { rustflags };
     let mut cmd = Command::new("rustup");
     cmd.args(["run", toolchain, "cargo", "rustc", "--release", "-Zbuild-std=core"])
         .args(["--target", "nvptx64-nvidia-cuda", "--manifest-path"])

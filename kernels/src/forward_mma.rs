@@ -31,6 +31,15 @@ use crate::element::Element;
 use crate::params::{ForwardParams, Strides};
 
 const LN2: f32 = core::f32::consts::LN_2;
+/// Where O is rescaled by `2^(m_old - m_new)`: deferred (once per block after the softmax,
+/// skipped when no row max of the warp moved; what the H100 numbers measure) or inline (right
+/// where each row's factor is computed, as FlashAttention-2 does). sm_90a builds always defer.
+/// sm_80 builds pick whichever ptxas allocates without spilling (checked by
+/// tests/ptx_resources.rs): deferring keeps four factors alive across the softmax, which spills
+/// 12 bytes at d = 128 (128 x 64 tiles), while inline spills 56 bytes at d = 64 (128 x 128).
+const fn deferred_rescale(block_n: usize) -> bool {
+    cfg!(flashattn_sm90a) || block_n >= 128
+}
 /// Register-array bounds: m-tiles per warp, n-tiles of S (block_n / 8), n-tiles of O (d / 8),
 /// k-steps of Q K^T (d / 16).
 const MAX_MT: usize = 2;
@@ -280,6 +289,14 @@ pub unsafe fn forward_mma<
                 rescale |= a != 1.0;
                 row_max[mt][half] = m_new;
                 let mut sum = row_sum[mt][half] * a;
+                if !deferred_rescale(BN) {
+                    let mut dt = 0;
+                    while dt < dt_o {
+                        acc_o[mt][dt][2 * half] *= a;
+                        acc_o[mt][dt][2 * half + 1] *= a;
+                        dt += 1;
+                    }
+                }
                 let mut nt = 0;
                 while nt < nt_s {
                     // exp2(s * scale_log2 - m * scale_log2): one FFMA feeding MUFU.EX2.
@@ -300,7 +317,7 @@ pub unsafe fn forward_mma<
         // O *= alpha, skipped when no row max of the warp moved (alpha is then exactly 1 on
         // every lane, so skipping changes no bit): after the first blocks the max rarely moves,
         // and this saves d/4 multiplies per row-half per block. The vote keeps it warp-uniform.
-        if vote_any(rescale) {
+        if deferred_rescale(BN) && vote_any(rescale) {
             let mut mt = 0;
             while mt < MT {
                 let mut dt = 0;

@@ -30,13 +30,18 @@ macro_rules! for_each_scalar_forward_kernel {
 /// added as extra rows (the first row of a head dim is the default).
 ///
 /// Why these tiles (H100, bf16, B*N = 16k, H*d = 2048, N = 4096, non-causal, one device call):
-/// - d <= 128: 128 x 64 tiles, 4 warps of 2 m-tiles each (32 query rows per warp). Every K/V
+/// - d = 64: 128 x 128 tiles, 4 warps of 2 m-tiles, K/V double-buffered: at d = 64 a block's
+///   softmax and barriers are amortised over twice the MMAs. Third call, N = 4096: 300 TFLOPS
+///   against 272 for 128x64x2 (-9%) and 303 for 128x128x2 single-buffered (equal within noise;
+///   its causal build spills 4 bytes, so not kept). Needs unroll threshold 3000 (build.rs).
+/// - d <= 128 otherwise: 128 x 64 tiles, 4 warps of 2 m-tiles each (32 query rows per warp). Every K/V
 ///   fragment read from shared memory feeds two MMAs, halving shared-memory traffic per FLOP,
 ///   which limits the 1-m-tile variants; Q is re-read from shared memory (no room for it in
 ///   registers beside 2 x (O + S) accumulators: 253 registers at d = 128, no spills).
 ///   d = 128 losers: 128x64x1 -25% (251 vs 334 TFLOPS), 64x64x1 -24%, 128x128x1 -21%,
 ///   128x32x1 -31%, 64x32x1 -23%. d = 64 losers: 128x64x1 -1%, 64x64x1 -7%, 128x128x1 -22%; 128x128x2 is
-///   not unrolled by LLVM (1.8 KB of local memory), so not kept.
+///   not unrolled by LLVM at unroll threshold 1000 (1.8 KB of local memory): the reason the
+///   threshold is 3000.
 /// - d = 160 .. 224: 128 x 64 tiles, 8 warps of 1 m-tile (O alone takes d/2 registers),
 ///   K/V double-buffered. Not tuned yet: d = 256's winner below is the first thing to try.
 /// - d = 256: 64 x 64 tiles, 4 warps of 1 m-tile, one K/V buffer (FlashAttention-2's schedule):
@@ -53,10 +58,10 @@ macro_rules! for_each_mma_forward_kernel {
         $m!(flash_fwd_mma_f16_d32_causal, F16, 32, 128, 64, 2, false, 2, true);
         $m!(flash_fwd_mma_bf16_d32, Bf16, 32, 128, 64, 2, false, 2, false);
         $m!(flash_fwd_mma_bf16_d32_causal, Bf16, 32, 128, 64, 2, false, 2, true);
-        $m!(flash_fwd_mma_f16_d64, F16, 64, 128, 64, 2, false, 2, false);
-        $m!(flash_fwd_mma_f16_d64_causal, F16, 64, 128, 64, 2, false, 2, true);
-        $m!(flash_fwd_mma_bf16_d64, Bf16, 64, 128, 64, 2, false, 2, false);
-        $m!(flash_fwd_mma_bf16_d64_causal, Bf16, 64, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_f16_d64, F16, 64, 128, 128, 2, false, 2, false);
+        $m!(flash_fwd_mma_f16_d64_causal, F16, 64, 128, 128, 2, false, 2, true);
+        $m!(flash_fwd_mma_bf16_d64, Bf16, 64, 128, 128, 2, false, 2, false);
+        $m!(flash_fwd_mma_bf16_d64_causal, Bf16, 64, 128, 128, 2, false, 2, true);
         $m!(flash_fwd_mma_f16_d96, F16, 96, 128, 64, 2, false, 2, false);
         $m!(flash_fwd_mma_f16_d96_causal, F16, 96, 128, 64, 2, false, 2, true);
         $m!(flash_fwd_mma_bf16_d96, Bf16, 96, 128, 64, 2, false, 2, false);
@@ -81,10 +86,5 @@ macro_rules! for_each_mma_forward_kernel {
         $m!(flash_fwd_mma_f16_d256_causal, F16, 256, 64, 64, 1, false, 1, true);
         $m!(flash_fwd_mma_bf16_d256, Bf16, 256, 64, 64, 1, false, 1, false);
         $m!(flash_fwd_mma_bf16_d256_causal, Bf16, 256, 64, 64, 1, false, 1, true);
-        // Candidates under test (bf16; ForwardKernel::TensorCoreTiles).
-        $m!(flash_fwd_mma_bf16_d64_m128n128t2s2, Bf16, 64, 128, 128, 2, false, 2, false);
-        $m!(flash_fwd_mma_bf16_d64_m128n128t2s2_causal, Bf16, 64, 128, 128, 2, false, 2, true);
-        $m!(flash_fwd_mma_bf16_d64_m128n128t2s1, Bf16, 64, 128, 128, 2, false, 1, false);
-        $m!(flash_fwd_mma_bf16_d64_m128n128t2s1_causal, Bf16, 64, 128, 128, 2, false, 1, true);
     };
 }
