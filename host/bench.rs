@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::accuracy::random_qkv;
 use crate::error::{Error, Result};
-use crate::forward::{forward, forward_flops, forward_into, AttentionOptions, Dims};
-use crate::reference::Shape;
+use crate::forward::{forward, forward_flops, forward_into, AttentionOptions};
 use crate::runtime::Device;
+use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
 
 /// One measurement. `impl` is `ours` (with the kernel in `kernel`), or a peer: `fa2`, `cudnn`, `math`.
@@ -66,8 +66,8 @@ pub struct BenchShape {
 
 impl BenchShape {
     /// 16k tokens per batch and hidden size 2048, as in the FlashAttention-2 paper.
-    pub fn dims(&self) -> Dims {
-        Dims {
+    pub fn dims(&self) -> Shape {
+        Shape {
             batch: (16384 / self.n).max(1),
             seqlen_q: self.n,
             seqlen_k: self.n,
@@ -138,15 +138,7 @@ pub fn bench_forward<T: Element>(
     budget_ms: f64,
 ) -> Result<BenchRow> {
     let dims = shape.dims();
-    let ref_shape = Shape {
-        batch: dims.batch,
-        seqlen_q: dims.seqlen_q,
-        seqlen_k: dims.seqlen_k,
-        heads: dims.heads,
-        heads_kv: dims.heads_kv,
-        head_dim: dims.head_dim,
-    };
-    let (qh, kh, vh) = random_qkv::<T>(&ref_shape, 7);
+    let (qh, kh, vh) = random_qkv::<T>(&dims, 7);
     let q: Tensor<T> = dev.upload(&qh, &[dims.batch, dims.seqlen_q, dims.heads, dims.head_dim])?;
     let k: Tensor<T> = dev.upload(&kh, &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim])?;
     let v: Tensor<T> = dev.upload(&vh, &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim])?;

@@ -2,6 +2,7 @@
 use cudarc::driver::{DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg};
 
 use crate::error::{Error, Result};
+use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{Dtype, MmaForwardConfig, ScalarForwardConfig};
 use flashattn_kernels::params::{ForwardParams, Strides};
@@ -39,17 +40,6 @@ pub enum ForwardKernel {
     /// `block_n` keys per block, `m_tiles` 16-row tiles per warp, `stages` K/V buffers. Only the tiles in the kernel
     /// table exist.
     TensorCoreTiles { block_m: u16, block_n: u16, m_tiles: u8, stages: u8 },
-}
-
-/// Shapes of one call, read off validated tensors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dims {
-    pub batch: usize,
-    pub seqlen_q: usize,
-    pub seqlen_k: usize,
-    pub heads: usize,
-    pub heads_kv: usize,
-    pub head_dim: usize,
 }
 
 /// Attention forward: returns `O` (`[batch, seqlen_q, heads, head_dim]`, contiguous) and the
@@ -108,7 +98,7 @@ pub fn validate_inputs<T: Element>(
     k: &Tensor<T>,
     v: &Tensor<T>,
     opts: &AttentionOptions,
-) -> Result<Dims> {
+) -> Result<Shape> {
     if T::DTYPE.is_none() {
         return Err(Error::invalid("q", format!("dtype {} is not supported; use f16 or bf16", T::NAME)));
     }
@@ -139,7 +129,7 @@ pub fn validate_inputs<T: Element>(
             return Err(Error::DeviceMismatch { a: "q", b: name });
         }
     }
-    let dims = Dims { batch: qs[0], seqlen_q: qs[1], seqlen_k: ks[1], heads: qs[2], heads_kv: ks[2], head_dim: qs[3] };
+    let dims = Shape { batch: qs[0], seqlen_q: qs[1], seqlen_k: ks[1], heads: qs[2], heads_kv: ks[2], head_dim: qs[3] };
     if dims.batch > 65535 || dims.heads > 65535 {
         return Err(Error::invalid(
             "q",
@@ -317,7 +307,7 @@ fn launch<T: Element>(
     v: &Tensor<T>,
     o: &mut Tensor<T>,
     lse: &mut Tensor<f32>,
-    dims: Dims,
+    dims: Shape,
     opts: &AttentionOptions,
 ) -> Result<()> {
     let dtype = T::DTYPE.expect("validated");
@@ -385,7 +375,7 @@ fn launch<T: Element>(
 
 /// FLOPs of a forward as FlashAttention's benchmarks count them: two GEMMs, `4 * B * H * N_q *
 /// N_k * d`, halved for causal.
-pub fn forward_flops(dims: &Dims, causal: bool) -> f64 {
+pub fn forward_flops(dims: &Shape, causal: bool) -> f64 {
     let f = 4.0 * (dims.batch * dims.heads) as f64 * dims.seqlen_q as f64 * dims.seqlen_k as f64 * dims.head_dim as f64;
     if causal {
         f / 2.0

@@ -30,10 +30,12 @@ pub mod forward;
 pub mod ptx;
 pub mod reference;
 pub mod runtime;
+pub mod shape;
 pub mod tensor;
 
 pub use error::{Error, Result};
 pub use flashattn_kernels::config::Dtype;
 pub use forward::{forward, forward_into, AttentionOptions, ForwardKernel};
 pub use runtime::Device;
+pub use shape::Shape;
 pub use tensor::{Element, Tensor};

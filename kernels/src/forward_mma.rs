@@ -47,12 +47,6 @@ const MAX_NT: usize = 16;
 const MAX_DT: usize = 32;
 const MAX_KT: usize = 16;
 
-/// Element offset of (batch, row, head, 0) in a strided `[batch, seqlen, heads, d]` tensor.
-#[inline(always)]
-fn offset(s: &Strides, b: usize, row: usize, h: usize) -> u64 {
-    b as u64 * s.batch + row as u64 * s.row + h as u64 * s.head
-}
-
 /// Issues the `cp.async` copies of `rows` rows x `D` columns of one head into shared memory
 /// (pitch `pitch` bytes). Rows past `valid_rows` and columns past `head_dim` (padding up to the
 /// instantiated `D`) are zero-filled by the copy itself (source size 0), so that no stale shared
@@ -81,7 +75,7 @@ unsafe fn copy_tile_async<const D: usize>(
         let row = first_row + r;
         let valid = row < valid_rows && c * 8 < head_dim;
         let src_ptr = if valid {
-            (src as *const u16).add((offset(strides, b, row, h) + (c * 8) as u64) as usize) as *const u8
+            (src as *const u16).add((strides.offset(b, row, h) + (c * 8) as u64) as usize) as *const u8
         } else {
             src as *const u8 // not read (source size 0), but a valid address all the same
         };
@@ -408,7 +402,7 @@ pub unsafe fn forward_mma<
         let row = row0 + warp_row + r;
         if row < n_q {
             let v = ld_shared_v4_b32(q_s + ((warp_row + r) * pitch + c * 16) as u32);
-            let dst = (p.o as *mut u16).add((offset(&p.o_strides, b, row, h) + (c * 8) as u64) as usize);
+            let dst = (p.o as *mut u16).add((p.o_strides.offset(b, row, h) + (c * 8) as u64) as usize);
             st_global_v4_b32(dst as *mut u8, v);
         }
         idx += 32;

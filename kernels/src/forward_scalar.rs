@@ -24,12 +24,6 @@ const BN: usize = Cfg::BLOCK_N;
 const THREADS: usize = Cfg::THREADS;
 const LN2: f32 = core::f32::consts::LN_2;
 
-/// Element offset of (batch, row, head, 0) in a strided `[batch, seqlen, heads, d]` tensor.
-#[inline(always)]
-fn offset(s: &Strides, b: usize, row: usize, h: usize) -> usize {
-    (b as u64 * s.batch + row as u64 * s.row + h as u64 * s.head) as usize
-}
-
 /// Loads `rows` rows (from `first_row`) of one head into shared memory as f32 times `mul`,
 /// row stride `smem_stride` words; rows past `valid_rows` are zero-filled so that no
 /// uninitialised shared memory (possibly NaN bits) ever reaches an FMA.
@@ -54,7 +48,7 @@ unsafe fn load_tile_f32<E: Element, const D: usize>(
         let c = 2 * (idx % pairs_per_row);
         let row = first_row + r;
         let (lo, hi) = if row < valid_rows {
-            let p = (src as *const u16).add(offset(strides, b, row, h) + c) as *const u32;
+            let p = (src as *const u16).add(strides.offset(b, row, h) as usize + c) as *const u32;
             E::unpack2(ld_global_nc_b32(p))
         } else {
             (0.0, 0.0)
@@ -168,7 +162,7 @@ pub unsafe fn forward_scalar<E: Element, const D: usize, const CAUSAL: bool>(p: 
     if my_row < n_q {
         // A row with no visible key (causal, n_q > n_k) has l = 0: its output is 0 and its LSE -inf.
         let inv_l = if l_i > 0.0 { 1.0 / l_i } else { 0.0 };
-        let o = (p.o as *mut u16).add(offset(&p.o_strides, b, my_row, h)) as *mut u32;
+        let o = (p.o as *mut u16).add(p.o_strides.offset(b, my_row, h) as usize) as *mut u32;
         let mut c = 0;
         while c < D {
             st_global_b32(o.add(c / 2), E::pack2(acc[c] * inv_l, acc[c + 1] * inv_l));

@@ -38,3 +38,11 @@ pub struct Strides {
     pub row: u64,
     pub head: u64,
 }
+
+impl Strides {
+    /// Element offset of (batch `b`, row `row`, head `h`, column 0).
+    #[inline(always)]
+    pub fn offset(&self, b: usize, row: usize, h: usize) -> u64 {
+        b as u64 * self.batch + row as u64 * self.row + h as u64 * self.head
+    }
+}
