@@ -135,3 +135,51 @@ pub fn compare_lse(lse: &[f32], reference: &[f64]) -> (f64, usize) {
     }
     (err, bad + lse.len().abs_diff(reference.len()))
 }
+
+/// Gradient checks, FlashAttention's 3x rule for each of dq, dk, dv.
+#[derive(Clone, Copy, Debug)]
+pub struct BackwardCheck {
+    pub dq: ErrorCheck,
+    pub dk: ErrorCheck,
+    pub dv: ErrorCheck,
+}
+
+/// Absolute slack of the gradient rule: covers gradients that are exactly representable (e.g.
+/// dq = 0 for a single key, where the naive error is 0 and ours is f32 rounding of `dP - D`).
+pub const GRAD_ATOL: f64 = 1e-4;
+
+impl BackwardCheck {
+    pub fn passed(&self) -> bool {
+        self.dq.passed() && self.dk.passed() && self.dv.passed()
+    }
+}
+
+impl std::fmt::Display for BackwardCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dq: {}; dk: {}; dv: {}", self.dq, self.dk, self.dv)
+    }
+}
+
+/// Compares GPU gradients with the f64 reference and the naive low-precision baseline computed
+/// from the same inputs.
+#[allow(clippy::too_many_arguments)]
+pub fn check_backward<T: Element>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    d_o: &[T],
+    shape: &Shape,
+    opts: &RefOptions,
+    dq: &[T],
+    dk: &[T],
+    dv: &[T],
+) -> BackwardCheck {
+    let (q, k, v, d_o) = (to_f64(q), to_f64(k), to_f64(v), to_f64(d_o));
+    let reference = reference::backward(&q, &k, &v, &d_o, shape, opts);
+    let naive = reference::backward_rounded(&q, &k, &v, &d_o, shape, opts, &round_as::<T>);
+    BackwardCheck {
+        dq: ErrorCheck::new(&to_f64(dq), &naive.dq, &reference.dq, 3.0, GRAD_ATOL),
+        dk: ErrorCheck::new(&to_f64(dk), &naive.dk, &reference.dk, 3.0, GRAD_ATOL),
+        dv: ErrorCheck::new(&to_f64(dv), &naive.dv, &reference.dv, 3.0, GRAD_ATOL),
+    }
+}

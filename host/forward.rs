@@ -1,11 +1,13 @@
 //! `forward`: validated attention forward, dispatched to a kernel of the kernel table.
-use cudarc::driver::{DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
+
+use crate::launch::{launch, strides_of, ParamBlock};
 
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{Dtype, MmaForwardConfig, ScalarForwardConfig};
-use flashattn_kernels::params::{ForwardParams, Strides};
+use flashattn_kernels::params::ForwardParams;
 
 /// Options of an attention call (the names follow flash-attn and PyTorch SDPA).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,7 +60,7 @@ pub fn forward<T: Element>(
     let dev = q.device();
     let mut o = dev.alloc::<T>(&[dims.batch, dims.seqlen_q, dims.heads, dims.head_dim])?;
     let mut lse = dev.alloc::<f32>(&[dims.batch, dims.heads, dims.seqlen_q])?;
-    launch(q, k, v, &mut o, &mut lse, dims, opts)?;
+    launch_forward(q, k, v, &mut o, &mut lse, dims, opts)?;
     Ok((o, lse))
 }
 
@@ -89,7 +91,7 @@ pub fn forward_into<T: Element>(
             return Err(Error::DeviceMismatch { a: "q", b: name });
         }
     }
-    launch(q, k, v, o, lse, dims, opts)
+    launch_forward(q, k, v, o, lse, dims, opts)
 }
 
 /// Checks everything about q, k, v and the options, and reads off the dimensions.
@@ -152,7 +154,7 @@ pub fn validate_inputs<T: Element>(
 
 /// Rank 4, non-empty, last dimension contiguous, other strides multiples of 8 elements (16-byte
 /// aligned rows, which the vector loads of the kernels rely on).
-fn check_layout<T: Element>(name: &'static str, t: &Tensor<T>) -> Result<()> {
+pub(crate) fn check_layout<T: Element>(name: &'static str, t: &Tensor<T>) -> Result<()> {
     let (shape, strides) = (t.shape(), t.strides());
     if shape.len() != 4 {
         return Err(Error::invalid(
@@ -288,20 +290,7 @@ fn mma_kernel(
     })
 }
 
-/// The parameter block, passed by value. A newtype: `ForwardParams` lives in the kernels crate,
-/// `DeviceRepr` in cudarc.
-#[repr(transparent)]
-struct ParamBlock(ForwardParams);
-// SAFETY: ForwardParams is #[repr(C)] plain data (integers and floats), read by the kernel as
-// its by-value `.param` argument of the same layout.
-unsafe impl DeviceRepr for ParamBlock {}
-
-fn strides_of<T: Element>(t: &Tensor<T>) -> Strides {
-    let s = t.strides();
-    Strides { batch: s[0] as u64, row: s[1] as u64, head: s[2] as u64 }
-}
-
-fn launch<T: Element>(
+fn launch_forward<T: Element>(
     q: &Tensor<T>,
     k: &Tensor<T>,
     v: &Tensor<T>,
@@ -334,7 +323,6 @@ fn launch<T: Element>(
     };
     let dev = q.device().clone();
     let stream = dev.stream().clone();
-    let func = dev.load_kernel(name, smem)?;
     let (o_strides, q_strides, k_strides, v_strides) = (strides_of(o), strides_of(q), strides_of(k), strides_of(v));
     let (q_ptr, _gq) = q.data().device_ptr(&stream);
     let (k_ptr, _gk) = k.data().device_ptr(&stream);
@@ -359,18 +347,11 @@ fn launch<T: Element>(
         head_dim: dims.head_dim as u32,
         scale_log2: scale * std::f32::consts::LOG2_E,
     });
-    let cfg = LaunchConfig {
-        grid_dim: (dims.seqlen_q.div_ceil(block_m) as u32, dims.heads as u32, dims.batch as u32),
-        block_dim: (threads as u32, 1, 1),
-        shared_mem_bytes: smem as u32,
-    };
-    let mut builder = stream.launch_builder(&func);
-    builder.arg(&params);
+    let grid = (dims.seqlen_q.div_ceil(block_m) as u32, dims.heads as u32, dims.batch as u32);
     // SAFETY: the parameter block matches the kernel's signature; every pointer is a live
     // allocation of the validated shape and strides, which bound every access the kernel makes
     // (rows past seqlen and columns past head_dim are never read or written).
-    unsafe { builder.launch(cfg) }?;
-    Ok(())
+    unsafe { launch(&dev, name, smem, grid, threads, &params) }
 }
 
 /// FLOPs of a forward as FlashAttention's benchmarks count them: two GEMMs, `4 * B * H * N_q *

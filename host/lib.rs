@@ -24,15 +24,18 @@
 //! f64 CPU oracle), [`accuracy`] (FlashAttention's error rule) and [`bench`] (timing harness).
 
 pub mod accuracy;
+pub mod backward;
 pub mod bench;
 pub mod error;
 pub mod forward;
+pub(crate) mod launch;
 pub mod ptx;
 pub mod reference;
 pub mod runtime;
 pub mod shape;
 pub mod tensor;
 
+pub use backward::backward;
 pub use error::{Error, Result};
 pub use flashattn_kernels::config::Dtype;
 pub use forward::{forward, forward_into, AttentionOptions, ForwardKernel};

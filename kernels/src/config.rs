@@ -118,3 +118,38 @@ impl MmaForwardConfig {
             && self.smem_bytes() <= 227 * 1024
     }
 }
+
+/// The scalar (CUDA-core) backward: the reference path of the backward, deterministic (no
+/// atomics). dQ: one thread per query row; dK and dV: one thread per key row, one pass each
+/// (one D-float accumulator per thread keeps registers at the forward's level).
+///
+/// Why these numbers: a thread's own rows (Q and dO for dQ; K and V for dK/dV) sit in shared
+/// memory with a stride of `head_dim + 1` words, so a warp's 32 rows fall in 32 banks; the
+/// streamed tiles are read as broadcasts. 64 threads and 32-row streamed tiles, as the forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScalarBackwardConfig {
+    pub head_dim: usize,
+}
+
+impl ScalarBackwardConfig {
+    pub const BLOCK_M: usize = 64;
+    pub const BLOCK_N: usize = 32;
+    pub const THREADS: usize = Self::BLOCK_M;
+    /// Warps per CTA of the preprocessing kernel (one warp per query row).
+    pub const PREPROCESS_WARPS: usize = 4;
+    pub const HEAD_DIMS: [usize; 3] = [32, 64, 128];
+
+    pub const fn new(head_dim: usize) -> Self {
+        Self { head_dim }
+    }
+    /// Two padded per-thread rows + two streamed tiles + two f32 per streamed row (lse, D) +
+    /// one padded row of block coefficients per thread.
+    pub const fn smem_bytes(self) -> usize {
+        4 * (2 * Self::BLOCK_M * (self.head_dim + 1)
+            + 2 * Self::BLOCK_N * self.head_dim
+            + 2 * Self::BLOCK_N
+            + Self::BLOCK_M * (Self::BLOCK_N + 1))
+    }
+}
+
+const _: () = assert!(ScalarBackwardConfig::new(128).smem_bytes() <= 160 * 1024);

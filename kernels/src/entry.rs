@@ -1,7 +1,8 @@
 //! The `extern "ptx-kernel"` entry points, one per row of the kernel tables (`kernel_table.rs`).
+use crate::backward_scalar::{dkdv, dq, preprocess};
 use crate::forward_mma::forward_mma;
 use crate::forward_scalar::forward_scalar;
-use crate::params::ForwardParams;
+use crate::params::{BackwardParams, ForwardParams};
 
 macro_rules! scalar_forward_entry {
     ($name:ident, $dtype:ident, $d:literal, $causal:literal) => {
@@ -22,3 +23,35 @@ macro_rules! mma_forward_entry {
     };
 }
 crate::for_each_mma_forward_kernel!(mma_forward_entry);
+
+macro_rules! backward_preprocess_entry {
+    ($name:ident, $dtype:ident) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            preprocess::<crate::element::$dtype>(&p)
+        }
+    };
+}
+crate::for_each_backward_preprocess_kernel!(backward_preprocess_entry);
+
+macro_rules! scalar_backward_entry {
+    ($name:ident, Dq, $dtype:ident, $d:literal, $causal:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            dq::<crate::element::$dtype, $d, $causal>(&p)
+        }
+    };
+    ($name:ident, Dk, $dtype:ident, $d:literal, $causal:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            dkdv::<crate::element::$dtype, $d, $causal, true>(&p)
+        }
+    };
+    ($name:ident, Dv, $dtype:ident, $d:literal, $causal:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            dkdv::<crate::element::$dtype, $d, $causal, false>(&p)
+        }
+    };
+}
+crate::for_each_scalar_backward_kernel!(scalar_backward_entry);

@@ -17,48 +17,13 @@ use crate::arch::sm80::{
 };
 use crate::config::ScalarForwardConfig as Cfg;
 use crate::element::Element;
-use crate::params::{ForwardParams, Strides};
+use crate::params::ForwardParams;
+use crate::scalar_tile::load_tile_f32;
 
 const BM: usize = Cfg::BLOCK_M;
 const BN: usize = Cfg::BLOCK_N;
 const THREADS: usize = Cfg::THREADS;
 const LN2: f32 = core::f32::consts::LN_2;
-
-/// Loads `rows` rows (from `first_row`) of one head into shared memory as f32 times `mul`,
-/// row stride `smem_stride` words; rows past `valid_rows` are zero-filled so that no
-/// uninitialised shared memory (possibly NaN bits) ever reaches an FMA.
-#[inline(always)]
-unsafe fn load_tile_f32<E: Element, const D: usize>(
-    src: u64,
-    strides: &Strides,
-    b: usize,
-    h: usize,
-    first_row: usize,
-    valid_rows: usize,
-    rows: usize,
-    smem: u32,
-    smem_stride: usize,
-    mul: f32,
-) {
-    let pairs_per_row = D / 2;
-    let mut idx = _thread_idx_x() as usize;
-    // Consecutive threads take consecutive pairs of one row: 4-byte loads, coalesced.
-    while idx < rows * pairs_per_row {
-        let r = idx / pairs_per_row;
-        let c = 2 * (idx % pairs_per_row);
-        let row = first_row + r;
-        let (lo, hi) = if row < valid_rows {
-            let p = (src as *const u16).add(strides.offset(b, row, h) as usize + c) as *const u32;
-            E::unpack2(ld_global_nc_b32(p))
-        } else {
-            (0.0, 0.0)
-        };
-        let dst = smem + 4 * (r * smem_stride + c) as u32;
-        st_shared_f32(dst, lo * mul);
-        st_shared_f32(dst + 4, hi * mul);
-        idx += THREADS;
-    }
-}
 
 #[inline(always)]
 pub unsafe fn forward_scalar<E: Element, const D: usize, const CAUSAL: bool>(p: &ForwardParams) {
@@ -77,7 +42,7 @@ pub unsafe fn forward_scalar<E: Element, const D: usize, const CAUSAL: bool>(p: 
     let v_s = k_s + 4 * cfg.kv_smem_words() as u32;
     let s_s = v_s + 4 * cfg.kv_smem_words() as u32;
 
-    load_tile_f32::<E, D>(p.q, &p.q_strides, b, h, row0, n_q, BM, q_s, D + 1, p.scale_log2);
+    load_tile_f32::<E, D>(p.q, &p.q_strides, b, h, row0, n_q, BM, q_s, D + 1, p.scale_log2, THREADS);
 
     // Bottom-right causal alignment: row i sees keys j <= i + n_k - n_q. The tile's last row
     // bounds the keys any of its rows can see, so later K/V blocks are never loaded.
@@ -99,8 +64,8 @@ pub unsafe fn forward_scalar<E: Element, const D: usize, const CAUSAL: bool>(p: 
     let mut col0 = 0;
     while col0 < kv_end {
         _syncthreads(); // the previous block's K/V tiles are no longer read
-        load_tile_f32::<E, D>(p.k, &p.k_strides, b, h_kv, col0, n_k, BN, k_s, D, 1.0);
-        load_tile_f32::<E, D>(p.v, &p.v_strides, b, h_kv, col0, n_k, BN, v_s, D, 1.0);
+        load_tile_f32::<E, D>(p.k, &p.k_strides, b, h_kv, col0, n_k, BN, k_s, D, 1.0, THREADS);
+        load_tile_f32::<E, D>(p.v, &p.v_strides, b, h_kv, col0, n_k, BN, v_s, D, 1.0, THREADS);
         _syncthreads();
 
         // Scores of this block (log2 domain), kept in this thread's padded shared-memory row.

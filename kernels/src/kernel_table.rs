@@ -88,3 +88,55 @@ macro_rules! for_each_mma_forward_kernel {
         $m!(flash_fwd_mma_bf16_d256_causal, Bf16, 256, 64, 64, 1, false, 1, true);
     };
 }
+
+/// The scalar backward: `callback!(name, Dq | Dv | Dk, Dtype, head_dim, causal)`.
+#[macro_export]
+macro_rules! for_each_scalar_backward_kernel {
+    ($m:ident) => {
+        $m!(flash_bwd_dq_scalar_f16_d32, Dq, F16, 32, false);
+        $m!(flash_bwd_dq_scalar_f16_d32_causal, Dq, F16, 32, true);
+        $m!(flash_bwd_dq_scalar_f16_d64, Dq, F16, 64, false);
+        $m!(flash_bwd_dq_scalar_f16_d64_causal, Dq, F16, 64, true);
+        $m!(flash_bwd_dq_scalar_f16_d128, Dq, F16, 128, false);
+        $m!(flash_bwd_dq_scalar_f16_d128_causal, Dq, F16, 128, true);
+        $m!(flash_bwd_dq_scalar_bf16_d32, Dq, Bf16, 32, false);
+        $m!(flash_bwd_dq_scalar_bf16_d32_causal, Dq, Bf16, 32, true);
+        $m!(flash_bwd_dq_scalar_bf16_d64, Dq, Bf16, 64, false);
+        $m!(flash_bwd_dq_scalar_bf16_d64_causal, Dq, Bf16, 64, true);
+        $m!(flash_bwd_dq_scalar_bf16_d128, Dq, Bf16, 128, false);
+        $m!(flash_bwd_dq_scalar_bf16_d128_causal, Dq, Bf16, 128, true);
+        $m!(flash_bwd_dv_scalar_f16_d32, Dv, F16, 32, false);
+        $m!(flash_bwd_dv_scalar_f16_d32_causal, Dv, F16, 32, true);
+        $m!(flash_bwd_dv_scalar_f16_d64, Dv, F16, 64, false);
+        $m!(flash_bwd_dv_scalar_f16_d64_causal, Dv, F16, 64, true);
+        $m!(flash_bwd_dv_scalar_f16_d128, Dv, F16, 128, false);
+        $m!(flash_bwd_dv_scalar_f16_d128_causal, Dv, F16, 128, true);
+        $m!(flash_bwd_dv_scalar_bf16_d32, Dv, Bf16, 32, false);
+        $m!(flash_bwd_dv_scalar_bf16_d32_causal, Dv, Bf16, 32, true);
+        $m!(flash_bwd_dv_scalar_bf16_d64, Dv, Bf16, 64, false);
+        $m!(flash_bwd_dv_scalar_bf16_d64_causal, Dv, Bf16, 64, true);
+        $m!(flash_bwd_dv_scalar_bf16_d128, Dv, Bf16, 128, false);
+        $m!(flash_bwd_dv_scalar_bf16_d128_causal, Dv, Bf16, 128, true);
+        $m!(flash_bwd_dk_scalar_f16_d32, Dk, F16, 32, false);
+        $m!(flash_bwd_dk_scalar_f16_d32_causal, Dk, F16, 32, true);
+        $m!(flash_bwd_dk_scalar_f16_d64, Dk, F16, 64, false);
+        $m!(flash_bwd_dk_scalar_f16_d64_causal, Dk, F16, 64, true);
+        $m!(flash_bwd_dk_scalar_f16_d128, Dk, F16, 128, false);
+        $m!(flash_bwd_dk_scalar_f16_d128_causal, Dk, F16, 128, true);
+        $m!(flash_bwd_dk_scalar_bf16_d32, Dk, Bf16, 32, false);
+        $m!(flash_bwd_dk_scalar_bf16_d32_causal, Dk, Bf16, 32, true);
+        $m!(flash_bwd_dk_scalar_bf16_d64, Dk, Bf16, 64, false);
+        $m!(flash_bwd_dk_scalar_bf16_d64_causal, Dk, Bf16, 64, true);
+        $m!(flash_bwd_dk_scalar_bf16_d128, Dk, Bf16, 128, false);
+        $m!(flash_bwd_dk_scalar_bf16_d128_causal, Dk, Bf16, 128, true);
+    };
+}
+
+/// The backward preprocessing `D = rowsum(dO * O)`, any head dim: `callback!(name, Dtype)`.
+#[macro_export]
+macro_rules! for_each_backward_preprocess_kernel {
+    ($m:ident) => {
+        $m!(flash_bwd_preprocess_f16, F16);
+        $m!(flash_bwd_preprocess_bf16, Bf16);
+    };
+}

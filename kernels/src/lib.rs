@@ -26,6 +26,8 @@ mod kernel_table;
 #[cfg(target_arch = "nvptx64")]
 mod arch;
 #[cfg(target_arch = "nvptx64")]
+mod backward_scalar;
+#[cfg(target_arch = "nvptx64")]
 mod element;
 #[cfg(target_arch = "nvptx64")]
 mod entry;
@@ -35,6 +37,8 @@ mod forward_mma;
 mod forward_scalar;
 #[cfg(target_arch = "nvptx64")]
 mod instruction_tests;
+#[cfg(target_arch = "nvptx64")]
+mod scalar_tile;
 
 /// Kernels must never panic (a bounds check would pull in core's panic machinery); if one ever
 /// does, stop the whole grid with `trap` so the host sees a launch error instead of wrong data.

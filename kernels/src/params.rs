@@ -46,3 +46,40 @@ impl Strides {
         b as u64 * self.batch + row as u64 * self.row + h as u64 * self.head
     }
 }
+
+/// Everything a backward launch needs (preprocessing, dQ and dK/dV kernels share it).
+/// Pointers are raw device addresses; strides in elements as in [`ForwardParams`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BackwardParams {
+    pub q: u64,
+    pub k: u64,
+    pub v: u64,
+    pub o: u64,
+    pub d_o: u64,
+    /// f32 `[batch, heads, seqlen_q]`: the forward's log-sum-exp (natural log).
+    pub lse: u64,
+    /// f32 `[batch, heads, seqlen_q]`: `D_i = rowsum(dO_i * O_i)`, written by the preprocessing.
+    pub delta: u64,
+    pub dq: u64,
+    pub dk: u64,
+    pub dv: u64,
+    pub q_strides: Strides,
+    pub k_strides: Strides,
+    pub v_strides: Strides,
+    pub o_strides: Strides,
+    pub do_strides: Strides,
+    pub dq_strides: Strides,
+    pub dk_strides: Strides,
+    pub dv_strides: Strides,
+    pub batch: u32,
+    pub heads: u32,
+    pub heads_kv: u32,
+    pub seqlen_q: u32,
+    pub seqlen_k: u32,
+    pub head_dim: u32,
+    /// `softmax_scale * log2(e)`.
+    pub scale_log2: f32,
+    /// `softmax_scale`.
+    pub scale: f32,
+}

@@ -1,0 +1,47 @@
+//! Launching a kernel of the embedded module with its by-value parameter block.
+use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use flashattn_kernels::params::{BackwardParams, ForwardParams, Strides};
+
+use crate::error::Result;
+use crate::runtime::Device;
+use crate::tensor::{Element, Tensor};
+
+/// A kernel parameter block, passed by value. A newtype: the blocks live in the kernels crate,
+/// `DeviceRepr` in cudarc.
+#[repr(transparent)]
+pub(crate) struct ParamBlock<P>(pub P);
+// SAFETY: both blocks are #[repr(C)] plain data (integers and floats), read by the kernels as
+// their by-value `.param` argument of the same layout.
+unsafe impl DeviceRepr for ParamBlock<ForwardParams> {}
+unsafe impl DeviceRepr for ParamBlock<BackwardParams> {}
+
+/// Batch, row and head strides of a `[batch, seqlen, heads, head_dim]` tensor.
+pub(crate) fn strides_of<T: Element>(t: &Tensor<T>) -> Strides {
+    let s = t.strides();
+    Strides { batch: s[0] as u64, row: s[1] as u64, head: s[2] as u64 }
+}
+
+/// Launches kernel `name` on the device's stream: `grid` CTAs of `threads` threads with `smem`
+/// bytes of dynamic shared memory.
+///
+/// # Safety
+/// `params` must be the block the kernel takes, and every pointer in it must be a live
+/// allocation covering every access the kernel makes for this grid.
+pub(crate) unsafe fn launch<P>(
+    dev: &Device,
+    name: &'static str,
+    smem: usize,
+    grid: (u32, u32, u32),
+    threads: usize,
+    params: &ParamBlock<P>,
+) -> Result<()>
+where
+    ParamBlock<P>: DeviceRepr,
+{
+    let func = dev.load_kernel(name, smem)?;
+    let cfg = LaunchConfig { grid_dim: grid, block_dim: (threads as u32, 1, 1), shared_mem_bytes: smem as u32 };
+    let mut builder = dev.stream().launch_builder(&func);
+    builder.arg(params);
+    unsafe { builder.launch(cfg) }?;
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Tiles of one head converted to f32 in shared memory, for the scalar (CUDA-core) kernels.
+use core::arch::nvptx::_thread_idx_x;
+
+use crate::arch::sm80::{ld_global_nc_b32, st_shared_f32};
+use crate::element::Element;
+use crate::params::Strides;
+
+/// Loads `rows` rows (from `first_row`) of one head into shared memory as f32 times `mul`,
+/// row stride `smem_stride` words; rows past `valid_rows` are zero-filled so that no
+/// uninitialised shared memory (possibly NaN bits) ever reaches an FMA.
+#[inline(always)]
+pub unsafe fn load_tile_f32<E: Element, const D: usize>(
+    src: u64,
+    strides: &Strides,
+    b: usize,
+    h: usize,
+    first_row: usize,
+    valid_rows: usize,
+    rows: usize,
+    smem: u32,
+    smem_stride: usize,
+    mul: f32,
+    threads: usize,
+) {
+    let pairs_per_row = D / 2;
+    let mut idx = _thread_idx_x() as usize;
+    // Consecutive threads take consecutive pairs of one row: 4-byte loads, coalesced.
+    while idx < rows * pairs_per_row {
+        let r = idx / pairs_per_row;
+        let c = 2 * (idx % pairs_per_row);
+        let row = first_row + r;
+        let (lo, hi) = if row < valid_rows {
+            let p = (src as *const u16).add(strides.offset(b, row, h) as usize + c) as *const u32;
+            E::unpack2(ld_global_nc_b32(p))
+        } else {
+            (0.0, 0.0)
+        };
+        let dst = smem + 4 * (r * smem_stride + c) as u32;
+        st_shared_f32(dst, lo * mul);
+        st_shared_f32(dst + 4, hi * mul);
+        idx += threads;
+    }
+}
