@@ -11,13 +11,13 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    dynamic_smem_base, ex2, fma, ld_global_nc_b32, ld_shared_f32, ld_shared_v4_f32, shfl_xor_f32, st_global_b32,
-    st_global_f32, st_shared_f32,
+    dynamic_smem_base, ex2, fma, ld_global_nc_b32, ld_shared_f32, shfl_xor_f32, st_global_b32, st_global_f32,
+    st_shared_f32,
 };
 use crate::config::ScalarBackwardConfig as Cfg;
 use crate::element::Element;
 use crate::params::BackwardParams;
-use crate::scalar_tile::load_tile_f32;
+use crate::scalar_tile::{axpy, dot, load_tile_f32};
 
 const BM: usize = Cfg::BLOCK_M;
 const BN: usize = Cfg::BLOCK_N;
@@ -54,37 +54,6 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     }
     if lane == 0 {
         st_global_f32((p.delta as *mut f32).add((b * p.heads as usize + h) * n_q + row), acc);
-    }
-}
-
-/// Dot product of two shared-memory rows of `D` f32 (`b` 16-byte aligned), four partial sums.
-#[inline(always)]
-unsafe fn dot<const D: usize>(a: u32, b: u32) -> f32 {
-    let mut s = [0.0f32; 4];
-    let mut c = 0;
-    while c < D {
-        let bb = ld_shared_v4_f32(b + 4 * c as u32);
-        let mut u = 0;
-        while u < 4 {
-            s[u] = fma(ld_shared_f32(a + 4 * (c + u) as u32), bb[u], s[u]);
-            u += 1;
-        }
-        c += 4;
-    }
-    (s[0] + s[1]) + (s[2] + s[3])
-}
-
-/// `acc += x * row` for a shared-memory row of `D` f32 (16-byte aligned).
-#[inline(always)]
-unsafe fn axpy<const D: usize>(acc: &mut [f32; D], x: f32, row: u32) {
-    let mut c = 0;
-    while c < D {
-        let r = ld_shared_v4_f32(row + 4 * c as u32);
-        acc[c] = fma(x, r[0], acc[c]);
-        acc[c + 1] = fma(x, r[1], acc[c + 1]);
-        acc[c + 2] = fma(x, r[2], acc[c + 2]);
-        acc[c + 3] = fma(x, r[3], acc[c + 3]);
-        c += 4;
     }
 }
 

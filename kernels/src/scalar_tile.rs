@@ -1,7 +1,8 @@
-//! Tiles of one head converted to f32 in shared memory, for the scalar (CUDA-core) kernels.
+//! Tiles of one head converted to f32 in shared memory, and the row operations on them, for the
+//! scalar (CUDA-core) kernels.
 use core::arch::nvptx::_thread_idx_x;
 
-use crate::arch::sm80::{ld_global_nc_b32, st_shared_f32};
+use crate::arch::sm80::{fma, ld_global_nc_b32, ld_shared_f32, ld_shared_v4_f32, st_shared_f32};
 use crate::element::Element;
 use crate::params::Strides;
 
@@ -39,5 +40,36 @@ pub unsafe fn load_tile_f32<E: Element, const D: usize>(
         st_shared_f32(dst, lo * mul);
         st_shared_f32(dst + 4, hi * mul);
         idx += threads;
+    }
+}
+
+/// Dot product of two shared-memory rows of `D` f32 (`b` 16-byte aligned), four partial sums.
+#[inline(always)]
+pub unsafe fn dot<const D: usize>(a: u32, b: u32) -> f32 {
+    let mut s = [0.0f32; 4];
+    let mut c = 0;
+    while c < D {
+        let bb = ld_shared_v4_f32(b + 4 * c as u32);
+        let mut u = 0;
+        while u < 4 {
+            s[u] = fma(ld_shared_f32(a + 4 * (c + u) as u32), bb[u], s[u]);
+            u += 1;
+        }
+        c += 4;
+    }
+    (s[0] + s[1]) + (s[2] + s[3])
+}
+
+/// `acc += x * row` for a shared-memory row of `D` f32 (16-byte aligned).
+#[inline(always)]
+pub unsafe fn axpy<const D: usize>(acc: &mut [f32; D], x: f32, row: u32) {
+    let mut c = 0;
+    while c < D {
+        let r = ld_shared_v4_f32(row + 4 * c as u32);
+        acc[c] = fma(x, r[0], acc[c]);
+        acc[c + 1] = fma(x, r[1], acc[c + 1]);
+        acc[c + 2] = fma(x, r[2], acc[c + 2]);
+        acc[c + 3] = fma(x, r[3], acc[c + 3]);
+        c += 4;
     }
 }
