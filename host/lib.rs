@@ -20,8 +20,9 @@
 //! ```
 //!
 //! Layers: [`runtime`] (device discovery, module and function cache), [`tensor`] (typed device
-//! tensors with shapes and strides), [`forward`] (the operation, validated), [`reference`] (the
-//! f64 CPU oracle), [`accuracy`] (FlashAttention's error rule) and [`bench`] (timing harness).
+//! tensors with shapes and strides), [`shape`] (problem dimensions), [`forward`] and [`backward`]
+//! (the operations, validated), [`reference`] (the f64 CPU oracle), [`accuracy`]
+//! (FlashAttention's error rules) and [`bench`] (timing harness).
 
 pub mod accuracy;
 pub mod backward;

@@ -5,11 +5,14 @@
 //!   that the host embeds. Everything under `cfg(target_arch = "nvptx64")` is device code.
 //! - for the host, as an ordinary dependency of `flashattn` (stable): only the shared part is
 //!   compiled: the kernel parameter structs ([`params`]), the tile configurations ([`config`]) and
-//!   the table of kernel entry points ([`for_each_forward_kernel!`]). Because both sides read the
-//!   same definitions, launch parameters cannot disagree with the kernels.
+//!   the tables of kernel entry points (`kernel_table.rs`: `for_each_mma_forward_kernel!` and
+//!   its siblings). Because both sides read the same definitions, launch parameters cannot
+//!   disagree with the kernels.
 //!
 //! Layers of the device code (see STYLE.md): `arch` holds one thin wrapper per PTX instruction;
-//! `element` the f16/bf16 conversions; the algorithms (`forward_scalar`) are written on top.
+//! `element` the f16/bf16 conversions and MMA per type; `scalar_tile` the f32 tiles of the
+//! CUDA-core kernels; the algorithms (`forward_mma`, `forward_scalar`, `backward_scalar`) are
+//! written on top; `entry` generates the kernel entry points from the tables.
 #![no_std]
 #![cfg_attr(
     target_arch = "nvptx64",
