@@ -19,10 +19,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layers: [`runtime`] (device discovery, module and function cache), [`tensor`] (typed device
-//! tensors with shapes and strides), [`shape`] (problem dimensions), [`forward`] and [`backward`]
-//! (the operations, validated), [`reference`] (the f64 CPU oracle), [`accuracy`]
-//! (FlashAttention's error rules) and [`bench`] (timing harness).
+//! Layers: [`runtime`](mod@runtime) (device discovery, module and function cache), [`tensor`](mod@tensor) (typed device
+//! tensors with shapes and strides), [`shape`](mod@shape) (problem dimensions), [`forward`] and [`backward`](mod@backward)
+//! (the operations, validated), [`reference`](mod@reference) (the f64 CPU oracle), [`accuracy`](mod@accuracy)
+//! (FlashAttention's error rules) and [`bench`](mod@bench) (timing harness).
 
 pub mod accuracy;
 pub mod backward;
