@@ -10,7 +10,7 @@ use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{Dtype, ScalarBackwardConfig};
 use flashattn_kernels::params::BackwardParams;
 
-/// Attention backward. `q`, `k`, `v` as for [`crate::forward`]; `o` and `lse` are what the
+/// Attention backward. `q`, `k`, `v` as for [`crate::forward()`]; `o` and `lse` are what the
 /// forward returned for them; `d_o` is the gradient of the loss with respect to `o` (same shape).
 /// Returns `(dq, dk, dv)`, contiguous, shaped like `q`, `k`, `v`. With GQA/MQA, `dk` and `dv`
 /// sum over the query heads that share a K/V head.

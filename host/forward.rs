@@ -64,7 +64,7 @@ pub fn forward<T: Element>(
     Ok((o, lse))
 }
 
-/// [`forward`] writing into caller-owned `o` (same shape as `q`, last dimension contiguous) and
+/// [`forward()`] writing into caller-owned `o` (same shape as `q`, last dimension contiguous) and
 /// `lse` (contiguous `[batch, heads, seqlen_q]`).
 pub fn forward_into<T: Element>(
     q: &Tensor<T>,

@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Layers: [`runtime`](mod@runtime) (device discovery, module and function cache), [`tensor`](mod@tensor) (typed device
-//! tensors with shapes and strides), [`shape`](mod@shape) (problem dimensions), [`forward`] and [`backward`](mod@backward)
+//! tensors with shapes and strides), [`shape`](mod@shape) (problem dimensions), [`forward`](mod@forward) and [`backward`](mod@backward)
 //! (the operations, validated), [`reference`](mod@reference) (the f64 CPU oracle), [`accuracy`](mod@accuracy)
 //! (FlashAttention's error rules) and [`bench`](mod@bench) (timing harness).
 
