@@ -31,6 +31,10 @@ pub struct BenchRow {
     pub ms: f64,
     pub tflops: f64,
     pub peak_mib: f64,
+    /// Which device call measured the row, where a results file gathers several: ratios pair
+    /// rows of the same call only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
 }
 
 /// A results file: `benches/results/<gpu>.json`.
@@ -165,16 +169,20 @@ pub fn bench_forward<T: Element>(
         ms,
         tflops: forward_flops(&dims, shape.causal) / (ms * 1e-3) / 1e12,
         peak_mib,
+        call: None,
     })
 }
 
-fn find<'a>(rows: &'a [BenchRow], like: &BenchRow, implementation: &str) -> Option<&'a BenchRow> {
+/// The row of `implementation` with the shape, dtype and device call of `like`.
+pub fn find<'a>(rows: &'a [BenchRow], like: &BenchRow, implementation: &str) -> Option<&'a BenchRow> {
     rows.iter().find(|r| {
         r.implementation == implementation
             && r.op == like.op
+            && r.dtype == like.dtype
             && r.d == like.d
             && r.causal == like.causal
             && r.n == like.n
+            && r.call == like.call
     })
 }
 
@@ -244,6 +252,7 @@ mod tests {
             ms: 1.0,
             tflops,
             peak_mib: 0.0,
+            call: None,
         };
         let table = format_table(&[row("ours", 150.0, 4096)], &[row("fa2", 300.0, 4096), row("fa2", 1.0, 2048)]);
         assert!(table.contains("0.500"), "{table}");

@@ -30,6 +30,7 @@ pub mod bench;
 pub mod error;
 pub mod forward;
 pub(crate) mod launch;
+pub mod plot;
 pub mod ptx;
 pub mod reference;
 pub mod runtime;

@@ -30,6 +30,15 @@ enum Command {
     Check(CheckArgs),
     /// Benchmark sweep; writes benches/results/<gpu>.json.
     Bench(BenchArgs),
+    /// Draw SVG plots (TFLOPS vs N, ours beside the peers of the same call) from a results file.
+    Plot {
+        /// Results file (default benches/results/<gpu>.json of a bench run).
+        #[arg(long)]
+        results: PathBuf,
+        /// Output folder (default benches/plots/<results file stem>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the embedded PTX of an architecture.
     Ptx {
         #[arg(long, value_enum, default_value = "sm90a")]
@@ -133,6 +142,7 @@ fn main() -> ExitCode {
             DtypeArg::F16 => check::<f16>(&a),
         },
         Command::Bench(a) => bench(&a),
+        Command::Plot { results, out } => plot(&results, out),
         Command::Ptx { arch } => {
             print!(
                 "{}",
@@ -314,5 +324,16 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     all.extend(peers);
     BenchFile { device: dev.name().to_string(), rows: all }.write(&out)?;
     println!("wrote {}", out.display());
+    plot(&out, None)
+}
+
+/// Plots of a results file into `out` (default benches/plots/<file stem>/).
+fn plot(results: &std::path::Path, out: Option<PathBuf>) -> Result<bool> {
+    let file = BenchFile::read(results)?;
+    let stem = results.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "results".into());
+    let dir = out.unwrap_or_else(|| PathBuf::from("benches/plots").join(stem));
+    for f in flashattn::plot::plot_tflops(&file.rows, &file.device, &dir)? {
+        println!("wrote {}", f.display());
+    }
     Ok(true)
 }
