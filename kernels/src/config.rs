@@ -8,15 +8,6 @@ pub enum Dtype {
     Bf16,
 }
 
-impl Dtype {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Dtype::F16 => "f16",
-            Dtype::Bf16 => "bf16",
-        }
-    }
-}
-
 /// The scalar (CUDA-core FMA) forward kernel: one thread owns one query row.
 ///
 /// Why these numbers: 64 threads (2 warps) and 64 query rows per CTA keep enough CTAs in flight at
