@@ -1,6 +1,6 @@
 //! Compiles the device crate `kernels/` to PTX with rustc's NVPTX backend, once per target
-//! architecture, and writes `kernels_ptx.rs` (one `&str` constant per architecture) for the host
-//! code to `include!`.
+//! architecture, and writes `kernels_ptx.rs` (one constant per architecture: the PTX, deflate-
+//! compressed) for the host code to `include!`.
 //!
 //! The host crate builds on stable; only this step needs the nightly toolchain (for
 //! `-Zbuild-std=core`, `abi_ptx` and `asm!` on nvptx) and its `rust-src` component, called
@@ -33,12 +33,17 @@ fn main() {
             std::thread::spawn(move || (stem, build_ptx(&kernels, &out, &toolchain, arch)))
         })
         .collect();
+    // The PTX is embedded deflate-compressed (15 MB of text per architecture shrinks about
+    // tenfold): every test and bench executable carries it, and the host inflates it once.
     let mut consts = String::new();
     for b in builds {
         let (stem, ptx) = b.join().expect("kernel build thread panicked");
+        let text = std::fs::read(&ptx).unwrap();
+        let packed = ptx.with_extension("ptx.deflate");
+        std::fs::write(&packed, miniz_oxide::deflate::compress_to_vec(&text, 6)).unwrap();
         consts += &format!(
-            "/// PTX of the device crate for `{stem}`.\npub const {stem}: &str = include_str!({:?});\n",
-            ptx.display()
+            "/// Deflate-compressed PTX of the device crate for `{stem}`.\npub const {stem}: &[u8] = include_bytes!({:?});\n",
+            packed.display()
         );
     }
     std::fs::write(out.join("kernels_ptx.rs"), consts).unwrap();

@@ -7,7 +7,9 @@ use crate::forward::{check_layout, validate_inputs, AttentionOptions, ForwardKer
 use crate::launch::{launch, strides_of, ParamBlock};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
-use flashattn_kernels::config::{Dtype, ScalarBackwardConfig};
+use flashattn_kernels::config::{
+    Dtype, MmaBackwardConfig, MmaBackwardDqConfig, MmaForwardConfig, ScalarBackwardConfig, DQ_CONVERT_THREADS,
+};
 use flashattn_kernels::params::BackwardParams;
 
 /// Attention backward. `q`, `k`, `v` as for [`crate::forward()`]; `o` and `lse` are what the
@@ -15,8 +17,10 @@ use flashattn_kernels::params::BackwardParams;
 /// Returns `(dq, dk, dv)`, contiguous, shaped like `q`, `k`, `v`. With GQA/MQA, `dk` and `dv`
 /// sum over the query heads that share a K/V head.
 ///
-/// The kernel today is the scalar (CUDA-core) reference path, head dims 32, 64 and 128. It uses
-/// no atomics, so its results are bit-identical from run to run.
+/// `opts.kernel` `Auto` / `TensorCore`: the tensor-core backward (every head dim of the forward);
+/// dQ is summed with f32 atomics unless `opts.deterministic`. `Scalar`: the CUDA-core reference
+/// path (head dims 32, 64, 128; deterministic). Memory: dq, dk, dv, two f32 rows per query row
+/// and, for the atomic dQ, an f32 copy of dq.
 pub fn backward<T: Element>(
     q: &Tensor<T>,
     k: &Tensor<T>,
@@ -28,12 +32,28 @@ pub fn backward<T: Element>(
 ) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
     let dims = validate_backward(q, k, v, o, lse, d_o, opts)?;
     let dev = q.device();
-    let mut dq = dev.alloc::<T>(q.shape())?;
-    let mut dk = dev.alloc::<T>(k.shape())?;
-    let mut dv = dev.alloc::<T>(k.shape())?;
-    let mut delta = dev.alloc::<f32>(&[dims.batch, dims.heads, dims.seqlen_q])?;
-    launch_backward(q, k, v, o, lse, d_o, &mut delta, &mut dq, &mut dk, &mut dv, dims, opts)?;
-    Ok((dq, dk, dv))
+    let mut grads =
+        Gradients { dq: dev.alloc::<T>(q.shape())?, dk: dev.alloc::<T>(k.shape())?, dv: dev.alloc::<T>(k.shape())? };
+    let stat_pitch = dims.seqlen_q.next_multiple_of(MmaBackwardConfig::STAT_ROW_ALIGN);
+    let mut stats = dev.alloc::<f32>(&[2, dims.batch, dims.heads, stat_pitch])?;
+    // The atomic dQ accumulates into zeros: [batch, heads, stat_pitch, padded head dim].
+    let atomic_dq = uses_tensor_cores(opts) && !opts.deterministic;
+    let acc_dim = MmaForwardConfig::padded_head_dim(dims.head_dim);
+    let mut dq_accum =
+        if atomic_dq { Some(dev.zeros::<f32>(&[dims.batch, dims.heads, stat_pitch, acc_dim])?) } else { None };
+    launch_backward(q, k, v, o, lse, d_o, &mut stats, dq_accum.as_mut(), &mut grads, dims, stat_pitch, opts)?;
+    Ok((grads.dq, grads.dk, grads.dv))
+}
+
+/// The three outputs of a backward call.
+struct Gradients<T: Element> {
+    dq: Tensor<T>,
+    dk: Tensor<T>,
+    dv: Tensor<T>,
+}
+
+fn uses_tensor_cores(opts: &AttentionOptions) -> bool {
+    !matches!(opts.kernel, ForwardKernel::Scalar)
 }
 
 /// Everything [`crate::forward::validate_inputs`] checks, plus `o` and `d_o` shaped like `q`,
@@ -70,9 +90,18 @@ pub fn validate_backward<T: Element>(
         return Err(Error::DeviceMismatch { a: "q", b: "lse" });
     }
     match opts.kernel {
-        ForwardKernel::Auto | ForwardKernel::Scalar => {}
+        ForwardKernel::Auto | ForwardKernel::TensorCore => {
+            // Every head dim the forward takes (multiples of 8 up to 256) has a row.
+            mma_backward_kernel(T::DTYPE.expect("validated"), dims.head_dim, opts.causal)
+                .ok_or_else(|| unsupported_mma(dims.head_dim))?;
+            return Ok(dims);
+        }
+        ForwardKernel::Scalar => {}
         other => {
-            return Err(Error::invalid("kernel", format!("{other:?} has no backward yet; use Auto or Scalar")));
+            return Err(Error::invalid(
+                "kernel",
+                format!("{other:?} selects forward tiles; the backward takes Auto, TensorCore or Scalar"),
+            ));
         }
     }
     if !ScalarBackwardConfig::HEAD_DIMS.contains(&dims.head_dim) {
@@ -119,6 +148,64 @@ fn preprocess_kernel_name(dtype: Dtype) -> &'static str {
     found
 }
 
+fn unsupported_mma(head_dim: usize) -> Error {
+    Error::UnsupportedHeadDim {
+        head_dim,
+        kernel: "tensor-core backward",
+        supported: (8..=MmaForwardConfig::MAX_HEAD_DIM).step_by(8).collect(),
+    }
+}
+
+/// The tensor-core dK/dV kernel for a head dim (padded up to its instantiation) and its tiles.
+fn mma_backward_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&'static str, MmaBackwardConfig)> {
+    if head_dim == 0 || head_dim % 8 != 0 {
+        return None;
+    }
+    let padded = MmaForwardConfig::padded_head_dim(head_dim);
+    let mut found = None;
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $causal:literal) => {
+            if found.is_none() && Dtype::$dtype == dtype && $d == padded && $causal == causal {
+                let config = MmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, d_split: $ds };
+                debug_assert!(config.is_valid());
+                found = Some((stringify!($name), config));
+            }
+        };
+    }
+    flashattn_kernels::for_each_mma_backward_kernel!(row);
+    found
+}
+
+/// The deterministic dQ kernel for a head dim and its tiles.
+fn mma_backward_dq_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&'static str, MmaBackwardDqConfig)> {
+    let padded = MmaForwardConfig::padded_head_dim(head_dim);
+    let mut found = None;
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
+            if found.is_none() && Dtype::$dtype == dtype && $d == padded && $causal == causal {
+                let config = MmaBackwardDqConfig { head_dim: $d, block_m: $bm, block_n: $bn };
+                debug_assert!(config.is_valid());
+                found = Some((stringify!($name), config));
+            }
+        };
+    }
+    flashattn_kernels::for_each_mma_backward_dq_kernel!(row);
+    found
+}
+
+fn dq_convert_kernel_name(dtype: Dtype) -> &'static str {
+    let mut found = "";
+    macro_rules! row {
+        ($name:ident, $dtype:ident) => {
+            if Dtype::$dtype == dtype {
+                found = stringify!($name);
+            }
+        };
+    }
+    flashattn_kernels::for_each_backward_dq_convert_kernel!(row);
+    found
+}
+
 #[allow(clippy::too_many_arguments)]
 fn launch_backward<T: Element>(
     q: &Tensor<T>,
@@ -127,11 +214,11 @@ fn launch_backward<T: Element>(
     o: &Tensor<T>,
     lse: &Tensor<f32>,
     d_o: &Tensor<T>,
-    delta: &mut Tensor<f32>,
-    dq: &mut Tensor<T>,
-    dk: &mut Tensor<T>,
-    dv: &mut Tensor<T>,
+    stats: &mut Tensor<f32>,
+    dq_accum: Option<&mut Tensor<f32>>,
+    grads: &mut Gradients<T>,
     dims: Shape,
+    stat_pitch: usize,
     opts: &AttentionOptions,
 ) -> Result<()> {
     let dtype = T::DTYPE.expect("validated");
@@ -139,17 +226,26 @@ fn launch_backward<T: Element>(
     let dev = q.device().clone();
     let stream = dev.stream().clone();
     let strides = [strides_of(q), strides_of(k), strides_of(v), strides_of(o), strides_of(d_o)];
-    let grad_strides = [strides_of(dq), strides_of(dk), strides_of(dv)];
+    let grad_strides = [strides_of(&grads.dq), strides_of(&grads.dk), strides_of(&grads.dv)];
     let (q_ptr, _g1) = q.data().device_ptr(&stream);
     let (k_ptr, _g2) = k.data().device_ptr(&stream);
     let (v_ptr, _g3) = v.data().device_ptr(&stream);
     let (o_ptr, _g4) = o.data().device_ptr(&stream);
     let (do_ptr, _g5) = d_o.data().device_ptr(&stream);
     let (lse_ptr, _g6) = lse.data().device_ptr(&stream);
-    let (delta_ptr, _g7) = delta.data_mut().device_ptr_mut(&stream);
-    let (dq_ptr, _g8) = dq.data_mut().device_ptr_mut(&stream);
-    let (dk_ptr, _g9) = dk.data_mut().device_ptr_mut(&stream);
-    let (dv_ptr, _g10) = dv.data_mut().device_ptr_mut(&stream);
+    // `stats` holds D, then LSE * log2(e): [2][batch][heads][stat_pitch].
+    let stat_bytes = (dims.batch * dims.heads * stat_pitch * 4) as u64;
+    let (delta_ptr, _g7) = stats.data_mut().device_ptr_mut(&stream);
+    let (dq_ptr, _g8) = grads.dq.data_mut().device_ptr_mut(&stream);
+    let (dk_ptr, _g9) = grads.dk.data_mut().device_ptr_mut(&stream);
+    let (dv_ptr, _g10) = grads.dv.data_mut().device_ptr_mut(&stream);
+    let (dq_accum_ptr, _g11) = match dq_accum {
+        Some(t) => {
+            let (ptr, guard) = t.data_mut().device_ptr_mut(&stream);
+            (ptr, Some(guard))
+        }
+        None => (0, None),
+    };
     let params = ParamBlock(BackwardParams {
         q: q_ptr,
         k: k_ptr,
@@ -158,6 +254,8 @@ fn launch_backward<T: Element>(
         d_o: do_ptr,
         lse: lse_ptr,
         delta: delta_ptr,
+        lse_log2: delta_ptr + stat_bytes,
+        dq_accum: dq_accum_ptr,
         dq: dq_ptr,
         dk: dk_ptr,
         dv: dv_ptr,
@@ -177,37 +275,80 @@ fn launch_backward<T: Element>(
         head_dim: dims.head_dim as u32,
         scale_log2: scale * std::f32::consts::LOG2_E,
         scale,
+        stat_pitch: stat_pitch as u32,
+        acc_dim: MmaForwardConfig::padded_head_dim(dims.head_dim) as u32,
     });
     let (b, h, hkv) = (dims.batch as u32, dims.heads as u32, dims.heads_kv as u32);
     let warps = ScalarBackwardConfig::PREPROCESS_WARPS;
-    let smem = ScalarBackwardConfig::new(dims.head_dim).smem_bytes();
-    let bm = ScalarBackwardConfig::BLOCK_M;
-    let threads = ScalarBackwardConfig::THREADS;
-    let name = |part| {
-        scalar_kernel_name(part, dtype, dims.head_dim, opts.causal).ok_or(Error::UnsupportedHeadDim {
-            head_dim: dims.head_dim,
-            kernel: "scalar backward",
-            supported: ScalarBackwardConfig::HEAD_DIMS.to_vec(),
-        })
-    };
-    let q_blocks = dims.seqlen_q.div_ceil(bm) as u32;
-    let k_blocks = dims.seqlen_k.div_ceil(bm) as u32;
-    // SAFETY: one parameter block for all four kernels, matching their signature; every pointer
-    // is a live allocation of the validated shape and strides: the preprocessing writes `delta`
-    // (B x H x N_q) before the other three read it (same stream, in order); dQ writes rows of dq,
-    // dK/dV rows of dk/dv, each row by exactly one thread, and nothing past seqlen or head_dim.
+    // SAFETY (all launches below): one parameter block for every backward kernel, matching their
+    // signature; every pointer is a live allocation of the validated shape and strides. The
+    // preprocessing writes D and LSE*log2(e) for all `stat_pitch` rows before the others read
+    // them (same stream, in order); each output row is written by exactly one CTA, nothing past
+    // seqlen or head_dim; `dq_accum` (zeroed, [batch, heads, stat_pitch, acc_dim]) is only
+    // touched by the atomic dK/dV kernel and then read by the conversion.
     unsafe {
-        launch(
-            &dev,
-            preprocess_kernel_name(dtype),
-            0,
-            (dims.seqlen_q.div_ceil(warps) as u32, h, b),
-            32 * warps,
-            &params,
-        )?;
-        launch(&dev, name(Part::Dq)?, smem, (q_blocks, h, b), threads, &params)?;
-        launch(&dev, name(Part::Dv)?, smem, (k_blocks, hkv, b), threads, &params)?;
-        launch(&dev, name(Part::Dk)?, smem, (k_blocks, hkv, b), threads, &params)?;
+        launch(&dev, preprocess_kernel_name(dtype), 0, (stat_pitch.div_ceil(warps) as u32, h, b), 32 * warps, &params)?;
+    }
+    if !uses_tensor_cores(opts) {
+        let smem = ScalarBackwardConfig::new(dims.head_dim).smem_bytes();
+        let bm = ScalarBackwardConfig::BLOCK_M;
+        let threads = ScalarBackwardConfig::THREADS;
+        let name = |part| {
+            scalar_kernel_name(part, dtype, dims.head_dim, opts.causal).ok_or(Error::UnsupportedHeadDim {
+                head_dim: dims.head_dim,
+                kernel: "scalar backward",
+                supported: ScalarBackwardConfig::HEAD_DIMS.to_vec(),
+            })
+        };
+        let q_blocks = dims.seqlen_q.div_ceil(bm) as u32;
+        let k_blocks = dims.seqlen_k.div_ceil(bm) as u32;
+        unsafe {
+            launch(&dev, name(Part::Dq)?, smem, (q_blocks, h, b), threads, &params)?;
+            launch(&dev, name(Part::Dv)?, smem, (k_blocks, hkv, b), threads, &params)?;
+            launch(&dev, name(Part::Dk)?, smem, (k_blocks, hkv, b), threads, &params)?;
+        }
+        return Ok(());
+    }
+    let (name, cfg) =
+        mma_backward_kernel(dtype, dims.head_dim, opts.causal).ok_or_else(|| unsupported_mma(dims.head_dim))?;
+    let k_blocks = dims.seqlen_k.div_ceil(cfg.block_n) as u32;
+    unsafe { launch(&dev, name, cfg.smem_bytes(), (k_blocks, hkv, b), cfg.threads(), &params)? };
+    if dq_accum_ptr != 0 {
+        let chunks = dims.seqlen_q * dims.head_dim / 8;
+        let grid = (chunks.div_ceil(DQ_CONVERT_THREADS) as u32, h, b);
+        unsafe { launch(&dev, dq_convert_kernel_name(dtype), 0, grid, DQ_CONVERT_THREADS, &params)? };
+    } else {
+        let (name, cfg) =
+            mma_backward_dq_kernel(dtype, dims.head_dim, opts.causal).ok_or_else(|| unsupported_mma(dims.head_dim))?;
+        let q_blocks = dims.seqlen_q.div_ceil(cfg.block_m) as u32;
+        unsafe { launch(&dev, name, cfg.smem_bytes(), (q_blocks, h, b), cfg.threads(), &params)? };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every head dim the forward takes has a valid tensor-core backward row (dK/dV and the
+    /// deterministic dQ), in both dtypes, causal and not.
+    #[test]
+    fn every_head_dim_has_valid_backward_tiles() {
+        for dtype in [Dtype::F16, Dtype::Bf16] {
+            for causal in [false, true] {
+                for d in (8..=256).step_by(8) {
+                    let (_, cfg) =
+                        mma_backward_kernel(dtype, d, causal).unwrap_or_else(|| panic!("no dK/dV row for d={d}"));
+                    assert!(cfg.is_valid() && cfg.head_dim >= d, "{cfg:?}");
+                    assert!(cfg.smem_bytes() <= 227 * 1024, "{cfg:?}");
+                    let (_, dq) =
+                        mma_backward_dq_kernel(dtype, d, causal).unwrap_or_else(|| panic!("no dQ row for d={d}"));
+                    assert!(dq.is_valid() && dq.head_dim == cfg.head_dim, "{dq:?}");
+                }
+                assert!(mma_backward_kernel(dtype, 12, causal).is_none());
+                assert!(mma_backward_kernel(dtype, 264, causal).is_none());
+            }
+            assert!(!dq_convert_kernel_name(dtype).is_empty());
+        }
+    }
 }

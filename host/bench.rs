@@ -6,7 +6,8 @@ use std::path::Path;
 use cudarc::driver::sys::CUevent_flags;
 use serde::{Deserialize, Serialize};
 
-use crate::accuracy::random_qkv;
+use crate::accuracy::{randn, random_qkv};
+use crate::backward::backward;
 use crate::error::{Error, Result};
 use crate::forward::{forward, forward_flops, forward_into, AttentionOptions};
 use crate::runtime::Device;
@@ -168,6 +169,53 @@ pub fn bench_forward<T: Element>(
         h: dims.heads,
         ms,
         tflops: forward_flops(&dims, shape.causal) / (ms * 1e-3) / 1e12,
+        peak_mib,
+        call: None,
+    })
+}
+
+/// Times our backward on one shape (dO random; O and LSE from our forward): the row has the
+/// backward's time and TFLOPS (2.5x the forward's FLOPs), and the peak memory of forward +
+/// backward beyond q, k, v and dO (as the peers script measures PyTorch's).
+pub fn bench_backward<T: Element>(
+    dev: &Device,
+    shape: BenchShape,
+    opts: &AttentionOptions,
+    kernel_name: &str,
+    budget_ms: f64,
+) -> Result<BenchRow> {
+    let dims = shape.dims();
+    let (qh, kh, vh) = random_qkv::<T>(&dims, 7);
+    let q_shape = [dims.batch, dims.seqlen_q, dims.heads, dims.head_dim];
+    let q: Tensor<T> = dev.upload(&qh, &q_shape)?;
+    let k: Tensor<T> = dev.upload(&kh, &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim])?;
+    let v: Tensor<T> = dev.upload(&vh, &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim])?;
+    let doh: Vec<T> = randn(dims.q_len(), &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(9));
+    let d_o: Tensor<T> = dev.upload(&doh, &q_shape)?;
+    let opts = AttentionOptions { causal: shape.causal, ..*opts };
+
+    dev.synchronize()?;
+    dev.reset_peak();
+    let base = dev.allocated_bytes();
+    {
+        let (o, lse) = forward(&q, &k, &v, &opts)?;
+        drop(backward(&q, &k, &v, &o, &lse, &d_o, &opts)?);
+    }
+    let peak_mib = (dev.peak_bytes() - base) as f64 / (1 << 20) as f64;
+
+    let (o, lse) = forward(&q, &k, &v, &opts)?;
+    let ms = time_ms(dev, || backward(&q, &k, &v, &o, &lse, &d_o, &opts).map(drop), budget_ms, 5, 200)?;
+    Ok(BenchRow {
+        op: "bwd".into(),
+        implementation: kernel_name.into(),
+        dtype: T::NAME.into(),
+        d: dims.head_dim,
+        causal: shape.causal,
+        n: dims.seqlen_q,
+        b: dims.batch,
+        h: dims.heads,
+        ms,
+        tflops: 2.5 * forward_flops(&dims, shape.causal) / (ms * 1e-3) / 1e12,
         peak_mib,
         call: None,
     })

@@ -164,6 +164,16 @@ impl Device {
         Ok(self.wrap(data, shape, &contiguous_strides(shape)))
     }
 
+    /// A contiguous tensor of zeros.
+    pub fn zeros<T: Element>(&self, shape: &[usize]) -> Result<Tensor<T>> {
+        let n: usize = shape.iter().product();
+        if n == 0 {
+            return Err(Error::invalid("shape", format!("{shape:?} has no elements")));
+        }
+        let data = self.stream().alloc_zeros::<T>(n)?;
+        Ok(self.wrap(data, shape, &contiguous_strides(shape)))
+    }
+
     fn wrap<T: Element>(&self, data: CudaSlice<T>, shape: &[usize], strides: &[usize]) -> Tensor<T> {
         self.track_alloc(data.num_bytes());
         Tensor { data, shape: shape.to_vec(), strides: strides.to_vec(), device: self.clone() }

@@ -3,7 +3,7 @@
 //! O and LSE come from our forward; dO is fresh random data. Need a CUDA GPU (ignored without).
 use flashattn::accuracy::{check_backward, randn, random_qkv, BackwardCheck};
 use flashattn::reference::RefOptions;
-use flashattn::{backward, forward, AttentionOptions, Device, Element, Error, Shape, Tensor};
+use flashattn::{backward, forward, AttentionOptions, Device, Element, Error, ForwardKernel, Shape, Tensor};
 use half::{bf16, f16};
 use rand::SeedableRng;
 
@@ -15,33 +15,69 @@ fn shape(batch: usize, seqlen_q: usize, seqlen_k: usize, heads: usize, heads_kv:
     Shape { batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim }
 }
 
+/// Frees a NaN-filled buffer of `bytes`, so that the next allocations of the stream-ordered
+/// pool likely reuse poisoned memory: an output element the backward fails to write then shows
+/// up as NaN and fails the comparison.
+fn poison_pool(dev: &Device, bytes: usize) {
+    let poison = dev.upload(&vec![f32::NAN; bytes / 4], &[bytes / 4]).unwrap();
+    drop(poison);
+}
+
 /// Fresh inputs (from `seed`), our forward, our backward: the inputs and dq ++ dk ++ dv.
+/// `packed` views q, k, v inside one interleaved `[batch, seqlen, 3, heads, head_dim]` buffer
+/// (strided, as a fused QKV projection gives them; needs seqlen_q == seqlen_k and equal heads).
 #[allow(clippy::type_complexity)]
-fn gradients<T: Element>(dev: &Device, s: &Shape, causal: bool, seed: u64) -> ([Vec<T>; 4], [Vec<T>; 3]) {
+fn gradients<T: Element>(
+    dev: &Device,
+    s: &Shape,
+    opts: &AttentionOptions,
+    seed: u64,
+    packed: bool,
+) -> ([Vec<T>; 4], [Vec<T>; 3]) {
     let (qh, kh, vh) = random_qkv::<T>(s, seed);
     let doh: Vec<T> = randn(s.q_len(), &mut rand::rngs::StdRng::seed_from_u64(seed ^ 0xd0));
-    let q = dev.upload(&qh, &[s.batch, s.seqlen_q, s.heads, s.head_dim]).unwrap();
-    let k = dev.upload(&kh, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim]).unwrap();
-    let v = dev.upload(&vh, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim]).unwrap();
-    let d_o = dev.upload(&doh, q.shape()).unwrap();
-    let opts = AttentionOptions { causal, ..Default::default() };
-    let (o, lse) = forward(&q, &k, &v, &opts).unwrap();
-    let (dq, dk, dv) = backward(&q, &k, &v, &o, &lse, &d_o, &opts).unwrap();
+    let q_shape = [s.batch, s.seqlen_q, s.heads, s.head_dim];
+    let kv_shape = [s.batch, s.seqlen_k, s.heads_kv, s.head_dim];
+    let (q, k, v) = if packed {
+        assert!(s.seqlen_q == s.seqlen_k && s.heads == s.heads_kv);
+        let (n, hd) = (s.seqlen_q, s.heads * s.head_dim);
+        let mut buf = vec![T::default(); 3 * s.q_len()];
+        for row in 0..s.batch * n {
+            for (part, src) in [&qh, &kh, &vh].into_iter().enumerate() {
+                buf[(3 * row + part) * hd..][..hd].copy_from_slice(&src[row * hd..][..hd]);
+            }
+        }
+        let strides = [3 * n * hd, 3 * hd, s.head_dim, 1];
+        let view = |part: usize| dev.upload_strided(&buf[part * hd..], &q_shape, &strides).unwrap();
+        (view(0), view(1), view(2))
+    } else {
+        (dev.upload(&qh, &q_shape).unwrap(), dev.upload(&kh, &kv_shape).unwrap(), dev.upload(&vh, &kv_shape).unwrap())
+    };
+    let d_o = dev.upload(&doh, &q_shape).unwrap();
+    let (o, lse) = forward(&q, &k, &v, &AttentionOptions { deterministic: false, ..*opts }).unwrap();
+    poison_pool(dev, 4 * (2 * s.q_len() + 2 * s.kv_len()) + (1 << 20));
+    let (dq, dk, dv) = backward(&q, &k, &v, &o, &lse, &d_o, opts).unwrap();
     ([qh, kh, vh, doh], [dq.to_host().unwrap(), dk.to_host().unwrap(), dv.to_host().unwrap()])
 }
 
-fn run_case<T: Element>(dev: &Device, s: &Shape, causal: bool, seed: u64) -> BackwardCheck {
-    let ([q, k, v, d_o], [dq, dk, dv]) = gradients::<T>(dev, s, causal, seed);
-    let ref_opts = RefOptions { causal, ..RefOptions::new(s.head_dim) };
+fn run_case<T: Element>(dev: &Device, s: &Shape, opts: &AttentionOptions, seed: u64, packed: bool) -> BackwardCheck {
+    let ([q, k, v, d_o], [dq, dk, dv]) = gradients::<T>(dev, s, opts, seed, packed);
+    let ref_opts = RefOptions { causal: opts.causal, ..RefOptions::new(s.head_dim) };
     check_backward(&q, &k, &v, &d_o, s, &ref_opts, &dq, &dk, &dv)
 }
 
-fn run_all<T: Element>(cases: &[(Shape, bool)]) {
+/// Runs every case (shape, causal) with `base` options; fails listing every failing case.
+fn run_all<T: Element>(cases: &[(Shape, bool)], base: AttentionOptions) {
+    run_all_packed::<T>(cases, base, false)
+}
+
+fn run_all_packed<T: Element>(cases: &[(Shape, bool)], base: AttentionOptions, packed: bool) {
     let dev = device();
     let mut failures = Vec::new();
     for (i, (s, causal)) in cases.iter().enumerate() {
-        let check = run_case::<T>(&dev, s, *causal, 7000 + i as u64);
-        let line = format!("{} {s:?} causal={causal}: {check}", T::NAME);
+        let opts = AttentionOptions { causal: *causal, ..base };
+        let check = run_case::<T>(&dev, s, &opts, 7000 + i as u64, packed);
+        let line = format!("{} {:?} det={} {s:?} causal={causal}: {check}", T::NAME, base.kernel, base.deterministic);
         println!("{line}");
         if !check.passed() {
             failures.push(line);
@@ -50,63 +86,142 @@ fn run_all<T: Element>(cases: &[(Shape, bool)]) {
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
-fn square_cases() -> Vec<(Shape, bool)> {
+const SCALAR: AttentionOptions =
+    AttentionOptions { causal: false, softmax_scale: None, kernel: ForwardKernel::Scalar, deterministic: false };
+const TENSOR_CORE: AttentionOptions =
+    AttentionOptions { causal: false, softmax_scale: None, kernel: ForwardKernel::Auto, deterministic: false };
+const DETERMINISTIC: AttentionOptions = AttentionOptions { deterministic: true, ..TENSOR_CORE };
+
+fn square_cases(head_dims: &[usize], seqlens: &[usize]) -> Vec<(Shape, bool)> {
     let mut cases = Vec::new();
-    for d in [32, 64, 128] {
-        for n in [1, 17, 97, 128] {
+    for &d in head_dims {
+        for &n in seqlens {
             for causal in [false, true] {
                 cases.push((shape(2, n, n, 2, 2, d), causal));
             }
         }
     }
-    for causal in [false, true] {
-        cases.push((shape(1, 1025, 1025, 2, 2, 64), causal));
+    cases
+}
+
+fn long_cases(head_dims: &[usize]) -> Vec<(Shape, bool)> {
+    let mut cases = Vec::new();
+    for &d in head_dims {
+        for causal in [false, true] {
+            cases.push((shape(1, 1025, 1025, 2, 2, d), causal));
+        }
+    }
+    cases
+}
+
+fn uneven_and_gqa_cases() -> Vec<(Shape, bool)> {
+    let mut cases = Vec::new();
+    for (nq, nk) in [(1, 97), (97, 1), (17, 200), (200, 17), (97, 128), (300, 129)] {
+        for causal in [false, true] {
+            cases.push((shape(1, nq, nk, 2, 2, 64), causal));
+        }
+    }
+    for (h, hkv, d) in [(8, 2, 64), (8, 1, 128), (6, 3, 32), (4, 2, 256)] {
+        for causal in [false, true] {
+            cases.push((shape(2, 97, 113, h, hkv, d), causal));
+        }
     }
     cases
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn scalar_backward_bf16_matches_reference() {
-    run_all::<bf16>(&square_cases());
+fn tensor_core_backward_bf16_matches_reference() {
+    let mut cases = square_cases(&[32, 64, 96, 128, 192, 256], &[1, 17, 97, 128]);
+    cases.extend(long_cases(&[64, 128]));
+    run_all::<bf16>(&cases, TENSOR_CORE);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn scalar_backward_f16_matches_reference() {
-    run_all::<f16>(&square_cases());
+fn tensor_core_backward_f16_matches_reference() {
+    let mut cases = square_cases(&[32, 64, 96, 128, 192, 256], &[1, 17, 97, 128]);
+    cases.extend(long_cases(&[128]));
+    run_all::<f16>(&cases, TENSOR_CORE);
+}
+
+/// Every head dim the forward takes (multiples of 8 up to 256), both dtypes, causal and not.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn tensor_core_backward_every_head_dim() {
+    let dims: Vec<usize> = (8..=256).step_by(8).collect();
+    run_all::<bf16>(&square_cases(&dims, &[97]), TENSOR_CORE);
+    run_all::<f16>(&square_cases(&dims, &[33]), TENSOR_CORE);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn scalar_backward_seqlen_q_differs_from_seqlen_k_and_gqa() {
-    let mut cases = Vec::new();
-    for (nq, nk) in [(1, 97), (97, 1), (17, 200), (200, 17), (97, 128)] {
-        for causal in [false, true] {
-            cases.push((shape(1, nq, nk, 2, 2, 64), causal));
-        }
-    }
-    for (h, hkv, d) in [(8, 2, 64), (8, 1, 128), (6, 3, 32)] {
-        for causal in [false, true] {
-            cases.push((shape(2, 97, 113, h, hkv, d), causal));
-        }
-    }
-    run_all::<bf16>(&cases);
+fn tensor_core_backward_seqlen_q_differs_from_seqlen_k_and_gqa() {
+    run_all::<bf16>(&uneven_and_gqa_cases(), TENSOR_CORE);
 }
 
-/// No atomics: the same inputs give the same gradient bits, run after run.
+/// q, k, v as strided views into one packed QKV buffer.
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn scalar_backward_is_deterministic() {
+fn tensor_core_backward_strided_inputs() {
+    run_all_packed::<bf16>(&square_cases(&[64, 128], &[97, 256]), TENSOR_CORE, true);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn deterministic_backward_matches_reference() {
+    let mut cases = square_cases(&[32, 64, 96, 128, 160, 224, 256], &[1, 97]);
+    cases.extend(long_cases(&[64]));
+    cases.extend(uneven_and_gqa_cases());
+    run_all::<bf16>(&cases, DETERMINISTIC);
+    run_all::<f16>(&square_cases(&[128], &[97]), DETERMINISTIC);
+}
+
+/// Same inputs, same gradient bits, 50 runs: the deterministic tensor-core path and the scalar
+/// path. (The default atomic path is only checked against the reference.)
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn deterministic_backward_is_bit_identical_over_50_runs() {
     let dev = device();
-    let s = shape(2, 300, 300, 4, 2, 64);
-    let (_, first) = gradients::<bf16>(&dev, &s, true, 11);
-    for _ in 0..50 {
-        let (_, again) = gradients::<bf16>(&dev, &s, true, 11);
-        for (a, b) in again.iter().zip(&first) {
-            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "gradients differ between runs");
+    for (s, base) in [(shape(2, 1000, 1000, 4, 2, 128), DETERMINISTIC), (shape(2, 300, 300, 4, 2, 64), SCALAR)] {
+        let opts = AttentionOptions { causal: true, ..base };
+        let (_, first) = gradients::<bf16>(&dev, &s, &opts, 11, false);
+        for _ in 0..50 {
+            let (_, again) = gradients::<bf16>(&dev, &s, &opts, 11, false);
+            for (a, b) in again.iter().zip(&first) {
+                assert!(
+                    a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{:?}: gradients differ",
+                    base.kernel
+                );
+            }
         }
     }
+}
+
+/// One small case of each backward kernel, for compute-sanitizer (racecheck / memcheck).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn backward_small_case_for_sanitizer() {
+    let cases = [(shape(1, 130, 130, 2, 1, 64), true)];
+    run_all::<bf16>(&cases, TENSOR_CORE);
+    run_all::<bf16>(&cases, DETERMINISTIC);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn scalar_backward_bf16_matches_reference() {
+    let mut cases = square_cases(&[32, 64, 128], &[1, 17, 97, 128]);
+    cases.extend(long_cases(&[64]));
+    run_all::<bf16>(&cases, SCALAR);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn scalar_backward_f16_and_gqa_match_reference() {
+    run_all::<f16>(&square_cases(&[32, 64, 128], &[17, 97]), SCALAR);
+    let gqa: Vec<_> = uneven_and_gqa_cases().into_iter().filter(|(s, _)| s.head_dim != 256).collect();
+    run_all::<bf16>(&gqa, SCALAR);
 }
 
 #[test]
@@ -129,7 +244,10 @@ fn backward_rejects_bad_input() {
     assert_eq!(arg(backward(&q, &k, &v, &o, &bad_lse, &o, &opts)), "lse");
     let (q96, k96, v96) = (t(&[1, 16, 2, 96]), t(&[1, 16, 2, 96]), t(&[1, 16, 2, 96]));
     let (o96, lse96) = forward(&q96, &k96, &v96, &opts).unwrap();
-    assert_eq!(arg(backward(&q96, &k96, &v96, &o96, &lse96, &o96, &opts)), "head_dim");
-    let tc = AttentionOptions { kernel: flashattn::ForwardKernel::TensorCore, ..opts };
-    assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &tc)), "kernel");
+    assert_eq!(arg(backward(&q96, &k96, &v96, &o96, &lse96, &o96, &SCALAR)), "head_dim");
+    let tiles = AttentionOptions {
+        kernel: ForwardKernel::TensorCoreTiles { block_m: 128, block_n: 64, m_tiles: 2, stages: 2 },
+        ..opts
+    };
+    assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &tiles)), "kernel");
 }

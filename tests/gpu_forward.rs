@@ -41,7 +41,7 @@ fn run_case<T: Element>(dev: &Device, case: &Case, kernel: ForwardKernel) -> For
     let mut lse = dev.alloc::<f32>(&[s.batch, s.heads, s.seqlen_q]).unwrap();
     o.fill(T::NAN).unwrap();
     lse.fill(f32::NAN).unwrap();
-    let opts = AttentionOptions { causal: case.causal, softmax_scale: None, kernel };
+    let opts = AttentionOptions { causal: case.causal, kernel, ..Default::default() };
     forward_into(&q, &k, &v, &mut o, &mut lse, &opts).unwrap();
     let ref_opts = RefOptions { causal: case.causal, ..RefOptions::new(s.head_dim) };
     check_forward(&qh, &kh, &vh, s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap())

@@ -71,7 +71,7 @@ fn embedded_ptx_assembles_without_spills() {
     let dir = std::env::temp_dir().join(format!("flashattn-ptx-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut failures = Vec::new();
-    for (arch, ptx) in [("sm_80", flashattn::ptx::SM80), ("sm_90a", flashattn::ptx::SM90A)] {
+    for (arch, ptx) in [("sm_80", flashattn::ptx::sm80()), ("sm_90a", flashattn::ptx::sm90a())] {
         let file = dir.join(format!("{arch}.ptx"));
         std::fs::write(&file, ptx).unwrap();
         let out = Command::new(&ptxas)

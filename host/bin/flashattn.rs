@@ -12,10 +12,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use half::{bf16, f16};
 
 use flashattn::accuracy::{random_qkv, to_f64};
-use flashattn::bench::{anchor_shapes, bench_forward, device_slug, format_table, time_ms, BenchFile};
+use flashattn::bench::{anchor_shapes, bench_backward, bench_forward, device_slug, format_table, time_ms, BenchFile};
 use flashattn::forward::{forward_flops, forward_into, validate_inputs};
 use flashattn::reference::{self, RefOptions, Shape};
-use flashattn::{AttentionOptions, Device, Element, ForwardKernel, Result};
+use flashattn::{AttentionOptions, Device, Element, ForwardKernel, Result, Tensor};
+use rand::SeedableRng;
 
 #[derive(Parser)]
 #[command(name = "flashattn", about = "FlashAttention with GPU kernels written in Rust")]
@@ -100,6 +101,12 @@ struct CheckArgs {
     /// Query rows compared with the CPU reference.
     #[arg(long, default_value_t = 64)]
     sample_rows: usize,
+    /// Also run the backward (time, memory, every gradient finite).
+    #[arg(long)]
+    backward: bool,
+    /// Backward: the deterministic dQ (no atomics).
+    #[arg(long)]
+    deterministic: bool,
 }
 
 impl Default for CheckArgs {
@@ -132,6 +139,12 @@ struct BenchArgs {
     /// Milliseconds of measurement per shape.
     #[arg(long, default_value_t = 300.0)]
     budget_ms: f64,
+    /// Passes to time: fwd, bwd or both (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["fwd".to_string(), "bwd".to_string()])]
+    op: Vec<String>,
+    /// Backward: the deterministic dQ (no atomics).
+    #[arg(long)]
+    deterministic: bool,
 }
 
 fn main() -> ExitCode {
@@ -147,8 +160,8 @@ fn main() -> ExitCode {
             print!(
                 "{}",
                 match arch {
-                    Arch::Sm80 => flashattn::ptx::SM80,
-                    Arch::Sm90a => flashattn::ptx::SM90A,
+                    Arch::Sm80 => flashattn::ptx::sm80(),
+                    Arch::Sm90a => flashattn::ptx::sm90a(),
                 }
             );
             Ok(true)
@@ -175,7 +188,12 @@ fn check<T: Element>(a: &CheckArgs) -> Result<bool> {
         heads_kv: a.heads_kv.unwrap_or(a.heads),
         head_dim: a.head_dim,
     };
-    let opts = AttentionOptions { causal: a.causal, softmax_scale: None, kernel: a.kernel.into() };
+    let opts = AttentionOptions {
+        causal: a.causal,
+        kernel: a.kernel.into(),
+        deterministic: a.deterministic,
+        ..Default::default()
+    };
     println!(
         "{} (sm_{}{}), {} {:?}, causal {}",
         dev.name(),
@@ -237,9 +255,45 @@ fn check<T: Element>(a: &CheckArgs) -> Result<bool> {
         "check vs f64 reference on {} rows: relative error {rel:.2e} (bf16/f16 inputs: expect 1e-3..1e-2), lse max error {lse_err:.2e}, unwritten outputs {unwritten_total}",
         a.sample_rows
     );
-    let ok = rel < 1e-2 && lse_err < 2e-3 && unwritten == 0 && unwritten_total == 0;
+    let mut ok = rel < 1e-2 && lse_err < 2e-3 && unwritten == 0 && unwritten_total == 0;
+    if a.backward {
+        ok &= check_backward_runs(&dev, &q, &k, &v, &o, &lse, &dims, &opts)?;
+    }
     println!("{}", if ok { "PASS" } else { "FAIL" });
     Ok(ok)
+}
+
+/// The backward on the check's inputs: time, TFLOPS, memory beyond the forward's, and every
+/// gradient element written and finite (the tests compare gradients with the reference).
+#[allow(clippy::too_many_arguments)]
+fn check_backward_runs<T: Element>(
+    dev: &Device,
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    o: &Tensor<T>,
+    lse: &Tensor<f32>,
+    dims: &Shape,
+    opts: &AttentionOptions,
+) -> Result<bool> {
+    let doh: Vec<T> = flashattn::accuracy::randn(dims.q_len(), &mut rand::rngs::StdRng::seed_from_u64(2));
+    let d_o = dev.upload(&doh, q.shape())?;
+    dev.synchronize()?;
+    dev.reset_peak();
+    let base = dev.allocated_bytes();
+    let (dq, dk, dv) = flashattn::backward(q, k, v, o, lse, &d_o, opts)?;
+    let extra_mib = (dev.peak_bytes() - base) as f64 / (1 << 20) as f64;
+    let bad = [dq.to_host()?, dk.to_host()?, dv.to_host()?]
+        .iter()
+        .map(|g| g.iter().filter(|x| !x.to_f64().is_finite()).count())
+        .sum::<usize>();
+    drop((dq, dk, dv));
+    let ms = time_ms(dev, || flashattn::backward(q, k, v, o, lse, &d_o, opts).map(drop), 500.0, 3, 50)?;
+    let tflops = 2.5 * forward_flops(dims, opts.causal) / (ms * 1e-3) / 1e12;
+    println!("backward: {ms:.3} ms, {tflops:.1} TFLOPS (median, CUDA events)");
+    println!("device memory: allocated by backward {extra_mib:.1} MiB (dq, dk, dv, row statistics, f32 dq)");
+    println!("gradient elements not finite: {bad}");
+    Ok(bad == 0)
 }
 
 fn bench(a: &BenchArgs) -> Result<bool> {
@@ -251,11 +305,17 @@ fn bench(a: &BenchArgs) -> Result<bool> {
 
 fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     let dev = Device::new(0)?;
-    let base = AttentionOptions { kernel: a.kernel.into(), ..Default::default() };
-    let base_label = match a.kernel {
+    let base = AttentionOptions { kernel: a.kernel.into(), deterministic: a.deterministic, ..Default::default() };
+    let mut base_label = match a.kernel {
         KernelArg::Auto | KernelArg::TensorCore => "ours".to_string(),
         KernelArg::Scalar => "ours-scalar".to_string(),
     };
+    if a.deterministic {
+        base_label += "-deterministic";
+    }
+    if let Some(op) = a.op.iter().find(|op| !["fwd", "bwd"].contains(&op.as_str())) {
+        return Err(flashattn::Error::InvalidArgument { arg: "op", msg: format!("{op}: expected fwd or bwd") });
+    }
     // (label, options) per kernel configuration swept.
     let mut configs = Vec::new();
     if a.tiles.is_empty() {
@@ -287,8 +347,9 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     };
     let shapes = anchor_shapes(&a.head_dims, a.quick);
     let mut rows = Vec::new();
+    let ops: Vec<&str> = a.op.iter().map(|s| s.as_str()).collect();
     for (kernel_label, opts) in &configs {
-        for (i, shape) in shapes.iter().enumerate() {
+        for (op, (i, shape)) in ops.iter().flat_map(|op| shapes.iter().enumerate().map(move |s| (*op, s))) {
             let dims = shape.dims();
             let q_shape = [dims.batch, dims.seqlen_q, dims.heads, dims.head_dim];
             // Skip head dims the kernel does not have, saying so.
@@ -296,7 +357,12 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
                 eprintln!("[{}/{}] skip d={} N={}: {e}", i + 1, shapes.len(), shape.d, shape.n);
                 continue;
             }
-            let row = match bench_forward::<T>(&dev, *shape, opts, kernel_label, a.budget_ms) {
+            let measured = if op == "fwd" {
+                bench_forward::<T>(&dev, *shape, opts, kernel_label, a.budget_ms)
+            } else {
+                bench_backward::<T>(&dev, *shape, opts, kernel_label, a.budget_ms)
+            };
+            let row = match measured {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("[{}/{}] skip d={} N={}: {e}", i + 1, shapes.len(), shape.d, shape.n);
@@ -304,7 +370,7 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
                 }
             };
             eprintln!(
-                "[{}/{}] d={} causal={} N={}: {:.3} ms, {:.1} TFLOPS",
+                "[{}/{}] {op} d={} causal={} N={}: {:.3} ms, {:.1} TFLOPS",
                 i + 1,
                 shapes.len(),
                 row.d,

@@ -2,7 +2,8 @@
 //! results are bit-identical from run to run.
 //!
 //! With `P = exp(S - LSE)` recomputed from Q, K and the forward's LSE (never stored):
-//! - preprocessing: `D_i = rowsum(dO_i * O_i)` (one warp per query row);
+//! - preprocessing: `D_i = rowsum(dO_i * O_i)` and `LSE_i * log2(e)` (one warp per query row;
+//!   shared with the tensor-core backward);
 //! - dQ kernel, one thread per query row: `dQ_i = scale * sum_j P_ij (dO_i . V_j - D_i) K_j`;
 //! - dK/dV kernel, one thread per key row, one pass per output (one D-float accumulator per
 //!   thread): `dV_j = sum_i P_ij dO_i`, `dK_j = scale * sum_i P_ij (dO_i . V_j - D_i) Q_i`,
@@ -25,7 +26,7 @@ const THREADS: usize = Cfg::THREADS;
 const LOG2E: f32 = core::f32::consts::LOG2_E;
 
 /// `D_i = rowsum(dO_i * O_i)` in f32; one warp per row (lanes take pairs 64 columns apart, then a
-/// butterfly sum). Grid: (ceil(seqlen_q / warps), heads, batch).
+/// butterfly sum). Grid: (ceil(stat_pitch / warps), heads, batch): padding rows are written too.
 #[inline(always)]
 pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     let tid = _thread_idx_x() as usize;
@@ -34,8 +35,16 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let n_q = p.seqlen_q as usize;
+    let stat = (b * p.heads as usize + h) * p.stat_pitch as usize + row;
     if row >= n_q {
-        return; // the whole warp leaves together, so the shuffles below stay full-warp
+        // Padding rows up to stat_pitch: D = 0 and LSE*log2(e) = +inf make P exactly 0 there
+        // in the tensor-core backward. (The whole warp leaves together, so the shuffles below
+        // stay full-warp.)
+        if row < p.stat_pitch as usize && lane == 0 {
+            st_global_f32((p.delta as *mut f32).add(stat), 0.0);
+            st_global_f32((p.lse_log2 as *mut f32).add(stat), f32::INFINITY);
+        }
+        return;
     }
     let o = (p.o as *const u16).add(p.o_strides.offset(b, row, h) as usize);
     let d_o = (p.d_o as *const u16).add(p.do_strides.offset(b, row, h) as usize);
@@ -53,7 +62,9 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
         m /= 2;
     }
     if lane == 0 {
-        st_global_f32((p.delta as *mut f32).add((b * p.heads as usize + h) * n_q + row), acc);
+        st_global_f32((p.delta as *mut f32).add(stat), acc);
+        let lse = *(p.lse as *const f32).add((b * p.heads as usize + h) * n_q + row);
+        st_global_f32((p.lse_log2 as *mut f32).add(stat), lse * LOG2E);
     }
 }
 
@@ -92,7 +103,11 @@ pub unsafe fn dq<E: Element, const D: usize, const CAUSAL: bool>(p: &BackwardPar
     let valid = my_row < n_q;
     let stat = (b * p.heads as usize + h) * n_q + my_row;
     let lse2 = if valid { *(p.lse as *const f32).add(stat) * LOG2E } else { 0.0 };
-    let delta = if valid { *(p.delta as *const f32).add(stat) } else { 0.0 };
+    let delta = if valid {
+        *(p.delta as *const f32).add((b * p.heads as usize + h) * p.stat_pitch as usize + my_row)
+    } else {
+        0.0
+    };
     let my_last_key = my_row as i64 + n_k as i64 - n_q as i64; // causal, bottom-right
     let kv_end =
         if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
@@ -174,7 +189,8 @@ pub unsafe fn dkdv<E: Element, const D: usize, const CAUSAL: bool, const DK: boo
                 let row = row0 + tid;
                 let stat = (b * p.heads as usize + hq) * n_q + row;
                 let (l, d) = if row < n_q {
-                    (*(p.lse as *const f32).add(stat) * LOG2E, *(p.delta as *const f32).add(stat))
+                    let delta_at = (b * p.heads as usize + hq) * p.stat_pitch as usize + row;
+                    (*(p.lse as *const f32).add(stat) * LOG2E, *(p.delta as *const f32).add(delta_at))
                 } else {
                     (0.0, 0.0)
                 };

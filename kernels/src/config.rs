@@ -144,3 +144,138 @@ impl ScalarBackwardConfig {
 }
 
 const _: () = assert!(ScalarBackwardConfig::new(128).smem_bytes() <= 160 * 1024);
+
+/// The tensor-core (mma.sync) backward, dK/dV kernel (FlashAttention-2's algorithm): one CTA per
+/// block of `block_n` keys, streaming `block_m`-row blocks of Q, dO (and their LSE and D rows)
+/// through double-buffered shared memory.
+///
+/// Warps own keys, not queries: warp `w` owns keys `16 (w % key_warps)`.. of the block, so
+/// `S^T = K Q^T` and `dP^T = V dO^T` come out of the MMA with keys as rows, and their accumulator
+/// registers are directly the A fragments of `dV += P^T dO` and `dK += dS^T Q` (the same register
+/// reuse as P in the forward): P and dS never go through shared memory for dV and dK. Only dS is
+/// stored (for `dQ = dS K`, read back transposed by `ldmatrix.trans`).
+///
+/// With `d_split = 2` (head dims above 128, where 16 keys x d of dK and dV would not fit in
+/// registers), two warps share each 16 keys, each accumulating half of dK's and dV's columns; both
+/// compute the same S and dP (redundant work, so those head dims run at about 5/7 of the speed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmaBackwardConfig {
+    /// Instantiated head dim (a multiple of 32; real head dims are padded up, as in the forward).
+    pub head_dim: usize,
+    /// Query rows per streamed block.
+    pub block_m: usize,
+    /// Keys per CTA.
+    pub block_n: usize,
+    /// Warps sharing one 16-key slice (splitting dK/dV columns).
+    pub d_split: usize,
+}
+
+impl MmaBackwardConfig {
+    /// Per-row statistics and `dq_accum` are padded to this many rows (a multiple of every
+    /// `block_m` in the table, checked in `is_valid`).
+    pub const STAT_ROW_ALIGN: usize = 128;
+
+    pub const fn key_warps(self) -> usize {
+        self.block_n / 16
+    }
+    pub const fn warps(self) -> usize {
+        self.key_warps() * self.d_split
+    }
+    pub const fn threads(self) -> usize {
+        32 * self.warps()
+    }
+    /// Bytes between rows of the Q, K, V and dO tiles (padded by 16 bytes, as the forward).
+    pub const fn smem_pitch(self) -> usize {
+        2 * self.head_dim + 16
+    }
+    /// Bytes between rows (keys) of the dS tile: `block_m` 16-bit values + 16 bytes of padding,
+    /// so both the 4-byte stores of a warp (rows g, columns 2t) and the `ldmatrix.trans` row
+    /// addresses fall in distinct banks.
+    pub const fn ds_pitch(self) -> usize {
+        2 * self.block_m + 16
+    }
+    /// 16-row m-tiles of dQ per query block, and the warps sharing one of them (splitting its columns).
+    pub const fn dq_m_tiles(self) -> usize {
+        self.block_m / 16
+    }
+    pub const fn dq_col_split(self) -> usize {
+        self.warps() / self.dq_m_tiles()
+    }
+    /// Shared-memory offsets (bytes): K, V (one block each), Q and dO (two stages each), LSE and D
+    /// rows (two stages each), dS.
+    pub const fn k_offset(self) -> usize {
+        0
+    }
+    pub const fn v_offset(self) -> usize {
+        self.block_n * self.smem_pitch()
+    }
+    pub const fn q_offset(self) -> usize {
+        2 * self.block_n * self.smem_pitch()
+    }
+    pub const fn do_offset(self) -> usize {
+        self.q_offset() + 2 * self.block_m * self.smem_pitch()
+    }
+    pub const fn lse_offset(self) -> usize {
+        self.do_offset() + 2 * self.block_m * self.smem_pitch()
+    }
+    pub const fn delta_offset(self) -> usize {
+        self.lse_offset() + 2 * 4 * self.block_m
+    }
+    pub const fn ds_offset(self) -> usize {
+        self.delta_offset() + 2 * 4 * self.block_m
+    }
+    pub const fn smem_bytes(self) -> usize {
+        self.ds_offset() + self.block_n * self.ds_pitch()
+    }
+    pub const fn is_valid(self) -> bool {
+        let dt = self.head_dim / 8;
+        self.head_dim % 32 == 0
+            && self.head_dim <= MmaForwardConfig::MAX_HEAD_DIM
+            && self.block_m % 16 == 0
+            && Self::STAT_ROW_ALIGN % self.block_m == 0
+            && self.block_n % 16 == 0
+            && self.warps() % self.dq_m_tiles() == 0
+            // Each warp's dK/dV and dQ column ranges are whole pairs of n-tiles (ldmatrix x4).
+            && dt % (2 * self.d_split) == 0
+            && dt % (2 * self.dq_col_split()) == 0
+            && self.threads() <= 1024
+            && self.smem_bytes() <= 227 * 1024
+    }
+}
+
+/// The deterministic backward's dQ kernel: one CTA per block of `block_m` queries (16 per warp,
+/// as the forward), streaming `block_n`-key blocks of K and V; `dQ = scale * sum_j dS_j K_j`
+/// accumulated in registers and written once, so no atomics and bit-identical results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmaBackwardDqConfig {
+    pub head_dim: usize,
+    pub block_m: usize,
+    pub block_n: usize,
+}
+
+impl MmaBackwardDqConfig {
+    pub const fn warps(self) -> usize {
+        self.block_m / 16
+    }
+    pub const fn threads(self) -> usize {
+        32 * self.warps()
+    }
+    pub const fn smem_pitch(self) -> usize {
+        2 * self.head_dim + 16
+    }
+    /// Q and dO (one block each), then K and V (two stages each).
+    pub const fn smem_bytes(self) -> usize {
+        (2 * self.block_m + 4 * self.block_n) * self.smem_pitch()
+    }
+    pub const fn is_valid(self) -> bool {
+        self.head_dim % 32 == 0
+            && self.head_dim <= MmaForwardConfig::MAX_HEAD_DIM
+            && self.block_m % 16 == 0
+            && MmaBackwardConfig::STAT_ROW_ALIGN % self.block_m == 0
+            && self.block_n % 16 == 0
+            && self.smem_bytes() <= 227 * 1024
+    }
+}
+
+/// Threads per CTA of the dQ conversion (`dq = scale * dq_accum`, 8 columns per thread).
+pub const DQ_CONVERT_THREADS: usize = 128;

@@ -1,4 +1,5 @@
 //! The `extern "ptx-kernel"` entry points, one per row of the kernel tables (`kernel_table.rs`).
+use crate::backward_mma::{dkdv_mma, dq_convert, dq_mma};
 use crate::backward_scalar::{dkdv, dq, preprocess};
 use crate::forward_mma::forward_mma;
 use crate::forward_scalar::forward_scalar;
@@ -55,3 +56,33 @@ macro_rules! scalar_backward_entry {
     };
 }
 crate::for_each_scalar_backward_kernel!(scalar_backward_entry);
+
+macro_rules! mma_backward_entry {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $causal:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            dkdv_mma::<crate::element::$dtype, $d, $bm, $bn, $ds, $causal>(&p)
+        }
+    };
+}
+crate::for_each_mma_backward_kernel!(mma_backward_entry);
+
+macro_rules! mma_backward_dq_entry {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            dq_mma::<crate::element::$dtype, $d, $bm, $bn, $causal>(&p)
+        }
+    };
+}
+crate::for_each_mma_backward_dq_kernel!(mma_backward_dq_entry);
+
+macro_rules! backward_dq_convert_entry {
+    ($name:ident, $dtype:ident) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            dq_convert::<crate::element::$dtype>(&p)
+        }
+    };
+}
+crate::for_each_backward_dq_convert_kernel!(backward_dq_convert_entry);

@@ -22,13 +22,13 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_shared_v4_b32,
-    ldmatrix_x4, ldmatrix_x4_trans, lg2, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp,
-    vote_any,
+    cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_shared_v4_b32, ldmatrix_x4,
+    ldmatrix_x4_trans, lg2, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
 };
 use crate::config::MmaForwardConfig;
 use crate::element::Element;
-use crate::params::{ForwardParams, Strides};
+use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
+use crate::params::ForwardParams;
 
 const LN2: f32 = core::f32::consts::LN_2;
 /// Where O is rescaled by `2^(m_old - m_new)`: deferred (once per block after the softmax,
@@ -46,43 +46,6 @@ const MAX_MT: usize = 2;
 const MAX_NT: usize = 16;
 const MAX_DT: usize = 32;
 const MAX_KT: usize = 16;
-
-/// Issues the `cp.async` copies of `rows` rows x `D` columns of one head into shared memory
-/// (pitch `pitch` bytes). Rows past `valid_rows` and columns past `head_dim` (padding up to the
-/// instantiated `D`) are zero-filled by the copy itself (source size 0), so that no stale shared
-/// memory, possibly NaN bits, ever reaches an MMA.
-#[inline(always)]
-unsafe fn copy_tile_async<const D: usize>(
-    src: u64,
-    strides: &Strides,
-    b: usize,
-    h: usize,
-    first_row: usize,
-    valid_rows: usize,
-    rows: usize,
-    head_dim: usize,
-    smem: u32,
-    pitch: usize,
-    threads: usize,
-) {
-    let chunks = D / 8; // 16-byte chunks per row
-    let mut idx = _thread_idx_x() as usize;
-    // Consecutive lanes take consecutive chunks of a row: coalesced 16-byte global reads, and
-    // 8 lanes fill 128 contiguous bytes of shared memory (no bank conflicts).
-    while idx < rows * chunks {
-        let r = idx / chunks;
-        let c = idx % chunks;
-        let row = first_row + r;
-        let valid = row < valid_rows && c * 8 < head_dim;
-        let src_ptr = if valid {
-            (src as *const u16).add((strides.offset(b, row, h) + (c * 8) as u64) as usize) as *const u8
-        } else {
-            src as *const u8 // not read (source size 0), but a valid address all the same
-        };
-        cp_async_cg_16(smem + (r * pitch + c * 16) as u32, src_ptr, if valid { 16 } else { 0 });
-        idx += threads;
-    }
-}
 
 #[inline(always)]
 pub unsafe fn forward_mma<
@@ -154,11 +117,11 @@ pub unsafe fn forward_mma<
     let warp_row = warp * 16 * MT;
     // ldmatrix row addresses: lane l points at row l % 16 of the 16-row tile, column half l / 16
     // (A operand: matrices rows 0-7/8-15 x columns 0-7/8-15 in a0..a3 order).
-    let a_lane_off = ((lane % 16) * pitch + (lane / 16) * 16) as u32;
+    let a_lane_off = x4_offset_row_major(lane, pitch);
     // K (B operand of Q K^T, non-transposed): lane l -> key (l / 16) * 8 + l % 8, column half (l / 8) % 2.
-    let k_lane_off = ((((lane / 16) * 8) + lane % 8) * pitch + ((lane / 8) % 2) * 16) as u32;
+    let k_lane_off = x4_offset_col_pairs(lane, pitch);
     // V (B operand of P V, transposed): lane l -> key l % 16, dim half l / 16.
-    let v_lane_off = ((lane % 16) * pitch + (lane / 16) * 16) as u32;
+    let v_lane_off = x4_offset_row_major(lane, pitch);
 
     let mut q_frag = [[0u32; 4]; MAX_MT * MAX_KT];
     let mut acc_o = [[[0.0f32; 4]; MAX_DT]; MAX_MT];

@@ -140,3 +140,100 @@ macro_rules! for_each_backward_preprocess_kernel {
         $m!(flash_bwd_preprocess_bf16, Bf16);
     };
 }
+
+/// The tensor-core backward, dK/dV kernel (`MmaBackwardConfig`): `callback!(name, Dtype,
+/// head_dim, block_m, block_n, d_split, causal)`. Real head dims are padded up to the next
+/// instantiated one (multiples of 32), as in the forward.
+///
+/// Why these tiles: 8 warps of 16 keys (128 keys per CTA) and 64-row query blocks, as
+/// FlashAttention-2 on sm80 for d = 128: dK and dV of 16 keys x d stay in registers
+/// (d/2 registers each) beside S^T and dP^T (2 x 32); 155 KB of shared memory at d = 128.
+/// Above d = 128, dK/dV do not fit in one warp's registers: 64 keys per CTA, two warps per
+/// 16 keys (`d_split = 2`); d = 256 streams 32-row query blocks (140 KB of shared memory).
+#[macro_export]
+macro_rules! for_each_mma_backward_kernel {
+    ($m:ident) => {
+        $m!(flash_bwd_dkdv_mma_f16_d32, F16, 32, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_f16_d32_causal, F16, 32, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_bf16_d32, Bf16, 32, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_bf16_d32_causal, Bf16, 32, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_f16_d64, F16, 64, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_f16_d64_causal, F16, 64, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_bf16_d64, Bf16, 64, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_bf16_d64_causal, Bf16, 64, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_f16_d96, F16, 96, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_f16_d96_causal, F16, 96, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_bf16_d96, Bf16, 96, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_bf16_d96_causal, Bf16, 96, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_f16_d128, F16, 128, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_f16_d128_causal, F16, 128, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_bf16_d128, Bf16, 128, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_bf16_d128_causal, Bf16, 128, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_f16_d160, F16, 160, 64, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_f16_d160_causal, F16, 160, 64, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_bf16_d160, Bf16, 160, 64, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_bf16_d160_causal, Bf16, 160, 64, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_f16_d192, F16, 192, 64, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_f16_d192_causal, F16, 192, 64, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_bf16_d192, Bf16, 192, 64, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_bf16_d192_causal, Bf16, 192, 64, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_f16_d224, F16, 224, 64, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_f16_d224_causal, F16, 224, 64, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_bf16_d224, Bf16, 224, 64, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_bf16_d224_causal, Bf16, 224, 64, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_f16_d256, F16, 256, 32, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_f16_d256_causal, F16, 256, 32, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_bf16_d256, Bf16, 256, 32, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_bf16_d256_causal, Bf16, 256, 32, 64, 2, true);
+    };
+}
+
+/// The deterministic backward's dQ kernel (`MmaBackwardDqConfig`): `callback!(name, Dtype,
+/// head_dim, block_m, block_n, causal)`. 4 warps of 16 query rows; 64-key blocks (32 above
+/// d = 128, where dQ alone takes d/2 registers).
+#[macro_export]
+macro_rules! for_each_mma_backward_dq_kernel {
+    ($m:ident) => {
+        $m!(flash_bwd_dq_mma_f16_d32, F16, 32, 64, 64, false);
+        $m!(flash_bwd_dq_mma_f16_d32_causal, F16, 32, 64, 64, true);
+        $m!(flash_bwd_dq_mma_bf16_d32, Bf16, 32, 64, 64, false);
+        $m!(flash_bwd_dq_mma_bf16_d32_causal, Bf16, 32, 64, 64, true);
+        $m!(flash_bwd_dq_mma_f16_d64, F16, 64, 64, 64, false);
+        $m!(flash_bwd_dq_mma_f16_d64_causal, F16, 64, 64, 64, true);
+        $m!(flash_bwd_dq_mma_bf16_d64, Bf16, 64, 64, 64, false);
+        $m!(flash_bwd_dq_mma_bf16_d64_causal, Bf16, 64, 64, 64, true);
+        $m!(flash_bwd_dq_mma_f16_d96, F16, 96, 64, 64, false);
+        $m!(flash_bwd_dq_mma_f16_d96_causal, F16, 96, 64, 64, true);
+        $m!(flash_bwd_dq_mma_bf16_d96, Bf16, 96, 64, 64, false);
+        $m!(flash_bwd_dq_mma_bf16_d96_causal, Bf16, 96, 64, 64, true);
+        $m!(flash_bwd_dq_mma_f16_d128, F16, 128, 64, 64, false);
+        $m!(flash_bwd_dq_mma_f16_d128_causal, F16, 128, 64, 64, true);
+        $m!(flash_bwd_dq_mma_bf16_d128, Bf16, 128, 64, 64, false);
+        $m!(flash_bwd_dq_mma_bf16_d128_causal, Bf16, 128, 64, 64, true);
+        $m!(flash_bwd_dq_mma_f16_d160, F16, 160, 64, 32, false);
+        $m!(flash_bwd_dq_mma_f16_d160_causal, F16, 160, 64, 32, true);
+        $m!(flash_bwd_dq_mma_bf16_d160, Bf16, 160, 64, 32, false);
+        $m!(flash_bwd_dq_mma_bf16_d160_causal, Bf16, 160, 64, 32, true);
+        $m!(flash_bwd_dq_mma_f16_d192, F16, 192, 64, 32, false);
+        $m!(flash_bwd_dq_mma_f16_d192_causal, F16, 192, 64, 32, true);
+        $m!(flash_bwd_dq_mma_bf16_d192, Bf16, 192, 64, 32, false);
+        $m!(flash_bwd_dq_mma_bf16_d192_causal, Bf16, 192, 64, 32, true);
+        $m!(flash_bwd_dq_mma_f16_d224, F16, 224, 64, 32, false);
+        $m!(flash_bwd_dq_mma_f16_d224_causal, F16, 224, 64, 32, true);
+        $m!(flash_bwd_dq_mma_bf16_d224, Bf16, 224, 64, 32, false);
+        $m!(flash_bwd_dq_mma_bf16_d224_causal, Bf16, 224, 64, 32, true);
+        $m!(flash_bwd_dq_mma_f16_d256, F16, 256, 64, 32, false);
+        $m!(flash_bwd_dq_mma_f16_d256_causal, F16, 256, 64, 32, true);
+        $m!(flash_bwd_dq_mma_bf16_d256, Bf16, 256, 64, 32, false);
+        $m!(flash_bwd_dq_mma_bf16_d256_causal, Bf16, 256, 64, 32, true);
+    };
+}
+
+/// The conversion `dq = scale * dq_accum` after the atomic dK/dV kernel: `callback!(name, Dtype)`.
+#[macro_export]
+macro_rules! for_each_backward_dq_convert_kernel {
+    ($m:ident) => {
+        $m!(flash_bwd_dq_convert_f16, F16);
+        $m!(flash_bwd_dq_convert_bf16, Bf16);
+    };
+}

@@ -11,7 +11,9 @@
 //!
 //! Layers of the device code (see STYLE.md): `arch` holds one thin wrapper per PTX instruction;
 //! `element` the f16/bf16 conversions and MMA per type; `scalar_tile` the f32 tiles of the
-//! CUDA-core kernels; the algorithms (`forward_mma`, `forward_scalar`, `backward_scalar`) are
+//! CUDA-core kernels; `mma_tile` the tile copies and
+//! `ldmatrix` lane addressing of the tensor-core kernels; the algorithms (`forward_mma`,
+//! `forward_scalar`, `backward_mma`, `backward_scalar`) are
 //! written on top; `entry` generates the kernel entry points from the tables.
 #![no_std]
 #![cfg_attr(
@@ -29,6 +31,8 @@ mod kernel_table;
 #[cfg(target_arch = "nvptx64")]
 mod arch;
 #[cfg(target_arch = "nvptx64")]
+mod backward_mma;
+#[cfg(target_arch = "nvptx64")]
 mod backward_scalar;
 #[cfg(target_arch = "nvptx64")]
 mod element;
@@ -40,6 +44,8 @@ mod forward_mma;
 mod forward_scalar;
 #[cfg(target_arch = "nvptx64")]
 mod instruction_tests;
+#[cfg(target_arch = "nvptx64")]
+mod mma_tile;
 #[cfg(target_arch = "nvptx64")]
 mod scalar_tile;
 

@@ -59,8 +59,15 @@ pub struct BackwardParams {
     pub d_o: u64,
     /// f32 `[batch, heads, seqlen_q]`: the forward's log-sum-exp (natural log).
     pub lse: u64,
-    /// f32 `[batch, heads, seqlen_q]`: `D_i = rowsum(dO_i * O_i)`, written by the preprocessing.
+    /// f32 `[batch, heads, stat_pitch]`: `D_i = rowsum(dO_i * O_i)`, written by the preprocessing
+    /// (0 in the padding rows past `seqlen_q`).
     pub delta: u64,
+    /// f32 `[batch, heads, stat_pitch]`: `LSE_i * log2(e)`, written by the preprocessing, `+inf`
+    /// in the padding rows, so that `2^(s - lse_log2)` is exactly 0 there without a mask.
+    pub lse_log2: u64,
+    /// f32 `[batch, heads, stat_pitch, acc_dim]`: dQ accumulated by the tensor-core dK/dV kernel
+    /// with atomics (zeroed before it runs), unscaled; converted to dq by the dQ conversion.
+    pub dq_accum: u64,
     pub dq: u64,
     pub dk: u64,
     pub dv: u64,
@@ -82,4 +89,10 @@ pub struct BackwardParams {
     pub scale_log2: f32,
     /// `softmax_scale`.
     pub scale: f32,
+    /// Rows of the per-row statistics and of `dq_accum` per (batch, head): `seqlen_q` rounded up
+    /// to [`crate::config::MmaBackwardConfig::STAT_ROW_ALIGN`], so that whole query blocks can be
+    /// read with 16-byte copies and no bounds checks.
+    pub stat_pitch: u32,
+    /// Columns of a `dq_accum` row: the instantiated (padded) head dim of the kernel.
+    pub acc_dim: u32,
 }

@@ -217,3 +217,28 @@ pub unsafe fn vote_any(pred: bool) -> bool {
          out(reg32) r, in(reg32) pred as u32, options(nostack, nomem));
     r != 0
 }
+
+/// `ld.shared.v2.f32` (8-byte aligned address).
+#[inline(always)]
+pub unsafe fn ld_shared_v2_f32(addr: u32) -> [f32; 2] {
+    let (a, b): (f32, f32);
+    asm!("ld.shared.v2.f32 {{{0}, {1}}}, [{2}];", out(reg32) a, out(reg32) b, in(reg32) addr, options(readonly, nostack));
+    [a, b]
+}
+
+/// `red.global.add.f32`: `*ptr += v` atomically, without returning the old value (so the SM
+/// does not wait for it). The order of concurrent additions is unspecified: sums of f32 may
+/// then differ in the last bits from run to run (the deterministic backward avoids it).
+#[inline(always)]
+pub unsafe fn red_global_add_f32(ptr: *mut f32, v: f32) {
+    asm!("red.global.add.f32 [{0}], {1};", in(reg64) ptr, in(reg32) v, options(nostack));
+}
+
+/// `ld.global.nc.v4.f32` (16-byte aligned): read-only path.
+#[inline(always)]
+pub unsafe fn ld_global_nc_v4_f32(ptr: *const f32) -> [f32; 4] {
+    let (a, b, c, d): (f32, f32, f32, f32);
+    asm!("ld.global.nc.v4.f32 {{{0}, {1}, {2}, {3}}}, [{4}];",
+         out(reg32) a, out(reg32) b, out(reg32) c, out(reg32) d, in(reg64) ptr, options(readonly, nostack));
+    [a, b, c, d]
+}

@@ -1,0 +1,550 @@
+//! The tensor-core backward (FlashAttention-2's algorithm on `mma.sync.m16n8k16`).
+//!
+//! With `P = 2^(S * scale * log2 e - LSE * log2 e)` recomputed block by block (never stored) and
+//! `D_i = rowsum(dO_i * O_i)` from the preprocessing (`backward_scalar::preprocess`):
+//! `dV = P^T dO`, `dP = dO V^T`, `dS = P * (dP - D)`, `dK = scale * dS^T Q`, `dQ = scale * dS K`.
+//!
+//! - [`dkdv_mma`]: one CTA per block of keys (see `MmaBackwardConfig` for the warp layout). Q, dO
+//!   and their LSE / D rows stream through double-buffered shared memory (`cp.async`, the next
+//!   block loads while this one computes), over every query head of the GQA group, so dK and dV
+//!   sum the group in registers. dQ: dS goes to shared memory, each warp computes a slice of
+//!   `dS K` and adds it to an f32 buffer with `red.global.add` (FlashAttention-2's atomics).
+//! - [`dq_mma`]: the deterministic alternative for dQ: one CTA per query block recomputes S and
+//!   dP and accumulates dQ in registers (7 instead of 5 block products in all, but no atomics).
+//! - [`dq_convert`]: `dq = scale * dq_accum` in the input type.
+//!
+//! Register arrays are sized for the largest configuration and indexed only in loops with
+//! constant bounds (unrolled by LLVM), as in `forward_mma`.
+use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
+
+use crate::arch::sm80::{
+    cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_global_nc_v4_f32,
+    ld_shared_v2_f32, ld_shared_v4_b32, ldmatrix_x4, ldmatrix_x4_trans, red_global_add_f32, st_global_v4_b32,
+    st_shared_b32, syncwarp,
+};
+use crate::config::{MmaBackwardConfig, MmaBackwardDqConfig, DQ_CONVERT_THREADS};
+use crate::element::Element;
+use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
+use crate::params::BackwardParams;
+
+/// dkdv_mma: query columns of S^T handled at once (a block is processed in slices of it), and
+/// the register-array bound of a warp's dK / dV / dQ n-tiles.
+const SLICE_M: usize = 32;
+const MAX_DT: usize = 16;
+/// dq_mma: n-tiles of S over a key block, n-tiles of dQ.
+const MAX_NT: usize = 16;
+const MAX_DQT: usize = 32;
+
+/// Copies `BM` f32 of a per-row statistic (LSE*log2 e or D) of query rows `row0..` into shared
+/// memory. The arrays are padded to `stat_pitch` rows (a multiple of every block size), so whole
+/// blocks are read with 16-byte copies and no bounds checks.
+#[inline(always)]
+unsafe fn copy_stats_async<const BM: usize>(src: u64, first: usize, smem: u32, threads: usize) {
+    let mut idx = _thread_idx_x() as usize;
+    while idx < BM / 4 {
+        cp_async_cg_16(smem + 16 * idx as u32, (src as *const f32).add(first + 4 * idx) as *const u8, 16);
+        idx += threads;
+    }
+}
+
+/// Writes a `rows x head_dim` tile of 16-bit values staged in shared memory (pitch `pitch`) to
+/// global rows `first_row..` (only those below `valid_rows`), 16 bytes per thread and step.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_tile(
+    smem: u32,
+    pitch: usize,
+    rows: usize,
+    dst: u64,
+    strides: &crate::params::Strides,
+    b: usize,
+    h: usize,
+    first_row: usize,
+    valid_rows: usize,
+    head_dim: usize,
+    first_thread: usize,
+    threads: usize,
+) {
+    let chunks = head_dim / 8;
+    let mut idx = first_thread;
+    while idx < rows * chunks {
+        let (r, c) = (idx / chunks, idx % chunks);
+        let row = first_row + r;
+        if row < valid_rows {
+            let v = ld_shared_v4_b32(smem + (r * pitch + c * 16) as u32);
+            let ptr = (dst as *mut u16).add((strides.offset(b, row, h) + (c * 8) as u64) as usize);
+            st_global_v4_b32(ptr as *mut u8, v);
+        }
+        idx += threads;
+    }
+}
+
+/// dK, dV (and dQ through atomics unless `p.dq_accum` is 0). Grid: (ceil(seqlen_k / BN), heads_kv, batch).
+#[inline(always)]
+pub unsafe fn dkdv_mma<
+    E: Element,
+    const D: usize,
+    const BM: usize,
+    const BN: usize,
+    const DS: usize,
+    const CAUSAL: bool,
+>(
+    p: &BackwardParams,
+) {
+    let cfg = MmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN, d_split: DS };
+    const { assert!(BM % SLICE_M == 0 && D / 8 / DS <= MAX_DT && BN / 16 * DS * 32 <= 1024) };
+    let threads = cfg.threads();
+    let pitch = cfg.smem_pitch();
+    let ds_pitch = cfg.ds_pitch();
+    let kt_d = D / 16; // k-steps over the head dim
+    let dt_w = D / 8 / DS; // this warp's n-tiles of dK / dV
+
+    let tid = _thread_idx_x() as usize;
+    let (warp, lane) = (tid / 32, tid % 32);
+    let (g, t) = (lane / 4, lane % 4);
+    let warp_key = 16 * (warp % cfg.key_warps()); // first of this warp's 16 keys in the block
+    let d_part = warp / cfg.key_warps(); // which 1/DS of the dK / dV columns
+    let key0 = _block_idx_x() as usize * BN;
+    let h_kv = _block_idx_y() as usize;
+    let b = _block_idx_z() as usize;
+    let heads = p.heads as usize;
+    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let (n_q, n_k, head_dim) = (p.seqlen_q as usize, p.seqlen_k as usize, p.head_dim as usize);
+    let stat_pitch = p.stat_pitch as usize;
+    let scale_log2 = p.scale_log2;
+    let with_dq = p.dq_accum != 0;
+
+    let smem = dynamic_smem_base();
+    let k_s = smem + cfg.k_offset() as u32;
+    let v_s = smem + cfg.v_offset() as u32;
+    let q_s = smem + cfg.q_offset() as u32;
+    let do_s = smem + cfg.do_offset() as u32;
+    let lse_s = smem + cfg.lse_offset() as u32;
+    let delta_s = smem + cfg.delta_offset() as u32;
+    let ds_s = smem + cfg.ds_offset() as u32;
+    let tile_bytes = (BM * pitch) as u32;
+    let stat_bytes = (4 * BM) as u32;
+
+    // Causal (bottom-right): key j is seen by rows i >= j + n_q - n_k; query blocks wholly
+    // before the first row that sees key0 are skipped.
+    let first_row = if CAUSAL { (key0 as i64 + n_q as i64 - n_k as i64).clamp(0, n_q as i64) as usize } else { 0 };
+    let first_block = first_row / BM;
+    let blocks_per_head = n_q.div_ceil(BM).saturating_sub(first_block);
+    let total = group * blocks_per_head;
+    // Iteration `it` -> (query head, first row) of its block: heads of the group outermost.
+    let block_of =
+        |it: usize| (h_kv * group + it / blocks_per_head.max(1), (first_block + it % blocks_per_head.max(1)) * BM);
+    let load_block = |it: usize, stage: u32| {
+        let (hq, row0) = block_of(it);
+        let stat = (b * heads + hq) * stat_pitch + row0;
+        copy_tile_async::<D>(
+            p.q,
+            &p.q_strides,
+            b,
+            hq,
+            row0,
+            n_q,
+            BM,
+            head_dim,
+            q_s + stage * tile_bytes,
+            pitch,
+            threads,
+        );
+        copy_tile_async::<D>(
+            p.d_o,
+            &p.do_strides,
+            b,
+            hq,
+            row0,
+            n_q,
+            BM,
+            head_dim,
+            do_s + stage * tile_bytes,
+            pitch,
+            threads,
+        );
+        copy_stats_async::<BM>(p.lse_log2, stat, lse_s + stage * stat_bytes, threads);
+        copy_stats_async::<BM>(p.delta, stat, delta_s + stage * stat_bytes, threads);
+    };
+
+    copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, key0, n_k, BN, head_dim, k_s, pitch, threads);
+    copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, key0, n_k, BN, head_dim, v_s, pitch, threads);
+    if total > 0 {
+        load_block(0, 0);
+    }
+    cp_async_commit_group();
+
+    let a_off = x4_offset_row_major(lane, pitch);
+    let b_off = x4_offset_col_pairs(lane, pitch);
+    let ds_a_off = x4_offset_col_pairs(lane, ds_pitch);
+    let mut acc_dv = [[0.0f32; 4]; MAX_DT];
+    let mut acc_dk = [[0.0f32; 4]; MAX_DT];
+
+    let mut it = 0;
+    while it < total {
+        let stage = (it % 2) as u32;
+        let (hq, row0) = block_of(it);
+        cp_async_wait_group::<0>(); // this block (and K, V) landed for this thread ...
+        _syncthreads(); // ... and for all; every warp is done with the previous block's buffers.
+        if it + 1 < total {
+            load_block(it + 1, 1 - stage);
+        }
+        cp_async_commit_group();
+        let q_st = q_s + stage * tile_bytes;
+        let do_st = do_s + stage * tile_bytes;
+
+        // Per 32-query slice of the block (bounds the registers of S^T, dP^T and their
+        // fragments beside the dK, dV accumulators): S^T = K Q^T and dP^T = V dO^T for this
+        // warp's 16 keys, then P^T and dS^T, then dV += P^T dO and dK += dS^T Q.
+        let lse_st = lse_s + stage * stat_bytes;
+        let delta_st = delta_s + stage * stat_bytes;
+        let needs_mask = key0 + BN > n_k || (CAUSAL && (key0 + BN - 1) as i64 > row0 as i64 + n_k as i64 - n_q as i64);
+        let write_ds = with_dq && d_part == 0; // warps of a d-split compute the same dS
+        let mut slice = 0;
+        while slice < BM / SLICE_M {
+            let q0 = slice * SLICE_M;
+            let mut st = [[0.0f32; 4]; SLICE_M / 8];
+            let mut dpt = [[0.0f32; 4]; SLICE_M / 8];
+            let mut kk = 0;
+            while kk < kt_d {
+                let ak = ldmatrix_x4(k_s + (warp_key * pitch) as u32 + a_off + (kk * 32) as u32);
+                let av = ldmatrix_x4(v_s + (warp_key * pitch) as u32 + a_off + (kk * 32) as u32);
+                let mut np = 0;
+                while np < SLICE_M / 16 {
+                    let off = ((q0 + 16 * np) * pitch + kk * 32) as u32 + b_off;
+                    let qb = ldmatrix_x4(q_st + off);
+                    E::mma(&mut st[2 * np], ak, [qb[0], qb[1]]);
+                    E::mma(&mut st[2 * np + 1], ak, [qb[2], qb[3]]);
+                    let ob = ldmatrix_x4(do_st + off);
+                    E::mma(&mut dpt[2 * np], av, [ob[0], ob[1]]);
+                    E::mma(&mut dpt[2 * np + 1], av, [ob[2], ob[3]]);
+                    np += 1;
+                }
+                kk += 1;
+            }
+
+            // P^T and dS^T, packed straight into A fragments (keys are the rows). Padding rows
+            // past seqlen_q have lse_log2 = +inf, so P = 2^-inf = 0 there; keys past seqlen_k
+            // and (causal) keys after a row's diagonal are masked by select, only in blocks
+            // that have any.
+            let mut p_frag = [[0u32; 4]; SLICE_M / 16];
+            let mut ds_frag = [[0u32; 4]; SLICE_M / 16];
+            // Per row half (key g or g + 8 of the warp): the first query column of the block
+            // that sees the key (causal: row >= key + n_q - n_k), or none past the sequence end.
+            // One i32 per half, so the mask costs no registers per element.
+            let mut first_visible = [0i32; 2];
+            let mut half = 0;
+            while half < 2 {
+                let key = key0 + warp_key + g + 8 * half;
+                first_visible[half] = if key >= n_k {
+                    i32::MAX
+                } else if CAUSAL {
+                    key as i32 + n_q as i32 - n_k as i32 - row0 as i32
+                } else {
+                    i32::MIN
+                };
+                half += 1;
+            }
+            let mut nt = 0;
+            while nt < SLICE_M / 8 {
+                let q_col = q0 + nt * 8 + 2 * t;
+                let lse2 = ld_shared_v2_f32(lse_st + 4 * q_col as u32);
+                let delta = ld_shared_v2_f32(delta_st + 4 * q_col as u32);
+                let mut half = 0;
+                while half < 2 {
+                    let mut pv = [0.0f32; 2];
+                    let mut dsv = [0.0f32; 2];
+                    let mut e = 0;
+                    while e < 2 {
+                        let mut pe = ex2(fma(st[nt][2 * half + e], scale_log2, -lse2[e]));
+                        // A row with no visible key has LSE = -inf, pe = +inf: always masked here.
+                        if needs_mask && ((q_col + e) as i32) < first_visible[half] {
+                            pe = 0.0;
+                        }
+                        pv[e] = pe;
+                        dsv[e] = pe * (dpt[nt][2 * half + e] - delta[e]);
+                        e += 1;
+                    }
+                    // Accumulator layout -> A layout (as P in the forward): n-tile 2k gives
+                    // a0 / a1, n-tile 2k+1 gives a2 / a3 of k-step k.
+                    p_frag[nt / 2][(nt % 2) * 2 + half] = E::pack2(pv[0], pv[1]);
+                    let ds_bits = E::pack2(dsv[0], dsv[1]);
+                    ds_frag[nt / 2][(nt % 2) * 2 + half] = ds_bits;
+                    if write_ds {
+                        st_shared_b32(ds_s + ((warp_key + g + 8 * half) * ds_pitch + 2 * q_col) as u32, ds_bits);
+                    }
+                    half += 1;
+                }
+                nt += 1;
+            }
+
+            // dV += P^T dO and dK += dS^T Q over this warp's columns (B fragments by ldmatrix.trans).
+            let col_byte0 = d_part * dt_w * 16;
+            let mut kk = 0;
+            while kk < SLICE_M / 16 {
+                let mut dp = 0;
+                while dp < dt_w / 2 {
+                    let off = ((q0 + 16 * kk) * pitch + col_byte0 + dp * 32) as u32 + a_off;
+                    let ob = ldmatrix_x4_trans(do_st + off);
+                    E::mma(&mut acc_dv[2 * dp], p_frag[kk], [ob[0], ob[1]]);
+                    E::mma(&mut acc_dv[2 * dp + 1], p_frag[kk], [ob[2], ob[3]]);
+                    let qb = ldmatrix_x4_trans(q_st + off);
+                    E::mma(&mut acc_dk[2 * dp], ds_frag[kk], [qb[0], qb[1]]);
+                    E::mma(&mut acc_dk[2 * dp + 1], ds_frag[kk], [qb[2], qb[3]]);
+                    dp += 1;
+                }
+                kk += 1;
+            }
+            slice += 1;
+        }
+
+        // dQ_block += dS K: warp w takes m-tile w % m_tiles of the block and 1 / col_split of
+        // the columns; A = dS read transposed from its key-major tile.
+        if with_dq {
+            _syncthreads(); // dS of every warp is in shared memory
+            let m_tile = warp % cfg.dq_m_tiles();
+            let nt_w = D / 8 / cfg.dq_col_split();
+            let col_tile0 = (warp / cfg.dq_m_tiles()) * nt_w;
+            let mut acc = [[0.0f32; 4]; MAX_DT];
+            let mut kk = 0;
+            while kk < BN / 16 {
+                let a = ldmatrix_x4_trans(ds_s + (16 * kk * ds_pitch + 32 * m_tile) as u32 + ds_a_off);
+                let mut dp = 0;
+                while dp < nt_w / 2 {
+                    let kb = ldmatrix_x4_trans(k_s + (16 * kk * pitch + (col_tile0 + 2 * dp) * 16) as u32 + a_off);
+                    E::mma(&mut acc[2 * dp], a, [kb[0], kb[1]]);
+                    E::mma(&mut acc[2 * dp + 1], a, [kb[2], kb[3]]);
+                    dp += 1;
+                }
+                kk += 1;
+            }
+            // Padding rows exist in dq_accum (stat_pitch), and their dS is 0: no bounds check.
+            let row_base = ((b * heads + hq) * stat_pitch + row0 + 16 * m_tile + g) * D;
+            let dq = p.dq_accum as *mut f32;
+            let mut dt = 0;
+            while dt < nt_w {
+                let col = (col_tile0 + dt) * 8 + 2 * t;
+                red_global_add_f32(dq.add(row_base + col), acc[dt][0]);
+                red_global_add_f32(dq.add(row_base + col + 1), acc[dt][1]);
+                red_global_add_f32(dq.add(row_base + 8 * D + col), acc[dt][2]);
+                red_global_add_f32(dq.add(row_base + 8 * D + col + 1), acc[dt][3]);
+                dt += 1;
+            }
+        }
+        it += 1;
+    }
+
+    // Epilogue: stage dV and scale * dK through the (now free) V and K tiles, then 16-byte stores.
+    cp_async_wait_group::<0>(); // no copy may still land in the tiles (e.g. `total == 0`)
+    _syncthreads(); // every warp is done reading K and V
+    let scale = p.scale;
+    let mut dt = 0;
+    while dt < dt_w {
+        let mut half = 0;
+        while half < 2 {
+            let off = ((warp_key + g + 8 * half) * pitch + (d_part * dt_w + dt) * 16 + 4 * t) as u32;
+            st_shared_b32(v_s + off, E::pack2(acc_dv[dt][2 * half], acc_dv[dt][2 * half + 1]));
+            st_shared_b32(k_s + off, E::pack2(acc_dk[dt][2 * half] * scale, acc_dk[dt][2 * half + 1] * scale));
+            half += 1;
+        }
+        dt += 1;
+    }
+    _syncthreads();
+    store_tile(v_s, pitch, BN, p.dv, &p.dv_strides, b, h_kv, key0, n_k, head_dim, tid, threads);
+    store_tile(k_s, pitch, BN, p.dk, &p.dk_strides, b, h_kv, key0, n_k, head_dim, tid, threads);
+}
+
+/// Deterministic dQ: one CTA per `BM` query rows, 16 rows per warp, K/V blocks double-buffered.
+/// Grid: (ceil(seqlen_q / BM), heads, batch).
+#[inline(always)]
+pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usize, const CAUSAL: bool>(
+    p: &BackwardParams,
+) {
+    let cfg = MmaBackwardDqConfig { head_dim: D, block_m: BM, block_n: BN };
+    const { assert!(BN / 8 <= MAX_NT && D / 8 <= MAX_DQT) };
+    let threads = cfg.threads();
+    let pitch = cfg.smem_pitch();
+    let nt_s = BN / 8;
+    let dt_q = D / 8;
+    let kt_d = D / 16;
+
+    let tid = _thread_idx_x() as usize;
+    let (warp, lane) = (tid / 32, tid % 32);
+    let (g, t) = (lane / 4, lane % 4);
+    // Causal: heaviest (last) query blocks first, as the forward.
+    let m_block = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
+    let row0 = m_block as usize * BM;
+    let h = _block_idx_y() as usize;
+    let b = _block_idx_z() as usize;
+    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let h_kv = h / group;
+    let (n_q, n_k, head_dim) = (p.seqlen_q as usize, p.seqlen_k as usize, p.head_dim as usize);
+    let scale_log2 = p.scale_log2;
+
+    let q_s = dynamic_smem_base();
+    let do_s = q_s + (BM * pitch) as u32;
+    let k_s = do_s + (BM * pitch) as u32;
+    let v_s = k_s + (2 * BN * pitch) as u32;
+    let stage_bytes = (BN * pitch) as u32;
+
+    let kv_end =
+        if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
+    let n_blocks = kv_end.div_ceil(BN);
+    copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, threads);
+    copy_tile_async::<D>(p.d_o, &p.do_strides, b, h, row0, n_q, BM, head_dim, do_s, pitch, threads);
+    if n_blocks > 0 {
+        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, threads);
+        copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, threads);
+    }
+    cp_async_commit_group();
+
+    // This lane's rows (g and g + 8 of the warp's 16): statistics from the padded arrays.
+    let warp_row = 16 * warp;
+    let stat = (b * p.heads as usize + h) * p.stat_pitch as usize + row0 + warp_row + g;
+    let lse2 = [*(p.lse_log2 as *const f32).add(stat), *(p.lse_log2 as *const f32).add(stat + 8)];
+    let delta = [*(p.delta as *const f32).add(stat), *(p.delta as *const f32).add(stat + 8)];
+    let a_off = x4_offset_row_major(lane, pitch);
+    let b_off = x4_offset_col_pairs(lane, pitch);
+    let mut acc = [[0.0f32; 4]; MAX_DQT];
+
+    let mut j = 0;
+    while j < n_blocks {
+        let stage = (j % 2) as u32;
+        let col0 = j * BN;
+        cp_async_wait_group::<0>();
+        _syncthreads(); // K_j, V_j landed for all; the other stage is no longer read
+        if j + 1 < n_blocks {
+            let (ks, vs) = (k_s + (1 - stage) * stage_bytes, v_s + (1 - stage) * stage_bytes);
+            copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, ks, pitch, threads);
+            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, vs, pitch, threads);
+        }
+        cp_async_commit_group();
+        let k_st = k_s + stage * stage_bytes;
+        let v_st = v_s + stage * stage_bytes;
+
+        // S = Q K_j^T and dP = dO V_j^T for this warp's 16 rows.
+        let mut s = [[0.0f32; 4]; MAX_NT];
+        let mut dpv = [[0.0f32; 4]; MAX_NT];
+        let mut kk = 0;
+        while kk < kt_d {
+            let aq = ldmatrix_x4(q_s + (warp_row * pitch + kk * 32) as u32 + a_off);
+            let ao = ldmatrix_x4(do_s + (warp_row * pitch + kk * 32) as u32 + a_off);
+            let mut np = 0;
+            while np < nt_s / 2 {
+                let kb = ldmatrix_x4(k_st + (16 * np * pitch + kk * 32) as u32 + b_off);
+                E::mma(&mut s[2 * np], aq, [kb[0], kb[1]]);
+                E::mma(&mut s[2 * np + 1], aq, [kb[2], kb[3]]);
+                let vb = ldmatrix_x4(v_st + (16 * np * pitch + kk * 32) as u32 + b_off);
+                E::mma(&mut dpv[2 * np], ao, [vb[0], vb[1]]);
+                E::mma(&mut dpv[2 * np + 1], ao, [vb[2], vb[3]]);
+                np += 1;
+            }
+            kk += 1;
+        }
+
+        let first_row = row0 + warp_row;
+        let needs_mask =
+            col0 + BN > n_k || (CAUSAL && (col0 + BN - 1) as i64 > first_row as i64 + n_k as i64 - n_q as i64);
+        // Per row half: the last key column of the block the row sees (causal: col <= row +
+        // n_k - n_q; always col < n_k), relative to col0. One i32 per half.
+        let mut last_visible = [0i32; 2];
+        let mut half = 0;
+        while half < 2 {
+            let end = n_k as i32 - 1 - col0 as i32;
+            let diag = (first_row + g + 8 * half) as i32 + n_k as i32 - n_q as i32 - col0 as i32;
+            last_visible[half] = if CAUSAL { end.min(diag) } else { end };
+            half += 1;
+        }
+        let mut ds_frag = [[0u32; 4]; MAX_NT / 2];
+        let mut nt = 0;
+        while nt < nt_s {
+            let mut half = 0;
+            while half < 2 {
+                let mut dsv = [0.0f32; 2];
+                let mut e = 0;
+                while e < 2 {
+                    let mut pe = ex2(fma(s[nt][2 * half + e], scale_log2, -lse2[half]));
+                    if needs_mask && (nt * 8 + 2 * t + e) as i32 > last_visible[half] {
+                        pe = 0.0;
+                    }
+                    dsv[e] = pe * (dpv[nt][2 * half + e] - delta[half]);
+                    e += 1;
+                }
+                ds_frag[nt / 2][(nt % 2) * 2 + half] = E::pack2(dsv[0], dsv[1]);
+                half += 1;
+            }
+            nt += 1;
+        }
+
+        // dQ += dS K_j (K as a [key][dim] B operand, read transposed).
+        let mut kk = 0;
+        while kk < nt_s / 2 {
+            let mut dp = 0;
+            while dp < dt_q / 2 {
+                let kb = ldmatrix_x4_trans(k_st + (16 * kk * pitch + dp * 32) as u32 + a_off);
+                E::mma(&mut acc[2 * dp], ds_frag[kk], [kb[0], kb[1]]);
+                E::mma(&mut acc[2 * dp + 1], ds_frag[kk], [kb[2], kb[3]]);
+                dp += 1;
+            }
+            kk += 1;
+        }
+        j += 1;
+    }
+
+    // Epilogue: scale, stage through this warp's own rows of the Q tile, 16-byte stores.
+    cp_async_wait_group::<0>();
+    syncwarp();
+    let scale = p.scale;
+    let mut dt = 0;
+    while dt < dt_q {
+        let mut half = 0;
+        while half < 2 {
+            let off = ((warp_row + g + 8 * half) * pitch + dt * 16 + 4 * t) as u32;
+            st_shared_b32(q_s + off, E::pack2(acc[dt][2 * half] * scale, acc[dt][2 * half + 1] * scale));
+            half += 1;
+        }
+        dt += 1;
+    }
+    syncwarp();
+    store_tile(
+        q_s + (warp_row * pitch) as u32,
+        pitch,
+        16,
+        p.dq,
+        &p.dq_strides,
+        b,
+        h,
+        row0 + warp_row,
+        n_q,
+        head_dim,
+        lane,
+        32,
+    );
+}
+
+/// `dq = scale * dq_accum` in the input type, 8 columns per thread (two 16-byte loads, one
+/// 16-byte store). Grid: (ceil(seqlen_q * head_dim / 8 / DQ_CONVERT_THREADS), heads, batch).
+#[inline(always)]
+pub unsafe fn dq_convert<E: Element>(p: &BackwardParams) {
+    let chunks = (p.head_dim as usize / 8).max(1); // max: no division-by-zero panic path
+    let idx = _block_idx_x() as usize * DQ_CONVERT_THREADS + _thread_idx_x() as usize;
+    let (row, c) = (idx / chunks, idx % chunks);
+    let h = _block_idx_y() as usize;
+    let b = _block_idx_z() as usize;
+    if row >= p.seqlen_q as usize {
+        return;
+    }
+    let src = (p.dq_accum as *const f32)
+        .add(((b * p.heads as usize + h) * p.stat_pitch as usize + row) * p.acc_dim as usize + 8 * c);
+    let lo = ld_global_nc_v4_f32(src);
+    let hi = ld_global_nc_v4_f32(src.add(4));
+    let s = p.scale;
+    let v = [
+        E::pack2(lo[0] * s, lo[1] * s),
+        E::pack2(lo[2] * s, lo[3] * s),
+        E::pack2(hi[0] * s, hi[1] * s),
+        E::pack2(hi[2] * s, hi[3] * s),
+    ];
+    let dst = (p.dq as *mut u16).add((p.dq_strides.offset(b, row, h) + (8 * c) as u64) as usize);
+    st_global_v4_b32(dst as *mut u8, v);
+}

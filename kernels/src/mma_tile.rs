@@ -1,0 +1,64 @@
+//! Tile primitives shared by the tensor-core kernels: the `cp.async` tile copy and the
+//! `ldmatrix` lane addressing patterns.
+use core::arch::nvptx::_thread_idx_x;
+
+use crate::arch::sm80::cp_async_cg_16;
+use crate::params::Strides;
+
+/// Byte offset of this lane's row address for an `ldmatrix.x4` of a 16 x 16 block of 16-bit
+/// elements stored row-major with `pitch` bytes per row, matrices in the order (rows 0-7, cols
+/// 0-7), (rows 8-15, cols 0-7), (rows 0-7, cols 8-15), (rows 8-15, cols 8-15): lane l points at
+/// row l % 16, column half l / 16. Without `.trans` that is an mma A fragment (a0..a3) of a
+/// row-major [m][k] tile; with `.trans`, the B fragments of two n-tiles ([b0, b1] for columns
+/// 0-7, [b2, b3] for 8-15) of a [k][n] tile (V in `P V`, dO in `P^T dO`).
+#[inline(always)]
+pub fn x4_offset_row_major(lane: usize, pitch: usize) -> u32 {
+    ((lane % 16) * pitch + (lane / 16) * 16) as u32
+}
+
+/// As [`x4_offset_row_major`] with the matrices in the order (rows 0-7, cols 0-7), (rows 0-7,
+/// cols 8-15), (rows 8-15, cols 0-7), (rows 8-15, cols 8-15): lane l points at row
+/// (l / 16) * 8 + l % 8, column half (l / 8) % 2. Without `.trans` these are the B fragments of
+/// two n-tiles of an [n][k] tile (K in `Q K^T`); with `.trans`, the A fragment of the transpose
+/// of a [k][m] tile (dS stored with keys as rows, read as rows of queries for `dQ = dS K`).
+#[inline(always)]
+pub fn x4_offset_col_pairs(lane: usize, pitch: usize) -> u32 {
+    (((lane / 16) * 8 + lane % 8) * pitch + ((lane / 8) % 2) * 16) as u32
+}
+
+/// Issues the `cp.async` copies of `rows` rows x `D` columns of one head into shared memory
+/// (pitch `pitch` bytes). Rows past `valid_rows` and columns past `head_dim` (padding up to the
+/// instantiated `D`) are zero-filled by the copy itself (source size 0), so that no stale shared
+/// memory, possibly NaN bits, ever reaches an MMA.
+#[inline(always)]
+pub unsafe fn copy_tile_async<const D: usize>(
+    src: u64,
+    strides: &Strides,
+    b: usize,
+    h: usize,
+    first_row: usize,
+    valid_rows: usize,
+    rows: usize,
+    head_dim: usize,
+    smem: u32,
+    pitch: usize,
+    threads: usize,
+) {
+    let chunks = D / 8; // 16-byte chunks per row
+    let mut idx = _thread_idx_x() as usize;
+    // Consecutive lanes take consecutive chunks of a row: coalesced 16-byte global reads, and
+    // 8 lanes fill 128 contiguous bytes of shared memory (no bank conflicts).
+    while idx < rows * chunks {
+        let r = idx / chunks;
+        let c = idx % chunks;
+        let row = first_row + r;
+        let valid = row < valid_rows && c * 8 < head_dim;
+        let src_ptr = if valid {
+            (src as *const u16).add((strides.offset(b, row, h) + (c * 8) as u64) as usize) as *const u8
+        } else {
+            src as *const u8 // not read (source size 0), but a valid address all the same
+        };
+        cp_async_cg_16(smem + (r * pitch + c * 16) as u32, src_ptr, if valid { 16 } else { 0 });
+        idx += threads;
+    }
+}
