@@ -27,6 +27,7 @@
 pub mod accuracy;
 pub mod backward;
 pub mod bench;
+pub mod dropout;
 pub mod error;
 pub mod forward;
 pub(crate) mod launch;

@@ -132,4 +132,6 @@ fn backward_rejects_bad_input() {
     assert_eq!(arg(backward(&q96, &k96, &v96, &o96, &lse96, &o96, &opts)), "head_dim");
     let tc = AttentionOptions { kernel: flashattn::ForwardKernel::TensorCore, ..opts };
     assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &tc)), "kernel");
+    let dropout = AttentionOptions { dropout_p: 0.1, ..opts };
+    assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &dropout)), "dropout_p");
 }

@@ -41,7 +41,7 @@ fn run_case<T: Element>(dev: &Device, case: &Case, kernel: ForwardKernel) -> For
     let mut lse = dev.alloc::<f32>(&[s.batch, s.heads, s.seqlen_q]).unwrap();
     o.fill(T::NAN).unwrap();
     lse.fill(f32::NAN).unwrap();
-    let opts = AttentionOptions { causal: case.causal, softmax_scale: None, kernel };
+    let opts = AttentionOptions { causal: case.causal, softmax_scale: None, kernel, ..Default::default() };
     forward_into(&q, &k, &v, &mut o, &mut lse, &opts).unwrap();
     let ref_opts = RefOptions { causal: case.causal, ..RefOptions::new(s.head_dim) };
     check_forward(&qh, &kh, &vh, s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap())
@@ -311,6 +311,11 @@ fn forward_rejects_bad_input() {
     assert_eq!(arg_of(forward(&q, &k, &v, &bad_scale)), "softmax_scale");
     let negative_scale = AttentionOptions { softmax_scale: Some(-0.1), ..opts };
     assert_eq!(arg_of(forward(&q, &k, &v, &negative_scale)), "softmax_scale");
+    // Dropout: out of range, and (until the kernels have it) any p > 0.
+    for p in [-0.1, 1.0, f32::NAN, 0.1] {
+        let dropout = AttentionOptions { dropout_p: p, ..opts };
+        assert_eq!(arg_of(forward(&q, &k, &v, &dropout)), "dropout_p", "p = {p}");
+    }
     // The scalar kernel has head dims 32, 64, 128 only; the tensor-core kernel multiples of 8.
     let scalar = AttentionOptions { kernel: ForwardKernel::Scalar, ..opts };
     assert_eq!(arg_of(forward(&t(&[1, 16, 2, 96]), &t(&[1, 16, 2, 96]), &t(&[1, 16, 2, 96]), &scalar)), "head_dim");

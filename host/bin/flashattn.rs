@@ -175,7 +175,8 @@ fn check<T: Element>(a: &CheckArgs) -> Result<bool> {
         heads_kv: a.heads_kv.unwrap_or(a.heads),
         head_dim: a.head_dim,
     };
-    let opts = AttentionOptions { causal: a.causal, softmax_scale: None, kernel: a.kernel.into() };
+    let opts =
+        AttentionOptions { causal: a.causal, softmax_scale: None, kernel: a.kernel.into(), ..Default::default() };
     println!(
         "{} (sm_{}{}), {} {:?}, causal {}",
         dev.name(),

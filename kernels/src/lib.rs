@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod params;
+pub mod philox;
 
 #[macro_use]
 mod kernel_table;
