@@ -30,6 +30,7 @@ pub mod bench;
 pub mod dropout;
 pub mod error;
 pub mod forward;
+pub mod io;
 pub(crate) mod launch;
 pub mod plot;
 pub mod ptx;
