@@ -204,7 +204,7 @@ fn check_shapes(q: &[usize], k: &[usize], v: &[usize], d_o: Option<&[usize]>) ->
     if k[3] != q[3] {
         return Err(bad("k", k, format!("head_dim {} differs from q's head_dim {}", k[3], q[3])));
     }
-    if q[2] % k[2] != 0 {
+    if !q[2].is_multiple_of(k[2]) {
         return Err(bad("k", k, format!("q's {} heads are not a multiple of its {} heads (GQA)", q[2], k[2])));
     }
     if let Some(d) = d_o {

@@ -19,8 +19,11 @@ fn temp_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// A tensor to write: dtype, shape, little-endian bytes.
+type Raw = (Dtype, Vec<usize>, Vec<u8>);
+
 /// A tensor of `dtype` and `shape` with arbitrary (finite) contents.
-fn tensor(dtype: Dtype, shape: &[usize]) -> (Dtype, Vec<usize>, Vec<u8>) {
+fn tensor(dtype: Dtype, shape: &[usize]) -> Raw {
     let n: usize = shape.iter().product();
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
     let bytes = match dtype {
@@ -32,13 +35,13 @@ fn tensor(dtype: Dtype, shape: &[usize]) -> (Dtype, Vec<usize>, Vec<u8>) {
     (dtype, shape.to_vec(), bytes)
 }
 
-fn serialize(tensors: &[(&str, (Dtype, Vec<usize>, Vec<u8>))]) -> Vec<u8> {
+fn serialize(tensors: &[(&str, Raw)]) -> Vec<u8> {
     let views: Vec<(&str, TensorView)> =
         tensors.iter().map(|(n, (d, s, b))| (*n, TensorView::new(*d, s.clone(), b).unwrap())).collect();
     safetensors::tensor::serialize(views, None).unwrap()
 }
 
-fn write(path: &Path, tensors: &[(&str, (Dtype, Vec<usize>, Vec<u8>))]) {
+fn write(path: &Path, tensors: &[(&str, Raw)]) {
     std::fs::write(path, serialize(tensors)).unwrap();
 }
 
@@ -46,7 +49,7 @@ const Q: [usize; 4] = [2, 9, 4, 8];
 const KV: [usize; 4] = [2, 13, 2, 8];
 
 /// A valid set: bf16 q [2, 9, 4, 8], k/v [2, 13, 2, 8] (GQA), do like q.
-fn valid() -> Vec<(&'static str, (Dtype, Vec<usize>, Vec<u8>))> {
+fn valid() -> Vec<(&'static str, Raw)> {
     vec![
         ("q", tensor(Dtype::BF16, &Q)),
         ("k", tensor(Dtype::BF16, &KV)),
@@ -56,7 +59,7 @@ fn valid() -> Vec<(&'static str, (Dtype, Vec<usize>, Vec<u8>))> {
 }
 
 /// `valid()` with tensor `name` replaced (or removed, for None).
-fn with(name: &'static str, t: Option<(Dtype, Vec<usize>, Vec<u8>)>) -> Vec<u8> {
+fn with(name: &'static str, t: Option<Raw>) -> Vec<u8> {
     let mut set: Vec<_> = valid().into_iter().filter(|(n, _)| *n != name).collect();
     if let Some(t) = t {
         set.push((name, t));
