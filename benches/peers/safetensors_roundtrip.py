@@ -162,6 +162,10 @@ def main():
         if meta.get("causal") != str(causal).lower():
             print(f"metadata causal = {meta.get('causal')!r}, expected {str(causal).lower()!r}")
             failed += 1
+    if args.dir is None:
+        for f in ("in.safetensors", "out.safetensors"):
+            os.remove(os.path.join(folder, f))
+        os.rmdir(folder)
     print(f"{'FAIL' if failed else 'PASS'}: {failed} failed check(s) over {len(cases)} cases")
     sys.exit(1 if failed else 0)
 
