@@ -27,6 +27,9 @@ pub enum Error {
     /// A CUDA driver call failed.
     #[error("CUDA driver error: {0}")]
     Driver(#[from] DriverError),
+    /// An input or output file of `flashattn run` (missing tensor, wrong dtype or shape, I/O).
+    #[error(transparent)]
+    File(#[from] crate::io::FileError),
 }
 
 impl Error {

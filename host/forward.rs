@@ -26,11 +26,48 @@ pub struct AttentionOptions {
     /// backward's work) instead of adding it up with f32 atomics in unspecified order.
     /// The scalar backward is always deterministic.
     pub deterministic: bool,
+    /// Dropout probability of the attention weights, `0 <= p < 1` (0: none). Not implemented by
+    /// the GPU kernels yet: `forward` and `backward` return an error for `p > 0` rather than
+    /// ignore it. The mask it will draw is [`crate::dropout::dropout_mask`].
+    pub dropout_p: f32,
+    /// Seed of the dropout mask (the Philox key).
+    pub dropout_seed: u64,
+    /// Offset of the dropout mask in the Philox counter stream: a call uses `batch * heads`
+    /// subsequences from here (as PyTorch's Philox offset).
+    pub dropout_offset: u64,
 }
 
 impl Default for AttentionOptions {
     fn default() -> Self {
-        Self { causal: false, softmax_scale: None, kernel: ForwardKernel::Auto, deterministic: false }
+        Self {
+            causal: false,
+            softmax_scale: None,
+            kernel: ForwardKernel::Auto,
+            deterministic: false,
+            dropout_p: 0.0,
+            dropout_seed: 0,
+            dropout_offset: 0,
+        }
+    }
+}
+
+impl AttentionOptions {
+    /// `dropout_p` must lie in `[0, 1)`, and be 0 while the kernels have no dropout.
+    pub fn check_dropout(&self) -> Result<()> {
+        let p = self.dropout_p;
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::invalid("dropout_p", format!("{p} must be in [0, 1)")));
+        }
+        if p > 0.0 {
+            return Err(Error::invalid(
+                "dropout_p",
+                format!(
+                    "{p}: dropout is not implemented by the GPU kernels yet (use 0); \
+                     flashattn::dropout::dropout_mask builds its mask for the CPU reference"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -154,6 +191,7 @@ pub fn validate_inputs<T: Element>(
             return Err(Error::invalid("softmax_scale", format!("{s} must be finite and positive")));
         }
     }
+    opts.check_dropout()?;
     select_kernel(opts.kernel, dims.head_dim)?;
     Ok(dims)
 }
@@ -376,5 +414,6 @@ pub fn check_supported<T: Element>(q_shape: &[usize], opts: &AttentionOptions) -
     if T::DTYPE.is_none() {
         return Err(Error::invalid("q", format!("dtype {} is not supported; use f16 or bf16", T::NAME)));
     }
+    opts.check_dropout()?;
     select_kernel(opts.kernel, q_shape[3]).map(|_| ())
 }

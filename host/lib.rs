@@ -22,13 +22,16 @@
 //! Layers: [`runtime`](mod@runtime) (device discovery, module and function cache), [`tensor`](mod@tensor) (typed device
 //! tensors with shapes and strides), [`shape`](mod@shape) (problem dimensions), [`forward`](mod@forward) and [`backward`](mod@backward)
 //! (the operations, validated), [`reference`](mod@reference) (the f64 CPU oracle), [`accuracy`](mod@accuracy)
-//! (FlashAttention's error rules) and [`bench`](mod@bench) (timing harness).
+//! (FlashAttention's error rules), [`bench`](mod@bench) (timing harness), [`io`](mod@io) (safetensors in
+//! and out, for `flashattn run`) and [`dropout`](mod@dropout) (the Philox keep-mask, on the CPU).
 
 pub mod accuracy;
 pub mod backward;
 pub mod bench;
+pub mod dropout;
 pub mod error;
 pub mod forward;
+pub mod io;
 pub(crate) mod launch;
 pub mod plot;
 pub mod ptx;

@@ -86,10 +86,16 @@ fn run_all_packed<T: Element>(cases: &[(Shape, bool)], base: AttentionOptions, p
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
-const SCALAR: AttentionOptions =
-    AttentionOptions { causal: false, softmax_scale: None, kernel: ForwardKernel::Scalar, deterministic: false };
-const TENSOR_CORE: AttentionOptions =
-    AttentionOptions { causal: false, softmax_scale: None, kernel: ForwardKernel::Auto, deterministic: false };
+const TENSOR_CORE: AttentionOptions = AttentionOptions {
+    causal: false,
+    softmax_scale: None,
+    kernel: ForwardKernel::Auto,
+    deterministic: false,
+    dropout_p: 0.0,
+    dropout_seed: 0,
+    dropout_offset: 0,
+};
+const SCALAR: AttentionOptions = AttentionOptions { kernel: ForwardKernel::Scalar, ..TENSOR_CORE };
 const DETERMINISTIC: AttentionOptions = AttentionOptions { deterministic: true, ..TENSOR_CORE };
 
 fn square_cases(head_dims: &[usize], seqlens: &[usize]) -> Vec<(Shape, bool)> {
@@ -250,4 +256,6 @@ fn backward_rejects_bad_input() {
         ..opts
     };
     assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &tiles)), "kernel");
+    let dropout = AttentionOptions { dropout_p: 0.1, ..opts };
+    assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &dropout)), "dropout_p");
 }

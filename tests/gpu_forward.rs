@@ -311,6 +311,11 @@ fn forward_rejects_bad_input() {
     assert_eq!(arg_of(forward(&q, &k, &v, &bad_scale)), "softmax_scale");
     let negative_scale = AttentionOptions { softmax_scale: Some(-0.1), ..opts };
     assert_eq!(arg_of(forward(&q, &k, &v, &negative_scale)), "softmax_scale");
+    // Dropout: out of range, and (until the kernels have it) any p > 0.
+    for p in [-0.1, 1.0, f32::NAN, 0.1] {
+        let dropout = AttentionOptions { dropout_p: p, ..opts };
+        assert_eq!(arg_of(forward(&q, &k, &v, &dropout)), "dropout_p", "p = {p}");
+    }
     // The scalar kernel has head dims 32, 64, 128 only; the tensor-core kernel multiples of 8.
     let scalar = AttentionOptions { kernel: ForwardKernel::Scalar, ..opts };
     assert_eq!(arg_of(forward(&t(&[1, 16, 2, 96]), &t(&[1, 16, 2, 96]), &t(&[1, 16, 2, 96]), &scalar)), "head_dim");

@@ -148,3 +148,30 @@ fn shfl_xor_reads_the_butterfly_partner() {
         }
     }
 }
+
+/// Philox4x32-10 and the dropout keep bits computed on the device agree with the host's
+/// (`flashattn_kernels::philox`), bit for bit: the backward and the CPU reference rely on it.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn philox_and_dropout_bits_match_the_host() {
+    use flashattn_kernels::philox::{keep_threshold, philox4x32_10, DropoutRng};
+    let dev = device();
+    let s = dev.stream();
+    let f = dev.load_kernel("test_philox", 0).unwrap();
+    let (c1, c2, c3, k0, k1) = (0x85a308d3u32, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0);
+    let (seed, offset) = (0x0123_4567_89ab_cdefu64, 1u64 << 33);
+    let threshold = keep_threshold(0.3) as u32;
+    let mut d_out = s.alloc_zeros::<u32>(128).unwrap();
+    let mut d_keep = s.alloc_zeros::<u32>(32).unwrap();
+    let mut b = s.launch_builder(&f);
+    b.arg(&c1).arg(&c2).arg(&c3).arg(&k0).arg(&k1).arg(&seed).arg(&offset).arg(&threshold);
+    b.arg(&mut d_out).arg(&mut d_keep);
+    unsafe { b.launch(one_warp(0)) }.unwrap();
+    let (out, keep) = (s.clone_dtoh(&d_out).unwrap(), s.clone_dtoh(&d_keep).unwrap());
+    let rng = DropoutRng::new(seed, offset, 1, 2, 3);
+    for lane in 0..32u32 {
+        let l = lane as usize;
+        assert_eq!(out[4 * l..4 * l + 4], philox4x32_10([lane, c1, c2, c3], [k0, k1]), "lane {lane}");
+        assert_eq!(keep[l], rng.keep_bits(lane / 4, lane % 4 + 4, threshold as u8) as u32, "lane {lane}");
+    }
+}

@@ -103,3 +103,27 @@ fn embedded_ptx_assembles_without_spills() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "kernels use local memory:\n{}", failures.join("\n"));
 }
+
+/// The body of `.entry name` in a PTX module.
+fn entry_body<'a>(ptx: &'a str, name: &str) -> &'a str {
+    let start = ptx.find(&format!(".entry {name}(")).unwrap_or_else(|| panic!("no entry {name} in the PTX"));
+    let rest = &ptx[start..];
+    &rest[..rest.find("\n}").unwrap_or(rest.len())]
+}
+
+/// Philox compiles to 32-bit `mul.hi.u32` / `mul.lo` pairs (not 64-bit multiplies), without a
+/// call or a trap (the panic handler's, which a bounds check would bring in). `test_philox` makes
+/// two calls: 40 multiplies of each half; in the first round of the dropout stream, whose counter
+/// and key come from 64-bit parameters, LLVM may keep a few in 64 bits.
+#[test]
+fn philox_is_32_bit_multiplies_without_calls_or_traps() {
+    for (arch, ptx) in [("sm_80", flashattn::ptx::sm80()), ("sm_90a", flashattn::ptx::sm90a())] {
+        let body = entry_body(ptx, "test_philox");
+        let count = |op: &str| body.matches(op).count();
+        assert!(count("mul.hi.u32") >= 36, "{arch}: {} mul.hi.u32 in test_philox:\n{body}", count("mul.hi.u32"));
+        assert!(count("mul.lo.s64") <= 2, "{arch}: {} mul.lo.s64 in test_philox:\n{body}", count("mul.lo.s64"));
+        for bad in ["call", "trap", ".local"] {
+            assert_eq!(count(bad), 0, "{arch}: `{bad}` in test_philox:\n{body}");
+        }
+    }
+}

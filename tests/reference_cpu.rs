@@ -465,3 +465,50 @@ fn max_abs_diff_never_lets_nan_pass() {
     assert_eq!(max_abs_diff(&[f64::NEG_INFINITY], &[f64::NEG_INFINITY]), 0.0);
     assert_eq!(max_abs_diff(&[f64::NEG_INFINITY], &[0.0]), f64::INFINITY);
 }
+
+// ---------------------------------------------------------------------------
+// Dropout masks from Philox (flashattn::dropout)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn philox_mask_with_p_zero_equals_no_dropout() {
+    use flashattn::dropout::{dropout_mask, reference_p};
+    let mut rng = StdRng::seed_from_u64(31);
+    let s = shape(2, 17, 70, 4, 2, 8);
+    let x = random_inputs(&mut rng, &s);
+    let mask = dropout_mask(&s, 0.0, 1234, 0);
+    assert!(mask.iter().all(|&k| k));
+    for causal in [false, true] {
+        let plain = RefOptions { causal, ..RefOptions::new(8) };
+        let with = RefOptions { dropout: Some((&mask, reference_p(0.0))), ..plain };
+        let (a, b) = (forward(&x.q, &x.k, &x.v, &s, &plain), forward(&x.q, &x.k, &x.v, &s, &with));
+        assert_eq!((&a.o, &a.lse), (&b.o, &b.lse));
+        let (ga, gb) = (backward(&x.q, &x.k, &x.v, &x.d_o, &s, &plain), backward(&x.q, &x.k, &x.v, &x.d_o, &s, &with));
+        assert_eq!((&ga.dq, &ga.dk, &ga.dv), (&gb.dq, &gb.dk, &gb.dv));
+    }
+}
+
+#[test]
+fn philox_mask_dropout_is_unbiased_in_expectation() {
+    // Averaged over seeds, dropout's output is the undropped output (kept weights are scaled by
+    // the exact inverse keep probability): a check that reference_p matches the mask's rate.
+    use flashattn::dropout::{dropout_mask, reference_p};
+    let mut rng = StdRng::seed_from_u64(32);
+    let s = shape(1, 4, 64, 2, 2, 8);
+    let x = random_inputs(&mut rng, &s);
+    let plain = forward(&x.q, &x.k, &x.v, &s, &RefOptions::new(8));
+    let p = 0.1;
+    let seeds = 400;
+    let mut mean = vec![0.0; s.q_len()];
+    for seed in 0..seeds {
+        let mask = dropout_mask(&s, p, seed, 0);
+        let out =
+            forward(&x.q, &x.k, &x.v, &s, &RefOptions { dropout: Some((&mask, reference_p(p))), ..RefOptions::new(8) });
+        assert_eq!(out.lse, plain.lse, "the LSE is of the softmax before dropout");
+        for (m, o) in mean.iter_mut().zip(&out.o) {
+            *m += o / seeds as f64;
+        }
+    }
+    // Each output is a mean of 64 weighted values; 400 seeds leave a standard error of ~0.01.
+    assert_close(&mean, &plain.o, 0.05, "mean over seeds of the dropped-out output");
+}

@@ -4,6 +4,8 @@
 //!   checks sampled rows against the f64 CPU reference, prints time and TFLOPS.
 //! - `flashattn bench`: the benchmark sweep (shapes of the FlashAttention papers), with peer
 //!   rows from `benches/peers/sdpa_peers.py` printed beside ours.
+//! - `flashattn run in.safetensors out.safetensors [--causal] [--scale S]`: attention (and, when
+//!   the input has `do`, its gradients) on tensors from a safetensors file (`flashattn::io`).
 //! - `flashattn ptx --arch sm_90a`: prints the embedded PTX (for ptxas / sass-report).
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use half::{bf16, f16};
 use flashattn::accuracy::{random_qkv, to_f64};
 use flashattn::bench::{anchor_shapes, bench_backward, bench_forward, device_slug, format_table, time_ms, BenchFile};
 use flashattn::forward::{forward_flops, forward_into, validate_inputs};
+use flashattn::io::{run_file, Backend};
 use flashattn::reference::{self, RefOptions, Shape};
 use flashattn::{AttentionOptions, Device, Element, ForwardKernel, Result, Tensor};
 use rand::SeedableRng;
@@ -31,6 +34,11 @@ enum Command {
     Check(CheckArgs),
     /// Benchmark sweep; writes benches/results/<gpu>.json.
     Bench(BenchArgs),
+    /// Attention on tensors from a safetensors file: reads q, k, v ([batch, seqlen, heads,
+    /// head_dim], all F16 or all BF16; k and v may have fewer heads, GQA) and optionally `do`
+    /// (the gradient of o, shaped like q); writes o, lse (F32 [batch, heads, seqlen_q], natural
+    /// log) and, when the input has `do`, dq, dk, dv.
+    Run(RunArgs),
     /// Draw SVG plots (TFLOPS vs N, ours beside the peers of the same call) from a results file.
     Plot {
         /// Results file (default benches/results/<gpu>.json of a bench run).
@@ -147,6 +155,29 @@ struct BenchArgs {
     deterministic: bool,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Input safetensors file holding q, k, v and optionally do.
+    input: PathBuf,
+    /// Output safetensors file (o, lse; dq, dk, dv when the input has do). Overwritten.
+    output: PathBuf,
+    /// Causal mask, bottom-right aligned when seqlen_q != seqlen_k (as flash-attn >= 2.1).
+    #[arg(long)]
+    causal: bool,
+    /// Softmax scale (default 1/sqrt(head_dim)).
+    #[arg(long)]
+    scale: Option<f32>,
+    /// Forward kernel (the backward picks its own).
+    #[arg(long, value_enum, default_value = "auto")]
+    kernel: KernelArg,
+    /// Compute with the f64 CPU reference instead of the GPU (slow: for checking, or without a GPU).
+    #[arg(long)]
+    reference: bool,
+    /// GPU ordinal.
+    #[arg(long, default_value_t = 0)]
+    device: usize,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Check(CheckArgs::default())) {
@@ -155,6 +186,7 @@ fn main() -> ExitCode {
             DtypeArg::F16 => check::<f16>(&a),
         },
         Command::Bench(a) => bench(&a),
+        Command::Run(a) => run(&a),
         Command::Plot { results, out } => plot(&results, out),
         Command::Ptx { arch } => {
             print!(
@@ -294,6 +326,34 @@ fn check_backward_runs<T: Element>(
     println!("device memory: allocated by backward {extra_mib:.1} MiB (dq, dk, dv, row statistics, f32 dq)");
     println!("gradient elements not finite: {bad}");
     Ok(bad == 0)
+}
+
+fn run(a: &RunArgs) -> Result<bool> {
+    let opts =
+        AttentionOptions { causal: a.causal, softmax_scale: a.scale, kernel: a.kernel.into(), ..Default::default() };
+    let backend = if a.reference { Backend::Reference } else { Backend::Gpu(a.device) };
+    let r = run_file(&a.input, &a.output, &opts, backend)?;
+    if !r.ignored.is_empty() {
+        eprintln!("flashattn: ignored tensors {:?} (run reads q, k, v and do)", r.ignored);
+    }
+    let s = r.shape;
+    println!(
+        "{} q [{}, {}, {}, {}], k/v [{}, {}, {}, {}], causal {}{}: wrote o, lse{} to {}",
+        r.dtype,
+        s.batch,
+        s.seqlen_q,
+        s.heads,
+        s.head_dim,
+        s.batch,
+        s.seqlen_k,
+        s.heads_kv,
+        s.head_dim,
+        a.causal,
+        if a.reference { " (CPU reference)" } else { "" },
+        if r.gradients { ", dq, dk, dv" } else { "" },
+        a.output.display()
+    );
+    Ok(true)
 }
 
 fn bench(a: &BenchArgs) -> Result<bool> {

@@ -3,6 +3,8 @@
 //! lane <-> element mapping, not just a final product.
 use core::arch::nvptx::{_syncthreads, _thread_idx_x};
 
+use crate::philox::{philox4x32_10, DropoutRng};
+
 use crate::arch::sm80::{
     cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ldmatrix_x4, ldmatrix_x4_trans,
     mma_m16n8k16_bf16, mma_m16n8k16_f16, shfl_xor_f32,
@@ -65,4 +67,31 @@ pub unsafe extern "ptx-kernel" fn test_mma_m16n8k16(a: *const u32, b: *const u32
 pub unsafe extern "ptx-kernel" fn test_shfl_xor(mask: u32, out: *mut f32) {
     let lane = _thread_idx_x();
     *out.add(lane as usize) = shfl_xor_f32(lane as f32 * 10.0, mask);
+}
+
+/// Philox and the dropout keep bits on the device, for comparison with the host's:
+/// `out[4 * lane + i]` = word `i` of `philox4x32_10([lane, c1, c2, c3], [k0, k1])`, and
+/// `keep[lane]` = the keep bits of call `lane % 4 + 4` (the lane's columns of keys 64..128) of
+/// row `lane / 4` in the stream of (b, h) = (1, 2) of 3 heads.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "ptx-kernel" fn test_philox(
+    c1: u32,
+    c2: u32,
+    c3: u32,
+    k0: u32,
+    k1: u32,
+    seed: u64,
+    offset: u64,
+    threshold: u32,
+    out: *mut u32,
+    keep: *mut u32,
+) {
+    let lane = _thread_idx_x();
+    let r = philox4x32_10([lane, c1, c2, c3], [k0, k1]);
+    for (i, v) in r.iter().enumerate() {
+        *out.add(lane as usize * 4 + i) = *v;
+    }
+    let rng = DropoutRng::new(seed, offset, 1, 2, 3);
+    *keep.add(lane as usize) = rng.keep_bits(lane / 4, lane % 4 + 4, threshold as u8) as u32;
 }

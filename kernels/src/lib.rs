@@ -4,10 +4,11 @@
 //! - for `nvptx64-nvidia-cuda` by `build.rs` (nightly, `-Zbuild-std=core`, `--emit=asm`): the PTX
 //!   that the host embeds. Everything under `cfg(target_arch = "nvptx64")` is device code.
 //! - for the host, as an ordinary dependency of `flashattn` (stable): only the shared part is
-//!   compiled: the kernel parameter structs ([`params`]), the tile configurations ([`config`]) and
-//!   the tables of kernel entry points (`kernel_table.rs`: `for_each_mma_forward_kernel!` and
-//!   its siblings). Because both sides read the same definitions, launch parameters cannot
-//!   disagree with the kernels.
+//!   compiled: the kernel parameter structs ([`params`]), the tile configurations ([`config`]),
+//!   the dropout random numbers ([`philox`]) and the tables of kernel entry points
+//!   (`kernel_table.rs`: `for_each_mma_forward_kernel!` and its siblings). Because both sides
+//!   read the same definitions, launch parameters cannot disagree with the kernels, and the CPU
+//!   reference's dropout mask cannot disagree with the kernels' one.
 //!
 //! Layers of the device code (see STYLE.md): `arch` holds one thin wrapper per PTX instruction;
 //! `element` the f16/bf16 conversions and MMA per type; `scalar_tile` the f32 tiles of the
@@ -24,6 +25,7 @@
 
 pub mod config;
 pub mod params;
+pub mod philox;
 
 #[macro_use]
 mod kernel_table;

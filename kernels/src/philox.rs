@@ -1,0 +1,335 @@
+//! Philox4x32-10, the counter-based random number generator of Random123 (Salmon et al., SC'11),
+//! and the dropout keep-mask built on it. Pure functions, shared by the kernels and the host: the
+//! backward regenerates exactly the forward's mask, and the CPU reference builds the same mask
+//! (`flashattn::dropout`) from the same code.
+//!
+//! # The dropout mask
+//!
+//! Every element `(b, h, row, col)` of the `[batch, heads, seqlen_q, seqlen_k]` attention matrix
+//! gets one random byte; it is kept iff `byte <= threshold` ([`keep_threshold`]).
+//!
+//! - key = the seed: `[seed as u32, (seed >> 32) as u32]`.
+//! - counter = `[column_word(col), row, lo, hi]` where `(hi, lo)` are the two halves of the
+//!   `u64` `offset + (b * heads + h)` (wrapping). Like PyTorch's Philox offset, `offset` is a
+//!   position in the counter stream: a call uses `batch * heads` subsequences from `offset` on,
+//!   so calls that must draw independent masks with one seed use offsets at least `batch * heads`
+//!   apart (or different seeds).
+//! - One call yields 16 bytes, for 16 elements of one row: `column_word(col) = (col / 64) * 4 +
+//!   (col % 8) / 2` picks the call, and `column_byte(col) = 2 * ((col % 64) / 8) + col % 2` the
+//!   byte, byte `k` being bits `8 * (k % 4) ..` of output word `k / 4`.
+//!
+//! Why this mapping: in the accumulator of `mma.sync.m16n8k16` (and of Hopper's `wgmma`), the
+//! thread with `lane % 4 = c` holds, of each row it owns, the columns `8 t + 2 c + {0, 1}` of
+//! every 8-column tile `t`. Those 16 columns of a 64-column block are exactly the 16 bytes of one
+//! call, so a thread makes one Philox call per row it holds per 64 keys, with no call repeated by
+//! the other lanes and no shuffles ([`DropoutRng::keep_bits`] returns them in that order). 8-bit
+//! thresholds, as flash-attn has them, resolve `p` to a multiple of 1/256 (the keep probability
+//! is within 1/512 of `1 - p`, and [`keep_probability`] gives it exactly, for the `1/(1-p)`
+//! rescale); 32-bit compares would resolve `p` exactly but would cost one call
+//! per 4 elements, 8 times as many, while the whole softmax costs only a few instructions an
+//! element.
+
+/// Philox4x32 round multipliers.
+pub const PHILOX_M4X32: [u32; 2] = [0xD251_1F53, 0xCD9E_8D57];
+/// Weyl sequence constants added to the key between rounds (golden ratio, sqrt(3) - 1).
+pub const PHILOX_W32: [u32; 2] = [0x9E37_79B9, 0xBB67_AE85];
+
+/// High and low 32 bits of `a * b`. The high half through a 64-bit product, which LLVM matches to
+/// `mul.hi.u32` on NVPTX; the low half as its own 32-bit `mul.lo`: taken as `p as u32`, LLVM
+/// keeps it as a 64-bit value and multiplies it in the next round with a slow `mul.lo.s64`.
+#[inline(always)]
+fn mulhilo(a: u32, b: u32) -> (u32, u32) {
+    (((a as u64 * b as u64) >> 32) as u32, a.wrapping_mul(b))
+}
+
+#[inline(always)]
+fn round(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let (hi0, lo0) = mulhilo(PHILOX_M4X32[0], ctr[0]);
+    let (hi1, lo1) = mulhilo(PHILOX_M4X32[1], ctr[2]);
+    [hi1 ^ ctr[1] ^ key[0], lo1, hi0 ^ ctr[3] ^ key[1], lo0]
+}
+
+/// Philox4x32 with `ROUNDS` rounds (the key is bumped by the Weyl constants between rounds).
+#[inline(always)]
+pub fn philox4x32<const ROUNDS: u32>(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let (mut ctr, mut key) = (counter, key);
+    let mut r = 0;
+    while r < ROUNDS {
+        if r > 0 {
+            key = [key[0].wrapping_add(PHILOX_W32[0]), key[1].wrapping_add(PHILOX_W32[1])];
+        }
+        ctr = round(ctr, key);
+        r += 1;
+    }
+    ctr
+}
+
+/// Philox4x32-10: 128 random bits from a 128-bit counter and a 64-bit key (Random123's
+/// `philox4x32` with its default 10 rounds).
+#[inline(always)]
+pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    philox4x32::<10>(counter, key)
+}
+
+/// The byte threshold of drop probability `p` (`0 <= p < 1`): an element is kept iff its random
+/// byte is `<= threshold`, so it is kept with probability `(threshold + 1) / 256`, the multiple of
+/// 1/256 nearest to `1 - p` (at least 1/256). `p = 0` gives 255: every element kept.
+#[inline(always)]
+pub fn keep_threshold(p: f32) -> u8 {
+    // `as` saturates (NaN -> 0); the sum is the rounded number of kept byte values, 1..=256.
+    let kept = ((1.0 - p) * 256.0 + 0.5) as i32;
+    (kept.clamp(1, 256) - 1) as u8
+}
+
+/// The probability that an element is kept under `threshold`: `(threshold + 1) / 256`. Kept
+/// elements are scaled by its inverse, so the expectation of the output is exact.
+#[inline(always)]
+pub fn keep_probability(threshold: u8) -> f32 {
+    (threshold as f32 + 1.0) / 256.0
+}
+
+/// Which Philox call of a row holds column `col`: counter word 0.
+#[inline(always)]
+pub fn column_word(col: u32) -> u32 {
+    (col / 64) * 4 + (col % 8) / 2
+}
+
+/// Which of the 16 bytes of its call holds column `col` (0..16).
+#[inline(always)]
+pub fn column_byte(col: u32) -> u32 {
+    2 * ((col % 64) / 8) + col % 2
+}
+
+/// The column of byte `byte` (0..16) of call `word`: the inverse of ([`column_word`], [`column_byte`]).
+#[inline(always)]
+pub fn column_of(word: u32, byte: u32) -> u32 {
+    (word / 4) * 64 + (byte / 2) * 8 + (word % 4) * 2 + byte % 2
+}
+
+/// The 16 keep bits of 16 random bytes: bit `k` is `byte k <= threshold`.
+#[inline(always)]
+pub fn keep_bits_of(bytes: [u32; 4], threshold: u8) -> u16 {
+    let t = threshold as u32;
+    let mut bits = 0u32;
+    let mut k = 0;
+    while k < 16 {
+        let byte = (bytes[(k / 4) & 3] >> (8 * (k % 4))) & 0xff;
+        bits |= ((byte <= t) as u32) << k;
+        k += 1;
+    }
+    bits as u16
+}
+
+/// The dropout random stream of one (batch, head): the key and counter words 2-3 fixed, so a
+/// kernel builds it once and makes one call per 16 elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropoutRng {
+    key: [u32; 2],
+    /// Counter words 2 and 3: `offset + b * heads + h`, split once here so that every call is
+    /// 32-bit arithmetic only.
+    subsequence: [u32; 2],
+}
+
+impl DropoutRng {
+    /// The stream of `(b, h)` (with `heads` query heads) for `seed` and `offset`.
+    #[inline(always)]
+    pub fn new(seed: u64, offset: u64, b: u32, h: u32, heads: u32) -> Self {
+        let bh = b as u64 * heads as u64 + h as u64;
+        let s = offset.wrapping_add(bh);
+        DropoutRng { key: [seed as u32, (seed >> 32) as u32], subsequence: [s as u32, (s >> 32) as u32] }
+    }
+
+    /// The 16 random bytes of call `word` of `row`.
+    #[inline(always)]
+    pub fn bytes(&self, row: u32, word: u32) -> [u32; 4] {
+        let [lo, hi] = self.subsequence;
+        philox4x32_10([word, row, lo, hi], self.key)
+    }
+
+    /// The keep bits of call `word` of `row`: bit `k` is column [`column_of`]`(word, k)`. For
+    /// `word = (col0 / 64) * 4 + c` (`col0` a multiple of 64, `c` = `lane % 4` in the MMA
+    /// accumulator layout), bit `2 t + e` is column `col0 + 8 t + 2 c + e`: element `e` of 8-column
+    /// tile `t` of that thread.
+    #[inline(always)]
+    pub fn keep_bits(&self, row: u32, word: u32, threshold: u8) -> u16 {
+        keep_bits_of(self.bytes(row, word), threshold)
+    }
+
+    /// Whether element `(row, col)` is kept.
+    #[inline(always)]
+    pub fn keep(&self, row: u32, col: u32, threshold: u8) -> bool {
+        let bytes = self.bytes(row, column_word(col));
+        let k = column_byte(col);
+        let byte = (bytes[((k / 4) & 3) as usize] >> (8 * (k % 4))) & 0xff;
+        byte <= threshold as u32
+    }
+
+    /// Keep bits of the 8 consecutive columns `col0 .. col0 + 8` (`col0` a multiple of 8): bit `i`
+    /// is column `col0 + i`. Four calls (a pair of columns each), for code that walks columns in
+    /// order; kernels use [`DropoutRng::keep_bits`].
+    #[inline(always)]
+    pub fn keep8(&self, row: u32, col0: u32, threshold: u8) -> u8 {
+        let mut bits = 0u32;
+        let mut pair = 0;
+        while pair < 4 {
+            let col = col0 + 2 * pair;
+            let word_bits = self.keep_bits(row, column_word(col), threshold) as u32;
+            // Columns col and col + 1 are bytes k and k + 1 of their call.
+            bits |= ((word_bits >> column_byte(col)) & 3) << (2 * pair);
+            pair += 1;
+        }
+        bits as u8
+    }
+}
+
+/// Whether element `(b, h, row, col)` of the attention matrix is kept by dropout with this seed,
+/// offset and threshold ([`keep_threshold`]); `heads` is the number of query heads. A pure
+/// function: the forward, the backward and the CPU reference agree by construction.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn dropout_keep(seed: u64, offset: u64, b: u32, h: u32, heads: u32, row: u32, col: u32, threshold: u8) -> bool {
+    DropoutRng::new(seed, offset, b, h, heads).keep(row, col, threshold)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random123 `tests/kat_vectors`, the `philox4x32` lines: (rounds, counter, key, result).
+    const KAT: [(u32, [u32; 4], [u32; 2], [u32; 4]); 6] = [
+        (7, [0; 4], [0; 2], [0x5f6fb709, 0x0d893f64, 0x4f121f81, 0x4f730a48]),
+        (7, [0xffffffff; 4], [0xffffffff; 2], [0x5207ddc2, 0x45165e59, 0x4d8ee751, 0x8c52f662]),
+        (
+            7,
+            [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+            [0xa4093822, 0x299f31d0],
+            [0x4dfccaba, 0x190a87f0, 0xc47362ba, 0xb6b5242a],
+        ),
+        (10, [0; 4], [0; 2], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
+        (10, [0xffffffff; 4], [0xffffffff; 2], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]),
+        (
+            10,
+            [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+            [0xa4093822, 0x299f31d0],
+            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
+        ),
+    ];
+
+    #[test]
+    fn random123_known_answers() {
+        for (rounds, ctr, key, expected) in KAT {
+            let got = match rounds {
+                7 => philox4x32::<7>(ctr, key),
+                _ => philox4x32_10(ctr, key),
+            };
+            assert_eq!(got, expected, "philox4x32-{rounds} counter {ctr:08x?} key {key:08x?}");
+        }
+    }
+
+    #[test]
+    fn column_mapping_is_a_bijection_matching_the_mma_layout() {
+        for col in 0..1024u32 {
+            let (w, k) = (column_word(col), column_byte(col));
+            assert!(k < 16);
+            assert_eq!(column_of(w, k), col);
+        }
+        for word in 0..64u32 {
+            for k in 0..16 {
+                assert_eq!((column_word(column_of(word, k)), column_byte(column_of(word, k))), (word, k));
+            }
+        }
+        // Lane c of a quad holds columns 8t + 2c + e of a 64-column block: all in one call.
+        for c in 0..4u32 {
+            for t in 0..8u32 {
+                for e in 0..2u32 {
+                    let col = 128 + 8 * t + 2 * c + e;
+                    assert_eq!(column_word(col), 2 * 4 + c);
+                    assert_eq!(column_byte(col), 2 * t + e);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn thresholds() {
+        assert_eq!(keep_threshold(0.0), 255);
+        assert_eq!(keep_probability(255), 1.0);
+        assert_eq!(keep_threshold(0.5), 127);
+        assert_eq!(keep_probability(keep_threshold(0.5)), 0.5);
+        assert_eq!(keep_threshold(0.1), 229); // 230/256 = 0.898 kept
+        assert_eq!(keep_threshold(0.9999), 0); // at least 1/256 kept
+        for i in 0..1000 {
+            let p = i as f32 / 1000.0;
+            let err = (1.0 - p - keep_probability(keep_threshold(p))).abs();
+            assert!(err <= 1.0 / 512.0 + 1e-6 || p > 0.998, "p {p}: keep probability off by {err}");
+        }
+    }
+
+    #[test]
+    fn keep_agrees_with_keep_bits_and_keep8() {
+        let rng = DropoutRng::new(0x1234_5678_9abc_def0, 7, 1, 2, 3);
+        let t = keep_threshold(0.3);
+        for row in [0u32, 1, 77] {
+            for col0 in (0..256u32).step_by(8) {
+                let bits8 = rng.keep8(row, col0, t);
+                for i in 0..8 {
+                    let col = col0 + i;
+                    let keep = rng.keep(row, col, t);
+                    assert_eq!(keep, (bits8 >> i) & 1 == 1);
+                    let bits = rng.keep_bits(row, column_word(col), t);
+                    assert_eq!(keep, (bits >> column_byte(col)) & 1 == 1);
+                    assert_eq!(keep, dropout_keep(0x1234_5678_9abc_def0, 7, 1, 2, 3, row, col, t));
+                }
+            }
+        }
+    }
+
+    /// Drop fraction of an n_rows x n_cols mask.
+    fn drop_fraction(seed: u64, offset: u64, b: u32, h: u32, p: f32, n_rows: u32, n_cols: u32) -> f64 {
+        let rng = DropoutRng::new(seed, offset, b, h, 4);
+        let t = keep_threshold(p);
+        let mut kept = 0u64;
+        for row in 0..n_rows {
+            for word in 0..n_cols / 16 {
+                kept += rng.keep_bits(row, word, t).count_ones() as u64;
+            }
+        }
+        1.0 - kept as f64 / (n_rows as f64 * n_cols as f64)
+    }
+
+    #[test]
+    fn drop_fraction_is_p() {
+        for p in [0.1f32, 0.5] {
+            for (seed, b, h) in [(0u64, 0, 0), (42, 1, 3), (u64::MAX, 0, 1)] {
+                let f = drop_fraction(seed, 0, b, h, p, 512, 1024);
+                assert!((f - p as f64).abs() <= 0.01, "p {p} seed {seed} (b, h) ({b}, {h}): dropped {f}");
+            }
+        }
+        assert_eq!(drop_fraction(3, 0, 0, 0, 0.0, 64, 1024), 0.0);
+    }
+
+    #[test]
+    fn streams_differ_across_batch_heads_seeds_offsets_and_are_reproducible() {
+        let t = keep_threshold(0.5);
+        let mask =
+            |rng: DropoutRng| -> [u16; 64] { core::array::from_fn(|i| rng.keep_bits(i as u32 / 16, i as u32 % 16, t)) };
+        let base = mask(DropoutRng::new(9, 0, 0, 0, 4));
+        assert_eq!(base, mask(DropoutRng::new(9, 0, 0, 0, 4)));
+        for other in [
+            DropoutRng::new(9, 0, 0, 1, 4),
+            DropoutRng::new(9, 0, 1, 0, 4),
+            DropoutRng::new(10, 0, 0, 0, 4),
+            DropoutRng::new(9 | 1 << 40, 0, 0, 0, 4),
+            DropoutRng::new(9, 8, 0, 0, 4),
+            DropoutRng::new(9, 1 << 40, 0, 0, 4),
+        ] {
+            let m = mask(other);
+            let same = base.iter().zip(&m).map(|(a, b)| (!(a ^ b)).count_ones()).sum::<u32>();
+            // 1024 fair bits: about half agree; all agreeing would mean the same stream.
+            assert!((400..624).contains(&same), "{other:?}: {same} of 1024 keep bits equal to the base stream");
+        }
+        // (b, h) is one subsequence: b * heads + h.
+        assert_eq!(DropoutRng::new(9, 0, 1, 0, 4), DropoutRng::new(9, 0, 0, 4, 4));
+        assert_eq!(DropoutRng::new(9, 4, 0, 0, 4), DropoutRng::new(9, 0, 1, 0, 4));
+    }
+}
