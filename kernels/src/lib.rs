@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod params;
+pub mod smem_layout;
 
 #[macro_use]
 mod kernel_table;
