@@ -89,6 +89,28 @@ macro_rules! for_each_mma_forward_kernel {
     };
 }
 
+/// The Hopper forward (`wgmma`, sm_90a PTX only): `callback!(name, Dtype, head_dim, block_m,
+/// block_n, causal)`. `block_m / 64` warpgroups; see `WgmmaForwardConfig`. Only the sm_90a PTX
+/// contains these entry points: the host selects them on compute capability 9.0 only.
+///
+/// Why these tiles (not measured yet, FlashAttention-3's choices as the starting point):
+/// 128 x 128 with 2 warpgroups at both head dims. At d = 128, S (64 f32) + O (64 f32) + P
+/// (32 u32) per thread need ~200 registers: 2 warpgroups (256 threads) leave 255 each, 3 would
+/// leave 168. Shared memory: d = 128 takes 161 KB (one CTA per SM), d = 64 81 KB (two per SM).
+#[macro_export]
+macro_rules! for_each_wgmma_forward_kernel {
+    ($m:ident) => {
+        $m!(flash_fwd_wgmma_f16_d64, F16, 64, 128, 128, false);
+        $m!(flash_fwd_wgmma_f16_d64_causal, F16, 64, 128, 128, true);
+        $m!(flash_fwd_wgmma_bf16_d64, Bf16, 64, 128, 128, false);
+        $m!(flash_fwd_wgmma_bf16_d64_causal, Bf16, 64, 128, 128, true);
+        $m!(flash_fwd_wgmma_f16_d128, F16, 128, 128, 128, false);
+        $m!(flash_fwd_wgmma_f16_d128_causal, F16, 128, 128, 128, true);
+        $m!(flash_fwd_wgmma_bf16_d128, Bf16, 128, 128, 128, false);
+        $m!(flash_fwd_wgmma_bf16_d128_causal, Bf16, 128, 128, 128, true);
+    };
+}
+
 /// The scalar backward: `callback!(name, Dq | Dv | Dk, Dtype, head_dim, causal)`.
 #[macro_export]
 macro_rules! for_each_scalar_backward_kernel {
