@@ -9,7 +9,9 @@
 //!
 //! They need an sm_90 GPU (H100/H200): `#[ignore]`d here; on another GPU they say so and pass.
 use cudarc::driver::{LaunchConfig, PushKernelArg};
-use flashattn::Device;
+use flashattn::accuracy::{check_forward, random_qkv, ForwardCheck};
+use flashattn::reference::{RefOptions, Shape};
+use flashattn::{forward, forward_into, AttentionOptions, Device, Element, Error, ForwardKernel, Tensor};
 use flashattn_kernels::smem_layout::{sw128_k_major_strides, sw128_mn_major_strides};
 use half::{bf16, f16};
 use rand::{Rng, SeedableRng};
@@ -202,4 +204,227 @@ fn wgmma_rs_m64n64k16_mn_major_b_sw128() {
 fn wgmma_rs_m64n128k16_mn_major_b_sw128() {
     check_rs(true, 128, 64);
     check_rs(false, 128, 64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The forward
+
+const WG: ForwardKernel = ForwardKernel::Wgmma;
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    shape: Shape,
+    causal: bool,
+    seed: u64,
+}
+
+fn shape(batch: usize, seqlen_q: usize, seqlen_k: usize, heads: usize, heads_kv: usize, head_dim: usize) -> Shape {
+    Shape { batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim }
+}
+
+fn upload_qkv<T: Element>(dev: &Device, s: &Shape, q: &[T], k: &[T], v: &[T]) -> (Tensor<T>, Tensor<T>, Tensor<T>) {
+    (
+        dev.upload(q, &[s.batch, s.seqlen_q, s.heads, s.head_dim]).unwrap(),
+        dev.upload(k, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim]).unwrap(),
+        dev.upload(v, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim]).unwrap(),
+    )
+}
+
+/// One case: fresh random inputs, NaN-poisoned outputs, forward, compare (2x rule).
+fn run_case<T: Element>(dev: &Device, case: &Case) -> ForwardCheck {
+    let s = &case.shape;
+    let (qh, kh, vh) = random_qkv::<T>(s, case.seed);
+    let (q, k, v) = upload_qkv(dev, s, &qh, &kh, &vh);
+    let mut o = dev.alloc::<T>(q.shape()).unwrap();
+    let mut lse = dev.alloc::<f32>(&[s.batch, s.heads, s.seqlen_q]).unwrap();
+    o.fill(T::NAN).unwrap();
+    lse.fill(f32::NAN).unwrap();
+    let opts = AttentionOptions { causal: case.causal, softmax_scale: None, kernel: WG };
+    forward_into(&q, &k, &v, &mut o, &mut lse, &opts).unwrap();
+    let ref_opts = RefOptions { causal: case.causal, ..RefOptions::new(s.head_dim) };
+    check_forward(&qh, &kh, &vh, s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap())
+}
+
+/// Runs every case, one line each, and fails listing all failures.
+fn run_all<T: Element>(cases: &[Case]) {
+    let Some(dev) = hopper() else { return };
+    let mut failures = Vec::new();
+    for case in cases {
+        let check = run_case::<T>(&dev, case);
+        let line = format!("wgmma {} {:?} causal={} seed={}: {check}", T::NAME, case.shape, case.causal, case.seed);
+        println!("{line}");
+        if !check.passed() {
+            failures.push(line);
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+const SEQLENS: [usize; 6] = [1, 17, 97, 128, 1025, 4096];
+
+/// Square cases, d 64 and 128; N = 4096 with one batch and head (the f64 reference dominates).
+fn square_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut seed = 7000;
+    for d in [64, 128] {
+        for n in SEQLENS {
+            for causal in [false, true] {
+                seed += 1;
+                let (b, h) = if n >= 4096 { (1, 1) } else { (2, 2) };
+                cases.push(Case { shape: shape(b, n, n, h, h, d), causal, seed });
+            }
+        }
+    }
+    cases
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_bf16_matches_reference() {
+    run_all::<bf16>(&square_cases());
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_f16_matches_reference() {
+    run_all::<f16>(&square_cases());
+}
+
+/// seqlen_q != seqlen_k both ways (causal aligned bottom-right; rows that see no key give zeros
+/// and LSE -inf), including partial last blocks on both sides.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_seqlen_q_differs_from_seqlen_k() {
+    let pairs = [(1, 97), (97, 1), (17, 1025), (1025, 17), (128, 97), (97, 128), (64, 65), (300, 1000), (1000, 300)];
+    let mut cases = Vec::new();
+    for d in [64, 128] {
+        for (i, &(nq, nk)) in pairs.iter().enumerate() {
+            for causal in [false, true] {
+                cases.push(Case { shape: shape(1, nq, nk, 2, 2, d), causal, seed: 7500 + i as u64 });
+            }
+        }
+    }
+    run_all::<bf16>(&cases);
+    run_all::<f16>(&cases[..cases.len() / 2]);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_gqa_and_mqa() {
+    let cases: Vec<Case> = [(8, 2, 64), (8, 1, 128), (6, 3, 128), (4, 4, 64)]
+        .iter()
+        .flat_map(|&(h, hkv, d)| {
+            [false, true].map(|causal| Case {
+                shape: shape(2, 197, 300, h, hkv, d),
+                causal,
+                seed: 7800 + h as u64 + hkv as u64,
+            })
+        })
+        .collect();
+    run_all::<bf16>(&cases);
+}
+
+/// Real head dims below 64 / 128 are zero-padded inside the kernel.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_every_head_dim() {
+    let cases: Vec<Case> = (8..=128)
+        .step_by(8)
+        .map(|d| Case { shape: shape(1, 97, 113, 4, 2, d), causal: d % 16 == 0, seed: 7900 + d as u64 })
+        .collect();
+    run_all::<bf16>(&cases);
+    run_all::<f16>(&cases);
+}
+
+/// q, k, v as views into one packed `[batch, seqlen, 3, heads, d]` buffer.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_strided_packed_qkv() {
+    let Some(dev) = hopper() else { return };
+    for d in [64, 128] {
+        for causal in [false, true] {
+            let s = shape(2, 197, 197, 4, 4, d);
+            let (qh, kh, vh) = random_qkv::<bf16>(&s, 77);
+            let h = s.heads;
+            let mut packed = vec![bf16::ZERO; s.batch * s.seqlen_q * 3 * h * d];
+            for b in 0..s.batch {
+                for i in 0..s.seqlen_q {
+                    for hh in 0..h {
+                        for c in 0..d {
+                            let src = ((b * s.seqlen_q + i) * h + hh) * d + c;
+                            let dst = |which: usize| (((b * s.seqlen_q + i) * 3 + which) * h + hh) * d + c;
+                            packed[dst(0)] = qh[src];
+                            packed[dst(1)] = kh[src];
+                            packed[dst(2)] = vh[src];
+                        }
+                    }
+                }
+            }
+            let strides = [s.seqlen_q * 3 * h * d, 3 * h * d, d, 1];
+            let view = |which: usize| {
+                dev.upload_strided(&packed[which * h * d..], &[s.batch, s.seqlen_q, h, d], &strides).unwrap()
+            };
+            let (q, k, v) = (view(0), view(1), view(2));
+            assert!(!q.is_contiguous());
+            let (o, lse) = forward(&q, &k, &v, &AttentionOptions { causal, kernel: WG, ..Default::default() }).unwrap();
+            let ref_opts = RefOptions { causal, ..RefOptions::new(d) };
+            let check = check_forward(&qh, &kh, &vh, &s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap());
+            println!("wgmma strided d={d} causal={causal}: {check}");
+            assert!(check.passed(), "{check}");
+        }
+    }
+}
+
+/// Same inputs, same bits (no atomics, no order-dependent reductions).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_is_deterministic() {
+    let Some(dev) = hopper() else { return };
+    let s = shape(2, 1025, 1025, 4, 4, 128);
+    let (qh, kh, vh) = random_qkv::<bf16>(&s, 3);
+    let (q, k, v) = upload_qkv(&dev, &s, &qh, &kh, &vh);
+    let opts = AttentionOptions { causal: true, kernel: WG, ..Default::default() };
+    let (o0, l0) = forward(&q, &k, &v, &opts).unwrap();
+    let (o0, l0) = (o0.to_host().unwrap(), l0.to_host().unwrap());
+    for _ in 0..10 {
+        let (o, l) = forward(&q, &k, &v, &opts).unwrap();
+        assert!(o.to_host().unwrap().iter().zip(&o0).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(l.to_host().unwrap().iter().zip(&l0).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
+/// Every compiled wgmma kernel (table row) once, on a shape with partial blocks and GQA.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_every_table_row() {
+    let Some(dev) = hopper() else { return };
+    let mut failures = Vec::new();
+    for (i, row) in flashattn::forward::wgmma_kernel_rows().iter().enumerate() {
+        let case =
+            Case { shape: shape(1, 200, 331, 2, 1, row.config.head_dim), causal: row.causal, seed: 8000 + i as u64 };
+        let check = match row.dtype {
+            flashattn::Dtype::Bf16 => run_case::<bf16>(&dev, &case),
+            flashattn::Dtype::F16 => run_case::<f16>(&dev, &case),
+        };
+        let line = format!("{} {:?}: {check}", row.name, case.shape);
+        println!("{line}");
+        if !check.passed() {
+            failures.push(line);
+        }
+    }
+    assert!(failures.is_empty(), "{} kernels failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Head dims above 128 have no wgmma kernel: an error value naming it, no launch.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_rejects_unsupported_head_dim() {
+    let Some(dev) = hopper() else { return };
+    let t = |shape: &[usize]| -> Tensor<bf16> {
+        let n: usize = shape.iter().product();
+        dev.upload(&vec![bf16::ONE; n], shape).unwrap()
+    };
+    let x = t(&[1, 16, 2, 136]);
+    let r = forward(&x, &x, &x, &AttentionOptions { kernel: WG, ..Default::default() });
+    assert!(matches!(r, Err(Error::UnsupportedHeadDim { head_dim: 136, .. })), "{r:?}");
 }

@@ -103,3 +103,21 @@ fn embedded_ptx_assembles_without_spills() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "kernels use local memory:\n{}", failures.join("\n"));
 }
+
+/// The wgmma kernels are in the sm_90a PTX only, and the sm_80 PTX holds no Hopper instruction
+/// (the host picks the PTX by compute capability: sm_80 PTX is what every non-9.0 GPU loads).
+#[test]
+fn wgmma_kernels_are_only_in_the_sm90a_ptx() {
+    let rows = flashattn::forward::wgmma_kernel_rows();
+    assert!(!rows.is_empty());
+    for r in rows {
+        let entry = format!(".entry {}(", r.name);
+        assert!(flashattn::ptx::SM90A.contains(&entry), "{} missing from the sm_90a PTX", r.name);
+        assert!(!flashattn::ptx::SM80.contains(&entry), "{} is in the sm_80 PTX", r.name);
+        assert!(r.config.is_valid(), "{r:?}");
+    }
+    assert!(flashattn::ptx::SM90A.contains("wgmma.mma_async"));
+    for hopper_only in ["wgmma", "setmaxnreg", "fence.proxy.async"] {
+        assert!(!flashattn::ptx::SM80.contains(hopper_only), "the sm_80 PTX contains {hopper_only}");
+    }
+}

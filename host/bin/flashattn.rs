@@ -63,6 +63,8 @@ enum KernelArg {
     Auto,
     TensorCore,
     Scalar,
+    /// Hopper wgmma kernel (sm_90 only).
+    Wgmma,
 }
 
 impl From<KernelArg> for ForwardKernel {
@@ -71,6 +73,7 @@ impl From<KernelArg> for ForwardKernel {
             KernelArg::Auto => ForwardKernel::Auto,
             KernelArg::TensorCore => ForwardKernel::TensorCore,
             KernelArg::Scalar => ForwardKernel::Scalar,
+            KernelArg::Wgmma => ForwardKernel::Wgmma,
         }
     }
 }
@@ -255,6 +258,7 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     let base_label = match a.kernel {
         KernelArg::Auto | KernelArg::TensorCore => "ours".to_string(),
         KernelArg::Scalar => "ours-scalar".to_string(),
+        KernelArg::Wgmma => "ours-wgmma".to_string(),
     };
     // (label, options) per kernel configuration swept.
     let mut configs = Vec::new();
