@@ -46,6 +46,9 @@ pub enum ForwardKernel {
     /// multiples of 8 up to 128 (padded to 64 or 128 inside the kernel). Explicit opt-in while it
     /// is being verified; `Auto` does not pick it yet.
     Wgmma,
+    /// The wgmma kernel with explicit tiles and schedule (for tuning and tests): `pipelined`
+    /// false is the serial schedule. Only the configurations in the kernel table exist.
+    WgmmaConfig { block_m: u16, block_n: u16, pipelined: bool },
 }
 
 /// Attention forward: returns `O` (`[batch, seqlen_q, heads, head_dim]`, contiguous) and the
@@ -152,7 +155,7 @@ pub fn validate_inputs<T: Element>(
             return Err(Error::invalid("softmax_scale", format!("{s} must be finite and positive")));
         }
     }
-    if select_kernel(opts.kernel, dims.head_dim)? == ForwardKernel::Wgmma {
+    if matches!(select_kernel(opts.kernel, dims.head_dim)?, ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) {
         let (major, minor) = q.device().compute_capability();
         if (major, minor) != (9, 0) {
             return Err(Error::invalid(
@@ -204,8 +207,12 @@ fn select_kernel(choice: ForwardKernel, head_dim: usize) -> Result<ForwardKernel
         }
         ForwardKernel::Scalar if scalar_ok => Ok(ForwardKernel::Scalar),
         ForwardKernel::TensorCoreTiles { .. } if tensor_core_supports(head_dim) => Ok(choice),
-        ForwardKernel::Wgmma if WgmmaForwardConfig::padded_head_dim(head_dim).is_some() => Ok(choice),
-        ForwardKernel::Wgmma => Err(Error::UnsupportedHeadDim {
+        ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }
+            if WgmmaForwardConfig::padded_head_dim(head_dim).is_some() =>
+        {
+            Ok(choice)
+        }
+        ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. } => Err(Error::UnsupportedHeadDim {
             head_dim,
             kernel: "wgmma forward",
             supported: (8..=128).step_by(8).collect(),
@@ -324,8 +331,8 @@ pub fn wgmma_kernel_rows() -> &'static [WgmmaKernelRow] {
     ROWS.get_or_init(|| {
         let mut rows = Vec::new();
         macro_rules! row {
-            ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
-                let config = WgmmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn };
+            ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $pipe:literal, $causal:literal) => {
+                let config = WgmmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, pipelined: $pipe };
                 debug_assert!(config.is_valid(), "{config:?}");
                 rows.push(WgmmaKernelRow { name: stringify!($name), dtype: Dtype::$dtype, causal: $causal, config });
             };
@@ -335,10 +342,30 @@ pub fn wgmma_kernel_rows() -> &'static [WgmmaKernelRow] {
     })
 }
 
-/// The wgmma kernel of a call (the first table row of its padded head dim, dtype and causality).
-fn wgmma_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<WgmmaKernelRow> {
+impl WgmmaKernelRow {
+    /// The options that select exactly this row.
+    pub fn kernel_choice(&self) -> ForwardKernel {
+        let c = self.config;
+        ForwardKernel::WgmmaConfig { block_m: c.block_m as u16, block_n: c.block_n as u16, pipelined: c.pipelined }
+    }
+}
+
+/// The wgmma kernel of a call: the first table row of its padded head dim, dtype and causality,
+/// or the row with these tiles and schedule.
+fn wgmma_kernel(
+    dtype: Dtype,
+    head_dim: usize,
+    causal: bool,
+    config: Option<(usize, usize, bool)>,
+) -> Option<WgmmaKernelRow> {
     let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
-    wgmma_kernel_rows().iter().copied().find(|r| r.dtype == dtype && r.causal == causal && r.config.head_dim == padded)
+    wgmma_kernel_rows().iter().copied().find(|r| {
+        let c = r.config;
+        r.dtype == dtype
+            && r.causal == causal
+            && c.head_dim == padded
+            && config.is_none_or(|x| x == (c.block_m, c.block_n, c.pipelined))
+    })
 }
 
 fn launch_forward<T: Element>(
@@ -371,9 +398,15 @@ fn launch_forward<T: Element>(
             let (name, cfg) = (row.name, row.config);
             (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
         }
-        ForwardKernel::Wgmma => {
+        k @ (ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) => {
             // validate_inputs checked that the device is sm_90, whose PTX holds these kernels.
-            let row = wgmma_kernel(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
+            let config = match k {
+                ForwardKernel::WgmmaConfig { block_m, block_n, pipelined } => {
+                    Some((block_m as usize, block_n as usize, pipelined))
+                }
+                _ => None,
+            };
+            let row = wgmma_kernel(dtype, dims.head_dim, opts.causal, config).ok_or_else(unsupported)?;
             (row.name, row.config.threads(), row.config.block_m, row.config.smem_bytes())
         }
     };

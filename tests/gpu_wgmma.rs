@@ -210,6 +210,9 @@ fn wgmma_rs_m64n128k16_mn_major_b_sw128() {
 // The forward
 
 const WG: ForwardKernel = ForwardKernel::Wgmma;
+/// The serial schedule (no softmax / MMA overlap): the simplest path, to tell schedule bugs from
+/// layout bugs.
+const SERIAL: ForwardKernel = ForwardKernel::WgmmaConfig { block_m: 128, block_n: 128, pipelined: false };
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -231,7 +234,7 @@ fn upload_qkv<T: Element>(dev: &Device, s: &Shape, q: &[T], k: &[T], v: &[T]) ->
 }
 
 /// One case: fresh random inputs, NaN-poisoned outputs, forward, compare (2x rule).
-fn run_case<T: Element>(dev: &Device, case: &Case) -> ForwardCheck {
+fn run_case<T: Element>(dev: &Device, case: &Case, kernel: ForwardKernel) -> ForwardCheck {
     let s = &case.shape;
     let (qh, kh, vh) = random_qkv::<T>(s, case.seed);
     let (q, k, v) = upload_qkv(dev, s, &qh, &kh, &vh);
@@ -239,19 +242,20 @@ fn run_case<T: Element>(dev: &Device, case: &Case) -> ForwardCheck {
     let mut lse = dev.alloc::<f32>(&[s.batch, s.heads, s.seqlen_q]).unwrap();
     o.fill(T::NAN).unwrap();
     lse.fill(f32::NAN).unwrap();
-    let opts = AttentionOptions { causal: case.causal, softmax_scale: None, kernel: WG };
+    let opts = AttentionOptions { causal: case.causal, softmax_scale: None, kernel };
     forward_into(&q, &k, &v, &mut o, &mut lse, &opts).unwrap();
     let ref_opts = RefOptions { causal: case.causal, ..RefOptions::new(s.head_dim) };
     check_forward(&qh, &kh, &vh, s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap())
 }
 
 /// Runs every case, one line each, and fails listing all failures.
-fn run_all<T: Element>(cases: &[Case]) {
+fn run_all<T: Element>(cases: &[Case], kernel: ForwardKernel) {
     let Some(dev) = hopper() else { return };
     let mut failures = Vec::new();
     for case in cases {
-        let check = run_case::<T>(&dev, case);
-        let line = format!("wgmma {} {:?} causal={} seed={}: {check}", T::NAME, case.shape, case.causal, case.seed);
+        let check = run_case::<T>(&dev, case, kernel);
+        let line =
+            format!("{kernel:?} {} {:?} causal={} seed={}: {check}", T::NAME, case.shape, case.causal, case.seed);
         println!("{line}");
         if !check.passed() {
             failures.push(line);
@@ -281,13 +285,19 @@ fn square_cases() -> Vec<Case> {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn wgmma_forward_bf16_matches_reference() {
-    run_all::<bf16>(&square_cases());
+    run_all::<bf16>(&square_cases(), WG);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_serial_forward_bf16_matches_reference() {
+    run_all::<bf16>(&square_cases(), SERIAL);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn wgmma_forward_f16_matches_reference() {
-    run_all::<f16>(&square_cases());
+    run_all::<f16>(&square_cases(), WG);
 }
 
 /// seqlen_q != seqlen_k both ways (causal aligned bottom-right; rows that see no key give zeros
@@ -304,8 +314,9 @@ fn wgmma_forward_seqlen_q_differs_from_seqlen_k() {
             }
         }
     }
-    run_all::<bf16>(&cases);
-    run_all::<f16>(&cases[..cases.len() / 2]);
+    run_all::<bf16>(&cases, WG);
+    run_all::<f16>(&cases[..cases.len() / 2], WG);
+    run_all::<bf16>(&cases, SERIAL);
 }
 
 #[test]
@@ -321,7 +332,7 @@ fn wgmma_forward_gqa_and_mqa() {
             })
         })
         .collect();
-    run_all::<bf16>(&cases);
+    run_all::<bf16>(&cases, WG);
 }
 
 /// Real head dims below 64 / 128 are zero-padded inside the kernel.
@@ -332,8 +343,8 @@ fn wgmma_forward_every_head_dim() {
         .step_by(8)
         .map(|d| Case { shape: shape(1, 97, 113, 4, 2, d), causal: d % 16 == 0, seed: 7900 + d as u64 })
         .collect();
-    run_all::<bf16>(&cases);
-    run_all::<f16>(&cases);
+    run_all::<bf16>(&cases, WG);
+    run_all::<f16>(&cases, WG);
 }
 
 /// q, k, v as views into one packed `[batch, seqlen, 3, heads, d]` buffer.
@@ -403,8 +414,8 @@ fn wgmma_forward_every_table_row() {
         let case =
             Case { shape: shape(1, 200, 331, 2, 1, row.config.head_dim), causal: row.causal, seed: 8000 + i as u64 };
         let check = match row.dtype {
-            flashattn::Dtype::Bf16 => run_case::<bf16>(&dev, &case),
-            flashattn::Dtype::F16 => run_case::<f16>(&dev, &case),
+            flashattn::Dtype::Bf16 => run_case::<bf16>(&dev, &case, row.kernel_choice()),
+            flashattn::Dtype::F16 => run_case::<f16>(&dev, &case, row.kernel_choice()),
         };
         let line = format!("{} {:?}: {check}", row.name, case.shape);
         println!("{line}");

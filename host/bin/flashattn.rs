@@ -65,6 +65,8 @@ enum KernelArg {
     Scalar,
     /// Hopper wgmma kernel (sm_90 only).
     Wgmma,
+    /// Hopper wgmma kernel, serial schedule (no softmax / MMA overlap inside a warpgroup).
+    WgmmaSerial,
 }
 
 impl From<KernelArg> for ForwardKernel {
@@ -74,6 +76,7 @@ impl From<KernelArg> for ForwardKernel {
             KernelArg::TensorCore => ForwardKernel::TensorCore,
             KernelArg::Scalar => ForwardKernel::Scalar,
             KernelArg::Wgmma => ForwardKernel::Wgmma,
+            KernelArg::WgmmaSerial => ForwardKernel::WgmmaConfig { block_m: 128, block_n: 128, pipelined: false },
         }
     }
 }
@@ -259,6 +262,7 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
         KernelArg::Auto | KernelArg::TensorCore => "ours".to_string(),
         KernelArg::Scalar => "ours-scalar".to_string(),
         KernelArg::Wgmma => "ours-wgmma".to_string(),
+        KernelArg::WgmmaSerial => "ours-wgmma-serial".to_string(),
     };
     // (label, options) per kernel configuration swept.
     let mut configs = Vec::new();

@@ -158,6 +158,9 @@ pub struct WgmmaForwardConfig {
     pub head_dim: usize,
     pub block_m: usize,
     pub block_n: usize,
+    /// FlashAttention-3's intra-warpgroup pipelining (the softmax of block j overlaps the P V
+    /// MMAs of block j - 1), or the serial schedule (MMA, wait, softmax, MMA, wait).
+    pub pipelined: bool,
 }
 
 impl WgmmaForwardConfig {
@@ -203,6 +206,6 @@ impl WgmmaForwardConfig {
 
 const _: () = {
     // The largest tiles of the table fit the 227 KB an sm_90 CTA may opt into.
-    assert!(WgmmaForwardConfig { head_dim: 128, block_m: 128, block_n: 128 }.is_valid());
-    assert!(WgmmaForwardConfig { head_dim: 128, block_m: 192, block_n: 128 }.is_valid());
+    assert!(WgmmaForwardConfig { head_dim: 128, block_m: 128, block_n: 128, pipelined: true }.is_valid());
+    assert!(WgmmaForwardConfig { head_dim: 128, block_m: 192, block_n: 128, pipelined: true }.is_valid());
 };

@@ -59,10 +59,10 @@ crate::for_each_scalar_backward_kernel!(scalar_backward_entry);
 // The Hopper forward exists only in the sm_90a PTX (the sm_80 PTX must not contain wgmma).
 #[cfg(flashattn_sm90a)]
 macro_rules! wgmma_forward_entry {
-    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $pipe:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, $causal>(&p)
+            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, $pipe, $causal>(&p)
         }
     };
 }
