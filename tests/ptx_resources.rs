@@ -92,6 +92,21 @@ fn embedded_ptx_assembles_without_spills() {
                 "{arch}: {:<44} {:>5} {:>6} {:>9} {:>9}",
                 k.name, k.registers, k.stack, k.spill_stores, k.spill_loads
             );
+            // A wgmma kernel's registers must fit its CTA (no launch bounds in the PTX: ptxas may
+            // use up to 255): 65536 per SM, allocated per warp in multiples of 8 per thread.
+            if arch == "sm_90a" {
+                if let Some(r) = flashattn::forward::wgmma_kernel_rows().iter().find(|r| r.name == k.name) {
+                    let per_thread = k.registers.div_ceil(8) * 8;
+                    if per_thread as usize * r.config.threads() > 65536 {
+                        failures.push(format!(
+                            "{arch} {}: {} registers x {} threads exceed the 65536 of an SM",
+                            k.name,
+                            k.registers,
+                            r.config.threads()
+                        ));
+                    }
+                }
+            }
             if k.stack + k.spill_stores + k.spill_loads > 0 {
                 failures.push(format!(
                     "{arch} {}: {} B stack, {} B spill stores, {} B spill loads",

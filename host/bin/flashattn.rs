@@ -133,6 +133,7 @@ struct BenchArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Explicit tensor-core tiles BMxBNxMT[xSTAGES] (e.g. 128x64x2,128x64x2x1), for tuning: each is swept.
+    /// With --kernel wgmma or wgmma-serial: BMxBN rows of the wgmma table (e.g. 128x128,192x128).
     #[arg(long, value_delimiter = ',')]
     tiles: Vec<String>,
     /// Milliseconds of measurement per shape.
@@ -271,6 +272,16 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     }
     for t in &a.tiles {
         let v: Vec<usize> = t.split('x').filter_map(|x| x.parse().ok()).collect();
+        // With --kernel wgmma / wgmma-serial, tiles are BMxBN of the wgmma table.
+        if let (KernelArg::Wgmma | KernelArg::WgmmaSerial, [bm, bn]) = (a.kernel, &v[..]) {
+            let pipelined = matches!(a.kernel, KernelArg::Wgmma);
+            let kernel = ForwardKernel::WgmmaConfig { block_m: *bm as u16, block_n: *bn as u16, pipelined };
+            configs.push((
+                format!("ours-wgmma{}-{t}", if pipelined { "" } else { "-serial" }),
+                AttentionOptions { kernel, ..base },
+            ));
+            continue;
+        }
         let (block_m, block_n, m_tiles, stages) = match v[..] {
             [bm, bn, mt] => (bm, bn, mt, 2),
             [bm, bn, mt, st] => (bm, bn, mt, st),

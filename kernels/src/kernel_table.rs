@@ -97,7 +97,8 @@ macro_rules! for_each_mma_forward_kernel {
 /// `ForwardKernel::WgmmaConfig`.
 ///
 /// Why these tiles (not measured yet, FlashAttention-3's choices as the starting point):
-/// 128 x 128 with 2 warpgroups at both head dims. At d = 128, S (64 f32) + O (64 f32) + P
+/// 128 x 128 with 2 warpgroups at both head dims (d = 64: FlashAttention-3 uses 192 x 128, a
+/// candidate row below; at 162-168 registers 128 x 128 runs one CTA per SM). At d = 128, S (64 f32) + O (64 f32) + P
 /// (32 u32) per thread need ~200 registers: 2 warpgroups (256 threads) leave 255 each, 3 would
 /// leave 168. Shared memory: d = 128 takes 161 KB (one CTA per SM), d = 64 81 KB (two per SM).
 #[macro_export]
@@ -111,6 +112,11 @@ macro_rules! for_each_wgmma_forward_kernel {
         $m!(flash_fwd_wgmma_f16_d128_causal, F16, 128, 128, 128, true, true);
         $m!(flash_fwd_wgmma_bf16_d128, Bf16, 128, 128, 128, true, false);
         $m!(flash_fwd_wgmma_bf16_d128_causal, Bf16, 128, 128, 128, true, true);
+        // Candidates (not defaults): d = 64 with 3 warpgroups (FlashAttention-3's 192 x 128),
+        // 384 threads, so at most 168 registers per thread (tests/ptx_resources.rs checks): the
+        // causal build takes 176 (ptxas 13.5), so only the non-causal one exists.
+        $m!(flash_fwd_wgmma_f16_d64_m192, F16, 64, 192, 128, true, false);
+        $m!(flash_fwd_wgmma_bf16_d64_m192, Bf16, 64, 192, 128, true, false);
         $m!(flash_fwd_wgmma_f16_d64_serial, F16, 64, 128, 128, false, false);
         $m!(flash_fwd_wgmma_f16_d64_serial_causal, F16, 64, 128, 128, false, true);
         $m!(flash_fwd_wgmma_bf16_d64_serial, Bf16, 64, 128, 128, false, false);
