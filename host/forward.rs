@@ -6,7 +6,7 @@ use crate::launch::{launch, strides_of, ParamBlock};
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
-use flashattn_kernels::config::{Dtype, MmaForwardConfig, ScalarForwardConfig};
+use flashattn_kernels::config::{Dtype, MmaForwardConfig, ScalarForwardConfig, WgmmaForwardConfig};
 use flashattn_kernels::params::ForwardParams;
 
 /// Options of an attention call (the names follow flash-attn and PyTorch SDPA).
@@ -85,6 +85,13 @@ pub enum ForwardKernel {
     /// `block_n` keys per block, `m_tiles` 16-row tiles per warp, `stages` K/V buffers. Only the tiles in the kernel
     /// table exist.
     TensorCoreTiles { block_m: u16, block_n: u16, m_tiles: u8, stages: u8 },
+    /// Hopper warpgroup MMAs (`wgmma`, compute capability 9.0 only): head dims that are
+    /// multiples of 8 up to 128 (padded to 64 or 128 inside the kernel). Explicit opt-in while it
+    /// is being verified; `Auto` does not pick it yet.
+    Wgmma,
+    /// The wgmma kernel with explicit tiles and schedule (for tuning and tests): `pipelined`
+    /// false is the serial schedule. Only the configurations in the kernel table exist.
+    WgmmaConfig { block_m: u16, block_n: u16, pipelined: bool },
 }
 
 /// Attention forward: returns `O` (`[batch, seqlen_q, heads, head_dim]`, contiguous) and the
@@ -192,7 +199,15 @@ pub fn validate_inputs<T: Element>(
         }
     }
     opts.check_dropout()?;
-    select_kernel(opts.kernel, dims.head_dim)?;
+    if matches!(select_kernel(opts.kernel, dims.head_dim)?, ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) {
+        let (major, minor) = q.device().compute_capability();
+        if (major, minor) != (9, 0) {
+            return Err(Error::invalid(
+                "kernel",
+                format!("ForwardKernel::Wgmma needs compute capability 9.0 (sm_90a); this GPU is {major}.{minor}"),
+            ));
+        }
+    }
     Ok(dims)
 }
 
@@ -236,6 +251,16 @@ fn select_kernel(choice: ForwardKernel, head_dim: usize) -> Result<ForwardKernel
         }
         ForwardKernel::Scalar if scalar_ok => Ok(ForwardKernel::Scalar),
         ForwardKernel::TensorCoreTiles { .. } if tensor_core_supports(head_dim) => Ok(choice),
+        ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }
+            if WgmmaForwardConfig::padded_head_dim(head_dim).is_some() =>
+        {
+            Ok(choice)
+        }
+        ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. } => Err(Error::UnsupportedHeadDim {
+            head_dim,
+            kernel: "wgmma forward",
+            supported: (8..=128).step_by(8).collect(),
+        }),
         ForwardKernel::Scalar => Err(Error::UnsupportedHeadDim {
             head_dim,
             kernel: "scalar forward",
@@ -334,6 +359,59 @@ fn mma_kernel(
     })
 }
 
+/// One row of the Hopper kernel table (`flashattn_kernels::for_each_wgmma_forward_kernel!`).
+/// These kernels exist only in the sm_90a PTX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WgmmaKernelRow {
+    pub name: &'static str,
+    pub dtype: Dtype,
+    pub causal: bool,
+    pub config: WgmmaForwardConfig,
+}
+
+/// Every compiled wgmma forward kernel, in table order.
+pub fn wgmma_kernel_rows() -> &'static [WgmmaKernelRow] {
+    static ROWS: std::sync::OnceLock<Vec<WgmmaKernelRow>> = std::sync::OnceLock::new();
+    ROWS.get_or_init(|| {
+        let mut rows = Vec::new();
+        macro_rules! row {
+            ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $pipe:literal, $causal:literal) => {
+                let config = WgmmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, pipelined: $pipe };
+                debug_assert!(config.is_valid(), "{config:?}");
+                rows.push(WgmmaKernelRow { name: stringify!($name), dtype: Dtype::$dtype, causal: $causal, config });
+            };
+        }
+        flashattn_kernels::for_each_wgmma_forward_kernel!(row);
+        rows
+    })
+}
+
+impl WgmmaKernelRow {
+    /// The options that select exactly this row.
+    pub fn kernel_choice(&self) -> ForwardKernel {
+        let c = self.config;
+        ForwardKernel::WgmmaConfig { block_m: c.block_m as u16, block_n: c.block_n as u16, pipelined: c.pipelined }
+    }
+}
+
+/// The wgmma kernel of a call: the first table row of its padded head dim, dtype and causality,
+/// or the row with these tiles and schedule.
+fn wgmma_kernel(
+    dtype: Dtype,
+    head_dim: usize,
+    causal: bool,
+    config: Option<(usize, usize, bool)>,
+) -> Option<WgmmaKernelRow> {
+    let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
+    wgmma_kernel_rows().iter().copied().find(|r| {
+        let c = r.config;
+        r.dtype == dtype
+            && r.causal == causal
+            && c.head_dim == padded
+            && config.is_none_or(|x| x == (c.block_m, c.block_n, c.pipelined))
+    })
+}
+
 fn launch_forward<T: Element>(
     q: &Tensor<T>,
     k: &Tensor<T>,
@@ -363,6 +441,17 @@ fn launch_forward<T: Element>(
             let row = mma_kernel(dtype, dims.head_dim, opts.causal, tiles).ok_or_else(unsupported)?;
             let (name, cfg) = (row.name, row.config);
             (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+        }
+        k @ (ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) => {
+            // validate_inputs checked that the device is sm_90, whose PTX holds these kernels.
+            let config = match k {
+                ForwardKernel::WgmmaConfig { block_m, block_n, pipelined } => {
+                    Some((block_m as usize, block_n as usize, pipelined))
+                }
+                _ => None,
+            };
+            let row = wgmma_kernel(dtype, dims.head_dim, opts.causal, config).ok_or_else(unsupported)?;
+            (row.name, row.config.threads(), row.config.block_m, row.config.smem_bytes())
         }
     };
     let dev = q.device().clone();

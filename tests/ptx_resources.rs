@@ -92,6 +92,21 @@ fn embedded_ptx_assembles_without_spills() {
                 "{arch}: {:<44} {:>5} {:>6} {:>9} {:>9}",
                 k.name, k.registers, k.stack, k.spill_stores, k.spill_loads
             );
+            // A wgmma kernel's registers must fit its CTA (no launch bounds in the PTX: ptxas may
+            // use up to 255): 65536 per SM, allocated per warp in multiples of 8 per thread.
+            if arch == "sm_90a" {
+                if let Some(r) = flashattn::forward::wgmma_kernel_rows().iter().find(|r| r.name == k.name) {
+                    let per_thread = k.registers.div_ceil(8) * 8;
+                    if per_thread as usize * r.config.threads() > 65536 {
+                        failures.push(format!(
+                            "{arch} {}: {} registers x {} threads exceed the 65536 of an SM",
+                            k.name,
+                            k.registers,
+                            r.config.threads()
+                        ));
+                    }
+                }
+            }
             if k.stack + k.spill_stores + k.spill_loads > 0 {
                 failures.push(format!(
                     "{arch} {}: {} B stack, {} B spill stores, {} B spill loads",
@@ -125,5 +140,23 @@ fn philox_is_32_bit_multiplies_without_calls_or_traps() {
         for bad in ["call", "trap", ".local"] {
             assert_eq!(count(bad), 0, "{arch}: `{bad}` in test_philox:\n{body}");
         }
+    }
+}
+
+/// The wgmma kernels are in the sm_90a PTX only, and the sm_80 PTX holds no Hopper instruction
+/// (the host picks the PTX by compute capability: sm_80 PTX is what every non-9.0 GPU loads).
+#[test]
+fn wgmma_kernels_are_only_in_the_sm90a_ptx() {
+    let rows = flashattn::forward::wgmma_kernel_rows();
+    assert!(!rows.is_empty());
+    for r in rows {
+        let entry = format!(".entry {}(", r.name);
+        assert!(flashattn::ptx::sm90a().contains(&entry), "{} missing from the sm_90a PTX", r.name);
+        assert!(!flashattn::ptx::sm80().contains(&entry), "{} is in the sm_80 PTX", r.name);
+        assert!(r.config.is_valid(), "{r:?}");
+    }
+    assert!(flashattn::ptx::sm90a().contains("wgmma.mma_async"));
+    for hopper_only in ["wgmma", "setmaxnreg", "fence.proxy.async"] {
+        assert!(!flashattn::ptx::sm80().contains(hopper_only), "the sm_80 PTX contains {hopper_only}");
     }
 }

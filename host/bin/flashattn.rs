@@ -72,6 +72,10 @@ enum KernelArg {
     Auto,
     TensorCore,
     Scalar,
+    /// Hopper wgmma kernel (sm_90 only).
+    Wgmma,
+    /// Hopper wgmma kernel, serial schedule (no softmax / MMA overlap inside a warpgroup).
+    WgmmaSerial,
 }
 
 impl From<KernelArg> for ForwardKernel {
@@ -80,6 +84,8 @@ impl From<KernelArg> for ForwardKernel {
             KernelArg::Auto => ForwardKernel::Auto,
             KernelArg::TensorCore => ForwardKernel::TensorCore,
             KernelArg::Scalar => ForwardKernel::Scalar,
+            KernelArg::Wgmma => ForwardKernel::Wgmma,
+            KernelArg::WgmmaSerial => ForwardKernel::WgmmaConfig { block_m: 128, block_n: 128, pipelined: false },
         }
     }
 }
@@ -142,6 +148,7 @@ struct BenchArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Explicit tensor-core tiles BMxBNxMT[xSTAGES] (e.g. 128x64x2,128x64x2x1), for tuning: each is swept.
+    /// With --kernel wgmma or wgmma-serial: BMxBN rows of the wgmma table (e.g. 128x128,192x128).
     #[arg(long, value_delimiter = ',')]
     tiles: Vec<String>,
     /// Milliseconds of measurement per shape.
@@ -369,6 +376,8 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     let mut base_label = match a.kernel {
         KernelArg::Auto | KernelArg::TensorCore => "ours".to_string(),
         KernelArg::Scalar => "ours-scalar".to_string(),
+        KernelArg::Wgmma => "ours-wgmma".to_string(),
+        KernelArg::WgmmaSerial => "ours-wgmma-serial".to_string(),
     };
     if a.deterministic {
         base_label += "-deterministic";
@@ -383,6 +392,16 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     }
     for t in &a.tiles {
         let v: Vec<usize> = t.split('x').filter_map(|x| x.parse().ok()).collect();
+        // With --kernel wgmma / wgmma-serial, tiles are BMxBN of the wgmma table.
+        if let (KernelArg::Wgmma | KernelArg::WgmmaSerial, [bm, bn]) = (a.kernel, &v[..]) {
+            let pipelined = matches!(a.kernel, KernelArg::Wgmma);
+            let kernel = ForwardKernel::WgmmaConfig { block_m: *bm as u16, block_n: *bn as u16, pipelined };
+            configs.push((
+                format!("ours-wgmma{}-{t}", if pipelined { "" } else { "-serial" }),
+                AttentionOptions { kernel, ..base },
+            ));
+            continue;
+        }
         let (block_m, block_n, m_tiles, stages) = match v[..] {
             [bm, bn, mt] => (bm, bn, mt, 2),
             [bm, bn, mt, st] => (bm, bn, mt, st),

@@ -243,6 +243,65 @@ impl MmaBackwardConfig {
     }
 }
 
+/// The Hopper forward (`wgmma`, sm_90a only): `block_m / 64` warpgroups, each owning 64 query
+/// rows of the Q tile; K/V blocks of `block_n` keys double-buffered in shared memory.
+///
+/// Every tile (Q, and each K and V stage) is stored in the 128-byte swizzled layout of
+/// `smem_layout` (column blocks of 64 elements, 1024-byte atoms), which `wgmma` reads through
+/// shared-memory descriptors. The dynamic shared memory base is only guaranteed 128-byte aligned,
+/// so the kernel rounds it up to 1024 and the launch asks for 1 KB more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WgmmaForwardConfig {
+    /// Instantiated head dim: 64 or 128 (real head dims below are zero-padded up).
+    pub head_dim: usize,
+    pub block_m: usize,
+    pub block_n: usize,
+    /// FlashAttention-3's intra-warpgroup pipelining (the softmax of block j overlaps the P V
+    /// MMAs of block j - 1), or the serial schedule (MMA, wait, softmax, MMA, wait).
+    pub pipelined: bool,
+}
+
+impl WgmmaForwardConfig {
+    pub const HEAD_DIMS: [usize; 2] = [64, 128];
+    /// K/V buffers (prefetch one block ahead).
+    pub const STAGES: usize = 2;
+    /// Slack to round the dynamic shared memory base up to a 1024-byte swizzle atom.
+    pub const ALIGN_SLACK: usize = 1024;
+
+    pub const fn warpgroups(self) -> usize {
+        self.block_m / 64
+    }
+    pub const fn threads(self) -> usize {
+        128 * self.warpgroups()
+    }
+    /// Bytes of a `rows` x head_dim tile of 16-bit elements.
+    pub const fn tile_bytes(self, rows: usize) -> usize {
+        rows * self.head_dim * 2
+    }
+    /// Q tile + `STAGES` buffers each of K and V + alignment slack.
+    pub const fn smem_bytes(self) -> usize {
+        Self::ALIGN_SLACK + self.tile_bytes(self.block_m) + 2 * Self::STAGES * self.tile_bytes(self.block_n)
+    }
+    /// The instantiated head dim of a real one (multiple of 8), if any.
+    pub const fn padded_head_dim(head_dim: usize) -> Option<usize> {
+        if head_dim == 0 || head_dim % 8 != 0 || head_dim > 128 {
+            None
+        } else if head_dim <= 64 {
+            Some(64)
+        } else {
+            Some(128)
+        }
+    }
+    pub const fn is_valid(self) -> bool {
+        (self.head_dim == 64 || self.head_dim == 128)
+            && (self.block_n == 64 || self.block_n == 128)
+            && self.block_m % 64 == 0
+            && self.warpgroups() >= 1
+            && self.warpgroups() <= 3
+            && self.smem_bytes() <= 227 * 1024
+    }
+}
+
 /// The deterministic backward's dQ kernel: one CTA per block of `block_m` queries (16 per warp,
 /// as the forward), streaming `block_n`-key blocks of K and V; `dQ = scale * sum_j dS_j K_j`
 /// accumulated in registers and written once, so no atomics and bit-identical results.
@@ -279,3 +338,9 @@ impl MmaBackwardDqConfig {
 
 /// Threads per CTA of the dQ conversion (`dq = scale * dq_accum`, 8 columns per thread).
 pub const DQ_CONVERT_THREADS: usize = 128;
+
+const _: () = {
+    // The largest tiles of the table fit the 227 KB an sm_90 CTA may opt into.
+    assert!(WgmmaForwardConfig { head_dim: 128, block_m: 128, block_n: 128, pipelined: true }.is_valid());
+    assert!(WgmmaForwardConfig { head_dim: 128, block_m: 192, block_n: 128, pipelined: true }.is_valid());
+};

@@ -86,3 +86,16 @@ macro_rules! backward_dq_convert_entry {
     };
 }
 crate::for_each_backward_dq_convert_kernel!(backward_dq_convert_entry);
+
+// The Hopper forward exists only in the sm_90a PTX (the sm_80 PTX must not contain wgmma).
+#[cfg(flashattn_sm90a)]
+macro_rules! wgmma_forward_entry {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $pipe:literal, $causal:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
+            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, $pipe, $causal>(&p)
+        }
+    };
+}
+#[cfg(flashattn_sm90a)]
+crate::for_each_wgmma_forward_kernel!(wgmma_forward_entry);

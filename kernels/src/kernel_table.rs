@@ -89,6 +89,45 @@ macro_rules! for_each_mma_forward_kernel {
     };
 }
 
+/// The Hopper forward (`wgmma`, sm_90a PTX only): `callback!(name, Dtype, head_dim, block_m,
+/// block_n, pipelined, causal)`. `block_m / 64` warpgroups; see `WgmmaForwardConfig`. Only the
+/// sm_90a PTX contains these entry points: the host selects them on compute capability 9.0 only.
+/// The first row of a head dim, dtype and causality is the default (`ForwardKernel::Wgmma`);
+/// the `_serial` rows (no intra-warpgroup overlap, the simplest schedule) are selected with
+/// `ForwardKernel::WgmmaConfig`.
+///
+/// Why these tiles (not measured yet, FlashAttention-3's choices as the starting point):
+/// 128 x 128 with 2 warpgroups at both head dims (d = 64: FlashAttention-3 uses 192 x 128, a
+/// candidate row below; at 162-168 registers 128 x 128 runs one CTA per SM). At d = 128, S (64 f32) + O (64 f32) + P
+/// (32 u32) per thread need ~200 registers: 2 warpgroups (256 threads) leave 255 each, 3 would
+/// leave 168. Shared memory: d = 128 takes 161 KB (one CTA per SM), d = 64 81 KB (two per SM).
+#[macro_export]
+macro_rules! for_each_wgmma_forward_kernel {
+    ($m:ident) => {
+        $m!(flash_fwd_wgmma_f16_d64, F16, 64, 128, 128, true, false);
+        $m!(flash_fwd_wgmma_f16_d64_causal, F16, 64, 128, 128, true, true);
+        $m!(flash_fwd_wgmma_bf16_d64, Bf16, 64, 128, 128, true, false);
+        $m!(flash_fwd_wgmma_bf16_d64_causal, Bf16, 64, 128, 128, true, true);
+        $m!(flash_fwd_wgmma_f16_d128, F16, 128, 128, 128, true, false);
+        $m!(flash_fwd_wgmma_f16_d128_causal, F16, 128, 128, 128, true, true);
+        $m!(flash_fwd_wgmma_bf16_d128, Bf16, 128, 128, 128, true, false);
+        $m!(flash_fwd_wgmma_bf16_d128_causal, Bf16, 128, 128, 128, true, true);
+        // Candidates (not defaults): d = 64 with 3 warpgroups (FlashAttention-3's 192 x 128),
+        // 384 threads, so at most 168 registers per thread (tests/ptx_resources.rs checks): the
+        // causal build takes 176 (ptxas 13.5), so only the non-causal one exists.
+        $m!(flash_fwd_wgmma_f16_d64_m192, F16, 64, 192, 128, true, false);
+        $m!(flash_fwd_wgmma_bf16_d64_m192, Bf16, 64, 192, 128, true, false);
+        $m!(flash_fwd_wgmma_f16_d64_serial, F16, 64, 128, 128, false, false);
+        $m!(flash_fwd_wgmma_f16_d64_serial_causal, F16, 64, 128, 128, false, true);
+        $m!(flash_fwd_wgmma_bf16_d64_serial, Bf16, 64, 128, 128, false, false);
+        $m!(flash_fwd_wgmma_bf16_d64_serial_causal, Bf16, 64, 128, 128, false, true);
+        $m!(flash_fwd_wgmma_f16_d128_serial, F16, 128, 128, 128, false, false);
+        $m!(flash_fwd_wgmma_f16_d128_serial_causal, F16, 128, 128, 128, false, true);
+        $m!(flash_fwd_wgmma_bf16_d128_serial, Bf16, 128, 128, 128, false, false);
+        $m!(flash_fwd_wgmma_bf16_d128_serial_causal, Bf16, 128, 128, 128, false, true);
+    };
+}
+
 /// The scalar backward: `callback!(name, Dq | Dv | Dk, Dtype, head_dim, causal)`.
 #[macro_export]
 macro_rules! for_each_scalar_backward_kernel {

@@ -26,6 +26,7 @@
 pub mod config;
 pub mod params;
 pub mod philox;
+pub mod smem_layout;
 
 #[macro_use]
 mod kernel_table;
@@ -44,8 +45,12 @@ mod entry;
 mod forward_mma;
 #[cfg(target_arch = "nvptx64")]
 mod forward_scalar;
+#[cfg(all(target_arch = "nvptx64", flashattn_sm90a))]
+mod forward_wgmma;
 #[cfg(target_arch = "nvptx64")]
 mod instruction_tests;
+#[cfg(all(target_arch = "nvptx64", flashattn_sm90a))]
+mod instruction_tests_sm90;
 #[cfg(target_arch = "nvptx64")]
 mod mma_tile;
 #[cfg(target_arch = "nvptx64")]

@@ -1,0 +1,632 @@
+//! The Hopper forward (sm_90a): FlashAttention's algorithm on warpgroup MMAs (`wgmma`).
+//!
+//! Per CTA (grid: query blocks x heads x batch), `BM / 64` warpgroups each own 64 query rows:
+//! 1. Q (BM rows) and the first K and V blocks are copied to shared memory with `cp.async`, in
+//!    the 128-byte swizzled layout of `smem_layout` (what `wgmma` descriptors read), K and V in
+//!    separate commit groups; K and V are double-buffered (block j + 1 loads during block j).
+//!    `cp.async` writes through the generic proxy and `wgmma` reads through the async proxy, so
+//!    every thread runs `fence.proxy.async` after its copies land, before the CTA barrier.
+//! 2. Per K/V block `j`: `S = Q K_j^T` as `D / 16` SS MMAs (m64nBNk16, both operands K-major),
+//!    waited for at once; mask (blocks crossing the sequence end or the causal diagonal); online
+//!    softmax on the accumulator registers (the m64nN accumulator is mma.sync's m16n8 layout per
+//!    warp: lane `4 g + t` owns rows `g` and `g + 8` of its warp's 16, so row max / sum are quad
+//!    shuffles; `exp2(s * scale_log2 - m * scale_log2)` as one FFMA + MUFU; NaN guard for rows
+//!    that have seen no key); O rescaled; P converted to 16-bit in registers: two adjacent
+//!    8-column accumulator chunks are exactly the A fragment of one k16 step; then
+//!    `O += P V_j` as `BN / 16` RS MMAs with V MN-major (transpose flag).
+//! 3. O / l is staged through this warp's own rows of the Q tile (same swizzle: conflict-free)
+//!    and written with 16-byte stores; the LSE (natural log) once per row.
+//!
+//! This first version does not overlap the softmax with the MMAs inside a warpgroup; the two
+//! warpgroups overlap each other only as the scheduler interleaves them.
+//!
+//! Register arrays are sized for the largest configuration and indexed only in loops with
+//! constant bounds, which LLVM unrolls fully, so they live in registers.
+use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
+
+use crate::arch::sm80::{
+    cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_shared_v4_b32, lg2,
+    shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
+};
+use crate::arch::sm90::{
+    fence_proxy_async_shared, fence_regs_f32, fence_regs_u32, smem_desc, wgmma_commit_group, wgmma_fence,
+    wgmma_wait_group, SWIZZLE_128B,
+};
+use crate::config::WgmmaForwardConfig;
+use crate::element::WgmmaElement;
+use crate::params::{ForwardParams, Strides};
+use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
+
+const LN2: f32 = core::f32::consts::LN_2;
+/// Register-array bounds: S accumulators (BN / 2), O accumulators (D / 2), k-steps of P V (BN / 16).
+const MAX_S: usize = 64;
+const MAX_O: usize = 64;
+const MAX_KV: usize = 8;
+
+/// The dynamic shared memory base rounded up to a 1024-byte swizzle atom (the launch reserves
+/// `WgmmaForwardConfig::ALIGN_SLACK` bytes for it).
+#[inline(always)]
+pub(crate) fn aligned_smem_base() -> u32 {
+    (dynamic_smem_base() + 1023) & !1023
+}
+
+/// Issues the `cp.async` copies of `rows` rows x `D` columns of one head into a SW128 tile at
+/// `smem` (1024-aligned). Rows past `valid_rows` and columns past `head_dim` are zero-filled by
+/// the copy itself (source size 0), so no stale shared memory ever reaches an MMA.
+#[inline(always)]
+pub(crate) unsafe fn copy_tile_sw128<const D: usize>(
+    src: u64,
+    strides: &Strides,
+    b: usize,
+    h: usize,
+    first_row: usize,
+    valid_rows: usize,
+    rows: usize,
+    head_dim: usize,
+    smem: u32,
+    tid: usize,
+    threads: usize,
+) {
+    let chunks = D / 8; // 16-byte chunks per row
+    let mut idx = tid;
+    // Consecutive lanes take consecutive chunks of a row: coalesced 16-byte global reads; the 8
+    // chunks of a 128-byte row block land in 8 distinct 16-byte bank groups (the swizzle only
+    // permutes them), so the shared-memory writes do not conflict.
+    while idx < rows * chunks {
+        let r = idx / chunks;
+        let c = idx % chunks;
+        let row = first_row + r;
+        let valid = row < valid_rows && c * 8 < head_dim;
+        let src_ptr = if valid {
+            (src as *const u16).add((strides.offset(b, row, h) + (c * 8) as u64) as usize) as *const u8
+        } else {
+            src as *const u8 // not read (source size 0), but a valid address all the same
+        };
+        cp_async_cg_16(smem + sw128_chunk_offset(rows, r, c) as u32, src_ptr, if valid { 16 } else { 0 });
+        idx += threads;
+    }
+}
+
+/// Descriptor offset (in the 16-byte units of the start-address field) of k-step `kk` of a
+/// K-major SW128 operand whose tile has `rows` rows: column block `kk / 4`, then 32 bytes per
+/// k-step inside the 128-byte row.
+#[inline(always)]
+pub(crate) const fn k_major_step(rows: usize, kk: usize) -> u64 {
+    (((kk / 4) * rows * 128 + (kk % 4) * 32) >> 4) as u64
+}
+
+/// Descriptor offset of k-step `kk` (keys `16 kk .. 16 kk + 15`) of an MN-major SW128 operand:
+/// 16 rows of 128 bytes = two 1024-byte atoms.
+#[inline(always)]
+pub(crate) const fn mn_major_step(kk: usize) -> u64 {
+    ((kk * 16 * 128) >> 4) as u64
+}
+
+/// `d (+)= A B` over the first `N / 2` registers of `d` (N = 64 or 128), both operands K-major.
+#[inline(always)]
+pub(crate) unsafe fn wgmma_ss<E: WgmmaElement, const N: usize>(
+    d: &mut [f32; 64],
+    desc_a: u64,
+    desc_b: u64,
+    scale_d: u32,
+) {
+    if N == 64 {
+        E::wgmma_ss_n64(&mut *(d.as_mut_ptr() as *mut [f32; 32]), desc_a, desc_b, scale_d)
+    } else {
+        E::wgmma_ss_n128(d, desc_a, desc_b, scale_d)
+    }
+}
+
+/// `d (+)= A B` over the first `N / 2` registers of `d`, A from registers, B MN-major.
+#[inline(always)]
+pub(crate) unsafe fn wgmma_rs<E: WgmmaElement, const N: usize>(
+    d: &mut [f32; 64],
+    a: [u32; 4],
+    desc_b: u64,
+    scale_d: u32,
+) {
+    if N == 64 {
+        E::wgmma_rs_n64_mn(&mut *(d.as_mut_ptr() as *mut [f32; 32]), a, desc_b, scale_d)
+    } else {
+        E::wgmma_rs_n128_mn(d, a, desc_b, scale_d)
+    }
+}
+
+/// What every piece of one CTA's work needs to know (built once; all fields are registers).
+struct Cta<'a> {
+    p: &'a ForwardParams,
+    tid: usize,
+    threads: usize,
+    b: usize,
+    h_kv: usize,
+    n_q: usize,
+    n_k: usize,
+    head_dim: usize,
+    /// Lane position in its quad: rows g and g + 8 of its warp, columns 2 t, 2 t + 1 of each chunk.
+    g: usize,
+    t: usize,
+    /// First sequence row of this thread's warp (16 rows per warp).
+    warp_first_row: usize,
+    scale_log2: f32,
+    k_s: u32,
+    v_s: u32,
+    kv_bytes: usize,
+    q_desc: u64,
+    k_desc: u64,
+    v_desc: u64,
+}
+
+/// Running state of this thread's rows g and g + 8: O accumulators, row max (raw score units),
+/// this lane's partial row sum.
+struct RowState {
+    acc_o: [f32; MAX_O],
+    row_max: [f32; 2],
+    row_sum: [f32; 2],
+}
+
+impl Cta<'_> {
+    /// Issues the copy of K block `j` into K stage `j % 2`.
+    #[inline(always)]
+    unsafe fn load_k<const D: usize, const BN: usize>(&self, j: usize) {
+        let dst = self.k_s + ((j % 2) * self.kv_bytes) as u32;
+        let p = self.p;
+        copy_tile_sw128::<D>(
+            p.k,
+            &p.k_strides,
+            self.b,
+            self.h_kv,
+            j * BN,
+            self.n_k,
+            BN,
+            self.head_dim,
+            dst,
+            self.tid,
+            self.threads,
+        );
+    }
+
+    /// Issues the copy of V block `j` into V stage `j % 2`.
+    #[inline(always)]
+    unsafe fn load_v<const D: usize, const BN: usize>(&self, j: usize) {
+        let dst = self.v_s + ((j % 2) * self.kv_bytes) as u32;
+        let p = self.p;
+        copy_tile_sw128::<D>(
+            p.v,
+            &p.v_strides,
+            self.b,
+            self.h_kv,
+            j * BN,
+            self.n_k,
+            BN,
+            self.head_dim,
+            dst,
+            self.tid,
+            self.threads,
+        );
+    }
+
+    /// Issues (without waiting) `S = Q K_j^T`: D / 16 SS MMAs, the first ignoring the incoming
+    /// accumulators (scale_d = 0). The caller fences registers before and commits after.
+    #[inline(always)]
+    unsafe fn issue_s<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize>(
+        &self,
+        s: &mut [f32; MAX_S],
+        j: usize,
+    ) {
+        let k_stage = self.k_desc + ((j % 2) * self.kv_bytes >> 4) as u64;
+        let mut kk = 0;
+        while kk < D / 16 {
+            wgmma_ss::<E, BN>(s, self.q_desc + k_major_step(BM, kk), k_stage + k_major_step(BN, kk), (kk > 0) as u32);
+            kk += 1;
+        }
+    }
+
+    /// Issues (without waiting) `O += P V_j`: BN / 16 RS MMAs.
+    #[inline(always)]
+    unsafe fn issue_pv<E: WgmmaElement, const D: usize, const BN: usize>(
+        &self,
+        acc_o: &mut [f32; MAX_O],
+        p_frag: &[[u32; 4]; MAX_KV],
+        j: usize,
+    ) {
+        let v_stage = self.v_desc + ((j % 2) * self.kv_bytes >> 4) as u64;
+        let mut kk = 0;
+        while kk < BN / 16 {
+            wgmma_rs::<E, D>(acc_o, p_frag[kk], v_stage + mn_major_step(kk), 1);
+            kk += 1;
+        }
+    }
+
+    /// Masks the scores of block `j` that this thread's rows must not see, only where the block
+    /// crosses the sequence end or (causal) the diagonal of some row of this warp.
+    /// `s[4 nt + e]`: row g + 8 (e / 2), column 8 nt + 2 t + e % 2 of the block.
+    #[inline(always)]
+    fn mask<const BN: usize, const CAUSAL: bool>(&self, s: &mut [f32; MAX_S], j: usize) {
+        let (n_q, n_k, col0) = (self.n_q as i64, self.n_k, j * BN);
+        let crosses_end = col0 + BN > n_k;
+        let crosses_diag = CAUSAL && (col0 + BN - 1) as i64 > self.warp_first_row as i64 + n_k as i64 - n_q;
+        if !(crosses_end || crosses_diag) {
+            return;
+        }
+        let mut half = 0;
+        while half < 2 {
+            let last_key = (self.warp_first_row + self.g + 8 * half) as i64 + n_k as i64 - n_q;
+            let mut nt = 0;
+            while nt < BN / 8 {
+                let mut e = 0;
+                while e < 2 {
+                    let col = col0 + nt * 8 + 2 * self.t + e;
+                    if col >= n_k || (CAUSAL && col as i64 > last_key) {
+                        s[4 * nt + 2 * half + e] = f32::NEG_INFINITY;
+                    }
+                    e += 1;
+                }
+                nt += 1;
+            }
+            half += 1;
+        }
+    }
+}
+
+/// Online softmax of one block for this thread's rows (the 4 lanes of a quad share rows g and
+/// g + 8): updates the row max and partial row sum, replaces each score by
+/// `p = exp2(s * scale_log2 - m * scale_log2)` (one FFMA feeding MUFU.EX2), and returns the
+/// factors `alpha = 2^(m_old - m_new)` O must be scaled by, and whether any is not 1.
+#[inline(always)]
+fn softmax<const BN: usize>(s: &mut [f32; MAX_S], st: &mut RowState, scale_log2: f32) -> ([f32; 2], bool) {
+    let mut alpha = [1.0f32; 2];
+    let mut rescale = false;
+    let mut half = 0;
+    while half < 2 {
+        let mut mx = f32::NEG_INFINITY;
+        let mut nt = 0;
+        while nt < BN / 8 {
+            mx = mx.max(s[4 * nt + 2 * half]).max(s[4 * nt + 2 * half + 1]);
+            nt += 1;
+        }
+        mx = mx.max(unsafe { shfl_xor_f32(mx, 1) });
+        mx = mx.max(unsafe { shfl_xor_f32(mx, 2) });
+        let m_new = st.row_max[half].max(mx);
+        // NaN guard: while every score of the row is masked, m_new is -inf and
+        // (-inf) - (-inf) would be NaN; measure from 0 then (every p is 2^-inf = 0).
+        let m_scaled = if m_new == f32::NEG_INFINITY { 0.0 } else { m_new * scale_log2 };
+        let a = ex2(st.row_max[half] * scale_log2 - m_scaled);
+        alpha[half] = a;
+        rescale |= a != 1.0;
+        st.row_max[half] = m_new;
+        let mut sum = st.row_sum[half] * a;
+        let mut nt = 0;
+        while nt < BN / 8 {
+            let p0 = ex2(fma(s[4 * nt + 2 * half], scale_log2, -m_scaled));
+            let p1 = ex2(fma(s[4 * nt + 2 * half + 1], scale_log2, -m_scaled));
+            s[4 * nt + 2 * half] = p0;
+            s[4 * nt + 2 * half + 1] = p1;
+            sum += p0 + p1;
+            nt += 1;
+        }
+        st.row_sum[half] = sum;
+        half += 1;
+    }
+    (alpha, rescale)
+}
+
+/// P (f32, accumulator layout) -> 16-bit A fragments of P V: k-step k takes 8-column chunk 2k
+/// for a0 (row g) / a1 (row g + 8) and chunk 2k + 1 for a2 / a3.
+#[inline(always)]
+fn pack_p<E: WgmmaElement, const BN: usize>(s: &[f32; MAX_S]) -> [[u32; 4]; MAX_KV] {
+    let mut p_frag = [[0u32; 4]; MAX_KV];
+    let mut nt = 0;
+    while nt < BN / 8 {
+        p_frag[nt / 2][(nt % 2) * 2] = E::pack2(s[4 * nt], s[4 * nt + 1]);
+        p_frag[nt / 2][(nt % 2) * 2 + 1] = E::pack2(s[4 * nt + 2], s[4 * nt + 3]);
+        nt += 1;
+    }
+    p_frag
+}
+
+/// O *= alpha, skipped when no row max of the warp moved (alpha is then exactly 1 on every lane,
+/// so skipping changes no bit; after the first blocks the max rarely moves). The vote keeps the
+/// branch warp-uniform.
+#[inline(always)]
+fn rescale_o<const D: usize>(acc_o: &mut [f32; MAX_O], alpha: [f32; 2], rescale: bool) {
+    if unsafe { vote_any(rescale) } {
+        let mut dt = 0;
+        while dt < D / 8 {
+            acc_o[4 * dt] *= alpha[0];
+            acc_o[4 * dt + 1] *= alpha[0];
+            acc_o[4 * dt + 2] *= alpha[1];
+            acc_o[4 * dt + 3] *= alpha[1];
+            dt += 1;
+        }
+    }
+}
+
+/// Register operands of an MMA batch pass through [`fence_regs_f32`] / [`fence_regs_u32`] before
+/// its `wgmma.fence`, so LLVM keeps their last writes above it.
+#[inline(always)]
+fn fence_p(p_frag: &mut [[u32; 4]; MAX_KV], k_steps: usize) {
+    let mut kk = 0;
+    while kk < k_steps {
+        fence_regs_u32(&mut p_frag[kk]);
+        kk += 1;
+    }
+}
+
+/// The forward; `PIPELINED` selects the main loop (see [`serial_loop`] and [`pipelined_loop`]).
+#[inline(always)]
+pub unsafe fn forward_wgmma<
+    E: WgmmaElement,
+    const D: usize,
+    const BM: usize,
+    const BN: usize,
+    const PIPELINED: bool,
+    const CAUSAL: bool,
+>(
+    p: &ForwardParams,
+) {
+    let cfg = WgmmaForwardConfig { head_dim: D, block_m: BM, block_n: BN, pipelined: PIPELINED };
+    const {
+        assert!(WgmmaForwardConfig { head_dim: D, block_m: BM, block_n: BN, pipelined: PIPELINED }.is_valid());
+        assert!(BN / 2 <= MAX_S && D / 2 <= MAX_O && BN / 16 <= MAX_KV);
+    };
+    let tid = _thread_idx_x() as usize;
+    let wg = tid / 128; // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
+    let warp = (tid % 128) / 32; // warp within the warpgroup: rows 16 warp .. 16 warp + 15 of those
+    let lane = tid % 32;
+    // Causal: the last query blocks see the most keys; launching them first keeps the heaviest
+    // CTAs out of the tail wave.
+    let m_block = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
+    let row0 = m_block as usize * BM;
+    let h = _block_idx_y() as usize;
+    let b = _block_idx_z() as usize;
+    // heads_kv divides heads (validated on the host); max(1) keeps core's division panic out.
+    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let (n_q, n_k) = (p.seqlen_q as usize, p.seqlen_k as usize);
+
+    let kv_bytes = cfg.tile_bytes(BN);
+    let q_s = aligned_smem_base();
+    let k_s = q_s + cfg.tile_bytes(BM) as u32;
+    let v_s = k_s + (WgmmaForwardConfig::STAGES * kv_bytes) as u32;
+    // Descriptors of k-step 0 of stage 0; k-steps and stages move the start address only.
+    let (k_lbo, k_sbo) = sw128_k_major_strides();
+    let (v_lbo, v_sbo) = sw128_mn_major_strides(BN);
+    let cta = Cta {
+        p,
+        tid,
+        threads: cfg.threads(),
+        b,
+        h_kv: h / group,
+        n_q,
+        n_k,
+        head_dim: p.head_dim as usize,
+        g: lane / 4,
+        t: lane % 4,
+        warp_first_row: row0 + wg * 64 + warp * 16,
+        scale_log2: p.scale_log2,
+        k_s,
+        v_s,
+        kv_bytes,
+        // This warpgroup's 64 rows of Q start at row 64 wg of column block 0 (8 atoms per 64 rows).
+        q_desc: smem_desc(q_s + (wg * 64 * 128) as u32, k_lbo, k_sbo, SWIZZLE_128B),
+        k_desc: smem_desc(k_s, k_lbo, k_sbo, SWIZZLE_128B),
+        v_desc: smem_desc(v_s, v_lbo, v_sbo, SWIZZLE_128B),
+    };
+
+    // Bottom-right causal alignment: row i sees keys j <= i + n_k - n_q; the tile's last row
+    // bounds what any row of it sees, so later blocks are never loaded.
+    let kv_end =
+        if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
+    let n_blocks = kv_end.div_ceil(BN);
+
+    // Prologue: group 0 = Q + K_0, group 1 = V_0.
+    copy_tile_sw128::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, cta.head_dim, q_s, tid, cta.threads);
+    if n_blocks > 0 {
+        cta.load_k::<D, BN>(0);
+    }
+    cp_async_commit_group();
+    if n_blocks > 0 {
+        cta.load_v::<D, BN>(0);
+    }
+    cp_async_commit_group();
+
+    let mut st = RowState { acc_o: [0.0; MAX_O], row_max: [f32::NEG_INFINITY; 2], row_sum: [0.0; 2] };
+    if PIPELINED {
+        pipelined_loop::<E, D, BM, BN, CAUSAL>(&cta, &mut st, n_blocks);
+    } else {
+        serial_loop::<E, D, BM, BN, CAUSAL>(&cta, &mut st, n_blocks);
+    }
+    epilogue::<E, D, BM>(&cta, &st, q_s, row0, h, wg * 64 + warp * 16, lane);
+}
+
+/// The first schedule: per block, `S = Q K_j^T` and wait, softmax, `O += P V_j` and wait. Each
+/// warpgroup's tensor cores idle during its softmax (the other warpgroup may fill the gap).
+/// Two CTA barriers per block (K_j landed; V_j landed).
+#[inline(always)]
+unsafe fn serial_loop<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize, const CAUSAL: bool>(
+    cta: &Cta,
+    st: &mut RowState,
+    n_blocks: usize,
+) {
+    let mut j = 0;
+    while j < n_blocks {
+        cp_async_wait_group::<1>(); // K_j (and Q) have landed for this thread ...
+        fence_proxy_async_shared(); // ... are visible to wgmma's async proxy ...
+        _syncthreads(); // ... for every thread; every S and P V MMA of block j - 1 has completed.
+        if j + 1 < n_blocks {
+            cta.load_k::<D, BN>(j + 1); // into the stage K_{j-1} used
+        }
+        cp_async_commit_group();
+
+        let mut s = [0.0f32; MAX_S];
+        fence_regs_f32(&mut s);
+        wgmma_fence();
+        cta.issue_s::<E, D, BM, BN>(&mut s, j);
+        wgmma_commit_group();
+        wgmma_wait_group::<0>();
+        fence_regs_f32(&mut s);
+
+        cta.mask::<BN, CAUSAL>(&mut s, j);
+        let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
+        let mut p_frag = pack_p::<E, BN>(&s);
+        rescale_o::<D>(&mut st.acc_o, alpha, rescale);
+
+        cp_async_wait_group::<1>(); // V_j has landed (K_{j+1} may still be in flight) ...
+        fence_proxy_async_shared();
+        _syncthreads(); // ... for every thread; V stage 1 - j%2 is no longer read.
+        if j + 1 < n_blocks {
+            cta.load_v::<D, BN>(j + 1);
+        }
+        cp_async_commit_group();
+
+        fence_regs_f32(&mut st.acc_o);
+        fence_p(&mut p_frag, BN / 16);
+        wgmma_fence();
+        cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, j);
+        wgmma_commit_group();
+        wgmma_wait_group::<0>();
+        fence_regs_f32(&mut st.acc_o);
+        j += 1;
+    }
+}
+
+/// FlashAttention-3's intra-warpgroup pipelining: in iteration j, `S_j = Q K_j^T` and
+/// `O += P_{j-1} V_{j-1}` are issued back to back; the softmax of S_j (exponentials in place, in
+/// f32) runs while the P V MMAs are still executing; only then are O rescaled by alpha_j and
+/// S_j packed into P_j (P_{j-1}'s registers are read by the in-flight MMAs until the wait).
+/// The rescale is exact: `O_j = alpha_j (O_{j-1} + P_{j-1} V_{j-1})` whichever order.
+///
+/// Loads: K_{j+1} and V_j are issued at the top of iteration j (one CTA barrier per block):
+/// K_{j+1} reuses K_{j-1}'s stage (S_{j-1} completed in iteration j - 1) and V_j reuses
+/// V_{j-2}'s (P V_{j-2} completed in iteration j - 1).
+#[inline(always)]
+unsafe fn pipelined_loop<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize, const CAUSAL: bool>(
+    cta: &Cta,
+    st: &mut RowState,
+    n_blocks: usize,
+) {
+    if n_blocks == 0 {
+        return;
+    }
+    // Block 0: S_0 alone. Groups in flight: [Q, K_0], [V_0].
+    cp_async_wait_group::<1>(); // Q and K_0 have landed for this thread ...
+    fence_proxy_async_shared();
+    _syncthreads(); // ... and for every thread.
+    if n_blocks > 1 {
+        cta.load_k::<D, BN>(1);
+    }
+    cp_async_commit_group(); // in flight: [V_0], [K_1]
+    let mut s = [0.0f32; MAX_S];
+    fence_regs_f32(&mut s);
+    wgmma_fence();
+    cta.issue_s::<E, D, BM, BN>(&mut s, 0);
+    wgmma_commit_group();
+    wgmma_wait_group::<0>();
+    fence_regs_f32(&mut s);
+    cta.mask::<BN, CAUSAL>(&mut s, 0);
+    // O is zero: alpha needs no application.
+    let _ = softmax::<BN>(&mut s, st, cta.scale_log2);
+    let mut p_frag = pack_p::<E, BN>(&s);
+
+    let mut j = 1;
+    while j < n_blocks {
+        // In flight: [V_{j-1}], [K_j] (the last two groups): both are needed now.
+        cp_async_wait_group::<0>();
+        fence_proxy_async_shared();
+        _syncthreads(); // every thread's copies are visible; S_{j-1} and P V_{j-2} are complete
+        if j + 1 < n_blocks {
+            cta.load_k::<D, BN>(j + 1);
+        }
+        cp_async_commit_group();
+        cta.load_v::<D, BN>(j);
+        cp_async_commit_group();
+
+        let mut s = [0.0f32; MAX_S];
+        fence_regs_f32(&mut s);
+        fence_regs_f32(&mut st.acc_o);
+        fence_p(&mut p_frag, BN / 16);
+        wgmma_fence();
+        cta.issue_s::<E, D, BM, BN>(&mut s, j);
+        wgmma_commit_group();
+        cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, j - 1);
+        wgmma_commit_group();
+        wgmma_wait_group::<1>(); // S_j is complete; P V_{j-1} may still run
+        fence_regs_f32(&mut s);
+        cta.mask::<BN, CAUSAL>(&mut s, j);
+        let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
+        wgmma_wait_group::<0>(); // P V_{j-1} is complete: O and P_{j-1} are free
+        fence_regs_f32(&mut st.acc_o);
+        fence_p(&mut p_frag, BN / 16);
+        rescale_o::<D>(&mut st.acc_o, alpha, rescale);
+        p_frag = pack_p::<E, BN>(&s);
+        j += 1;
+    }
+
+    // The last P V. In flight: [K_n (empty)], [V_{n-1}].
+    cp_async_wait_group::<0>();
+    fence_proxy_async_shared();
+    _syncthreads();
+    fence_regs_f32(&mut st.acc_o);
+    fence_p(&mut p_frag, BN / 16);
+    wgmma_fence();
+    cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, n_blocks - 1);
+    wgmma_commit_group();
+    wgmma_wait_group::<0>();
+    fence_regs_f32(&mut st.acc_o);
+}
+
+/// Normalises O, stages it through this warp's own 16 rows of the Q tile (same swizzle:
+/// conflict-free 4-byte writes), writes 16-byte chunks of the real columns, and the LSE (natural
+/// log) once per row. `r_warp`: this warp's first row in the tile.
+#[inline(always)]
+unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize>(
+    cta: &Cta,
+    st: &RowState,
+    q_s: u32,
+    row0: usize,
+    h: usize,
+    r_warp: usize,
+    lane: usize,
+) {
+    let p = cta.p;
+    let (g, t, n_q) = (cta.g, cta.t, cta.n_q);
+    // Every copy has landed (with no block at all, Q's copy may still be in flight, issued by
+    // any thread): wait and barrier before its rows are reused. No other warp reads this warp's
+    // rows after that (every MMA reading Q has completed): a warp barrier suffices below.
+    cp_async_wait_group::<0>();
+    _syncthreads();
+    let mut half = 0;
+    while half < 2 {
+        let mut l = st.row_sum[half];
+        l += shfl_xor_f32(l, 1);
+        l += shfl_xor_f32(l, 2);
+        // A row with no visible key (causal, n_q > n_k) has l = 0: output 0, LSE -inf.
+        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+        let r_tile = r_warp + g + 8 * half;
+        let mut dt = 0;
+        while dt < D / 8 {
+            let v = E::pack2(st.acc_o[4 * dt + 2 * half] * inv, st.acc_o[4 * dt + 2 * half + 1] * inv);
+            st_shared_b32(q_s + (sw128_chunk_offset(BM, r_tile, dt) + 4 * t) as u32, v);
+            dt += 1;
+        }
+        let row = row0 + r_tile;
+        if t == 0 && row < n_q {
+            let m = st.row_max[half];
+            let lse = if l > 0.0 { LN2 * (m * cta.scale_log2 + lg2(l)) } else { f32::NEG_INFINITY };
+            st_global_f32((p.lse as *mut f32).add((cta.b * p.heads as usize + h) * n_q + row), lse);
+        }
+        half += 1;
+    }
+    syncwarp();
+    let chunks = cta.head_dim / 8; // only the real columns (head_dim is a multiple of 8)
+    let mut idx = lane;
+    while idx < 16 * chunks {
+        let (r, c) = (idx / chunks, idx % chunks);
+        let row = row0 + r_warp + r;
+        if row < n_q {
+            let v = ld_shared_v4_b32(q_s + sw128_chunk_offset(BM, r_warp + r, c) as u32);
+            let dst = (p.o as *mut u16).add((p.o_strides.offset(cta.b, row, h) + (c * 8) as u64) as usize);
+            st_global_v4_b32(dst as *mut u8, v);
+        }
+        idx += 32;
+    }
+}

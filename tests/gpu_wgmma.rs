@@ -1,0 +1,441 @@
+//! The Hopper (`wgmma`, sm_90a) path on the GPU. Two parts:
+//! 1. Instruction tests: one warpgroup, the wrappers of `kernels/src/arch/sm90.rs` on operands
+//!    laid out in shared memory exactly as the forward lays them out
+//!    (`kernels/src/instruction_tests_sm90.rs`), small integers (exact), every accumulator
+//!    register of every thread checked against the documented fragment layout. A failure prints
+//!    the first wrong elements and which descriptor strides (LBO, SBO) would have worked.
+//! 2. The forward (`ForwardKernel::Wgmma`) against the f64 CPU reference by FlashAttention's
+//!    2x rule, outputs NaN-poisoned before each launch.
+//!
+//! They need an sm_90 GPU (H100/H200): `#[ignore]`d here; on another GPU they say so and pass.
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+use flashattn::accuracy::{check_forward, random_qkv, ForwardCheck};
+use flashattn::reference::{RefOptions, Shape};
+use flashattn::{forward, forward_into, AttentionOptions, Device, Element, Error, ForwardKernel, Tensor};
+use flashattn_kernels::smem_layout::{sw128_k_major_strides, sw128_mn_major_strides};
+use half::{bf16, f16};
+use rand::{Rng, SeedableRng};
+
+/// The device, or None (with a note) when it is not compute capability 9.0.
+fn hopper() -> Option<Device> {
+    let dev = Device::new(0).unwrap_or_else(|e| panic!("this test needs a CUDA GPU: {e}"));
+    if dev.compute_capability() != (9, 0) {
+        eprintln!(
+            "skipped: {} is sm_{}{}, the wgmma kernels need sm_90",
+            dev.name(),
+            dev.compute_capability().0,
+            dev.compute_capability().1
+        );
+        return None;
+    }
+    Some(dev)
+}
+
+fn one_warpgroup(smem: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (1, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: smem as u32 }
+}
+
+fn bits(x: f32, is_bf16: bool) -> u16 {
+    if is_bf16 {
+        bf16::from_f32(x).to_bits()
+    } else {
+        f16::from_f32(x).to_bits()
+    }
+}
+
+fn small_ints(n: usize, range: i32, rng: &mut impl Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-range..=range) as f32).collect()
+}
+
+/// (row, column) of accumulator register `i` of warpgroup thread `tid` (module doc of sm90.rs):
+/// warp w = tid / 32 owns rows 16 w .. 16 w + 15; lane 4 g + t; i = 4 j + e.
+fn acc_coord(tid: usize, i: usize) -> (usize, usize) {
+    let (w, lane) = (tid / 32, tid % 32);
+    let (g, t) = (lane / 4, lane % 4);
+    let (j, e) = (i / 4, i % 4);
+    (16 * w + g + 8 * (e / 2), 8 * j + 2 * t + e % 2)
+}
+
+/// Compares thread-major accumulators with `want(row, col)`; returns the mismatches (up to 8
+/// described) and their count.
+fn compare(out: &[f32], n: usize, want: impl Fn(usize, usize) -> f32) -> (usize, Vec<String>) {
+    let mut bad = 0;
+    let mut first = Vec::new();
+    for tid in 0..128 {
+        for i in 0..n / 2 {
+            let (r, c) = acc_coord(tid, i);
+            let (got, w) = (out[tid * (n / 2) + i], want(r, c));
+            if got != w {
+                bad += 1;
+                if first.len() < 8 {
+                    first.push(format!("thread {tid} reg {i} = D[{r}][{c}]: got {got}, want {w}"));
+                }
+            }
+        }
+    }
+    (bad, first)
+}
+
+/// `S = A B^T` (A 64 x K, B N x K, both as Q and K are stored) through `test_wgmma_ss_*`.
+fn check_ss(is_bf16: bool, n: usize, k: usize) {
+    let Some(dev) = hopper() else { return };
+    let name: &'static str = match (is_bf16, n, k) {
+        (true, 64, 64) => "test_wgmma_ss_bf16_n64_k64",
+        (false, 64, 64) => "test_wgmma_ss_f16_n64_k64",
+        (true, 128, 128) => "test_wgmma_ss_bf16_n128_k128",
+        (false, 128, 128) => "test_wgmma_ss_f16_n128_k128",
+        _ => unreachable!(),
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64 * 7 + is_bf16 as u64);
+    let a = small_ints(64 * k, 3, &mut rng);
+    let b = small_ints(n * k, 3, &mut rng);
+    let want = |r: usize, c: usize| (0..k).map(|x| a[r * k + x] * b[c * k + x]).sum::<f32>();
+    let s = dev.stream();
+    let da = s.clone_htod(&a.iter().map(|&x| bits(x, is_bf16)).collect::<Vec<_>>()).unwrap();
+    let db = s.clone_htod(&b.iter().map(|&x| bits(x, is_bf16)).collect::<Vec<_>>()).unwrap();
+    let smem = 1024 + (64 + n) * k * 2;
+    let f = dev.load_kernel(name, smem).unwrap();
+    let run = |lbo: u32, sbo: u32| -> Vec<f32> {
+        let mut dout = s.alloc_zeros::<f32>(128 * n / 2).unwrap();
+        let mut bld = s.launch_builder(&f);
+        bld.arg(&da).arg(&db).arg(&mut dout).arg(&lbo).arg(&sbo);
+        unsafe { bld.launch(one_warpgroup(smem)) }.unwrap();
+        s.clone_dtoh(&dout).unwrap()
+    };
+    let (lbo, sbo) = sw128_k_major_strides();
+    let (bad, first) = compare(&run(lbo, sbo), n, want);
+    if bad > 0 {
+        let alternatives: Vec<(u32, u32)> = vec![(sbo, lbo), (1024, 1024), (0, 1024), (16, 512), (16, 2048)];
+        let works: Vec<_> = alternatives.into_iter().filter(|&(l, s_)| compare(&run(l, s_), n, &want).0 == 0).collect();
+        panic!(
+            "{name}: {bad} of {} accumulators wrong with (LBO, SBO) = ({lbo}, {sbo}); strides that work: {works:?}\n{}",
+            64 * n,
+            first.join("\n")
+        );
+    }
+}
+
+/// `O = C + P V` (P 64 x K as per-thread A fragments, V K x N as stored) through `test_wgmma_rs_*`.
+fn check_rs(is_bf16: bool, n: usize, k: usize) {
+    let Some(dev) = hopper() else { return };
+    let name: &'static str = match (is_bf16, n, k) {
+        (true, 64, 128) => "test_wgmma_rs_bf16_n64_k128",
+        (false, 64, 128) => "test_wgmma_rs_f16_n64_k128",
+        (true, 128, 64) => "test_wgmma_rs_bf16_n128_k64",
+        (false, 128, 64) => "test_wgmma_rs_f16_n128_k64",
+        _ => unreachable!(),
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64 * 11 + is_bf16 as u64);
+    let p = small_ints(64 * k, 3, &mut rng);
+    let v = small_ints(k * n, 3, &mut rng);
+    let c = small_ints(64 * n, 8, &mut rng);
+    let want = |r: usize, col: usize| c[r * n + col] + (0..k).map(|x| p[r * k + x] * v[x * n + col]).sum::<f32>();
+    // A fragments (module doc of sm90.rs): k-step kk, row 16 w + g (+ 8), columns 2 t, 2 t + 1 (+ 8).
+    let pack =
+        |r: usize, col: usize| bits(p[r * k + col], is_bf16) as u32 | (bits(p[r * k + col + 1], is_bf16) as u32) << 16;
+    let mut frags = Vec::with_capacity(128 * k / 16 * 4);
+    for tid in 0..128 {
+        let (w, lane) = (tid / 32, tid % 32);
+        let (g, t) = (lane / 4, lane % 4);
+        let row = 16 * w + g;
+        for kk in 0..k / 16 {
+            let col = 16 * kk + 2 * t;
+            frags.extend([pack(row, col), pack(row + 8, col), pack(row, col + 8), pack(row + 8, col + 8)]);
+        }
+    }
+    let mut c_frag = vec![0f32; 128 * n / 2];
+    for tid in 0..128 {
+        for i in 0..n / 2 {
+            let (r, col) = acc_coord(tid, i);
+            c_frag[tid * (n / 2) + i] = c[r * n + col];
+        }
+    }
+    let s = dev.stream();
+    let dp = s.clone_htod(&frags).unwrap();
+    let dv = s.clone_htod(&v.iter().map(|&x| bits(x, is_bf16)).collect::<Vec<_>>()).unwrap();
+    let dc = s.clone_htod(&c_frag).unwrap();
+    let smem = 1024 + k * n * 2;
+    let f = dev.load_kernel(name, smem).unwrap();
+    let run = |lbo: u32, sbo: u32| -> Vec<f32> {
+        let mut dout = s.alloc_zeros::<f32>(128 * n / 2).unwrap();
+        let mut bld = s.launch_builder(&f);
+        bld.arg(&dp).arg(&dv).arg(&dc).arg(&mut dout).arg(&lbo).arg(&sbo);
+        unsafe { bld.launch(one_warpgroup(smem)) }.unwrap();
+        s.clone_dtoh(&dout).unwrap()
+    };
+    let (lbo, sbo) = sw128_mn_major_strides(k);
+    let (bad, first) = compare(&run(lbo, sbo), n, want);
+    if bad > 0 {
+        let alternatives: Vec<(u32, u32)> = vec![(sbo, lbo), (1024, 1024), (lbo, 2048), (2048, lbo)];
+        let works: Vec<_> = alternatives.into_iter().filter(|&(l, s_)| compare(&run(l, s_), n, &want).0 == 0).collect();
+        panic!(
+            "{name}: {bad} of {} accumulators wrong with (LBO, SBO) = ({lbo}, {sbo}); strides that work: {works:?}\n{}",
+            64 * n,
+            first.join("\n")
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_ss_m64n64k16_k_major_sw128() {
+    check_ss(true, 64, 64);
+    check_ss(false, 64, 64);
+}
+
+/// K = 128: two 64-column blocks, so k-steps 4..7 move the descriptor to the second block.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_ss_m64n128k16_k_major_sw128() {
+    check_ss(true, 128, 128);
+    check_ss(false, 128, 128);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_rs_m64n64k16_mn_major_b_sw128() {
+    check_rs(true, 64, 128);
+    check_rs(false, 64, 128);
+}
+
+/// N = 128: two 64-column blocks of V along N, reached through the descriptor's LBO.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_rs_m64n128k16_mn_major_b_sw128() {
+    check_rs(true, 128, 64);
+    check_rs(false, 128, 64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The forward
+
+const WG: ForwardKernel = ForwardKernel::Wgmma;
+/// The serial schedule (no softmax / MMA overlap): the simplest path, to tell schedule bugs from
+/// layout bugs.
+const SERIAL: ForwardKernel = ForwardKernel::WgmmaConfig { block_m: 128, block_n: 128, pipelined: false };
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    shape: Shape,
+    causal: bool,
+    seed: u64,
+}
+
+fn shape(batch: usize, seqlen_q: usize, seqlen_k: usize, heads: usize, heads_kv: usize, head_dim: usize) -> Shape {
+    Shape { batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim }
+}
+
+fn upload_qkv<T: Element>(dev: &Device, s: &Shape, q: &[T], k: &[T], v: &[T]) -> (Tensor<T>, Tensor<T>, Tensor<T>) {
+    (
+        dev.upload(q, &[s.batch, s.seqlen_q, s.heads, s.head_dim]).unwrap(),
+        dev.upload(k, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim]).unwrap(),
+        dev.upload(v, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim]).unwrap(),
+    )
+}
+
+/// One case: fresh random inputs, NaN-poisoned outputs, forward, compare (2x rule).
+fn run_case<T: Element>(dev: &Device, case: &Case, kernel: ForwardKernel) -> ForwardCheck {
+    let s = &case.shape;
+    let (qh, kh, vh) = random_qkv::<T>(s, case.seed);
+    let (q, k, v) = upload_qkv(dev, s, &qh, &kh, &vh);
+    let mut o = dev.alloc::<T>(q.shape()).unwrap();
+    let mut lse = dev.alloc::<f32>(&[s.batch, s.heads, s.seqlen_q]).unwrap();
+    o.fill(T::NAN).unwrap();
+    lse.fill(f32::NAN).unwrap();
+    let opts = AttentionOptions { causal: case.causal, kernel, ..Default::default() };
+    forward_into(&q, &k, &v, &mut o, &mut lse, &opts).unwrap();
+    let ref_opts = RefOptions { causal: case.causal, ..RefOptions::new(s.head_dim) };
+    check_forward(&qh, &kh, &vh, s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap())
+}
+
+/// Runs every case, one line each, and fails listing all failures.
+fn run_all<T: Element>(cases: &[Case], kernel: ForwardKernel) {
+    let Some(dev) = hopper() else { return };
+    let mut failures = Vec::new();
+    for case in cases {
+        let check = run_case::<T>(&dev, case, kernel);
+        let line =
+            format!("{kernel:?} {} {:?} causal={} seed={}: {check}", T::NAME, case.shape, case.causal, case.seed);
+        println!("{line}");
+        if !check.passed() {
+            failures.push(line);
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+const SEQLENS: [usize; 6] = [1, 17, 97, 128, 1025, 4096];
+
+/// Square cases, d 64 and 128; N = 4096 with one batch and head (the f64 reference dominates).
+fn square_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut seed = 7000;
+    for d in [64, 128] {
+        for n in SEQLENS {
+            for causal in [false, true] {
+                seed += 1;
+                let (b, h) = if n >= 4096 { (1, 1) } else { (2, 2) };
+                cases.push(Case { shape: shape(b, n, n, h, h, d), causal, seed });
+            }
+        }
+    }
+    cases
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_bf16_matches_reference() {
+    run_all::<bf16>(&square_cases(), WG);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_serial_forward_bf16_matches_reference() {
+    run_all::<bf16>(&square_cases(), SERIAL);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_f16_matches_reference() {
+    run_all::<f16>(&square_cases(), WG);
+}
+
+/// seqlen_q != seqlen_k both ways (causal aligned bottom-right; rows that see no key give zeros
+/// and LSE -inf), including partial last blocks on both sides.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_seqlen_q_differs_from_seqlen_k() {
+    let pairs = [(1, 97), (97, 1), (17, 1025), (1025, 17), (128, 97), (97, 128), (64, 65), (300, 1000), (1000, 300)];
+    let mut cases = Vec::new();
+    for d in [64, 128] {
+        for (i, &(nq, nk)) in pairs.iter().enumerate() {
+            for causal in [false, true] {
+                cases.push(Case { shape: shape(1, nq, nk, 2, 2, d), causal, seed: 7500 + i as u64 });
+            }
+        }
+    }
+    run_all::<bf16>(&cases, WG);
+    run_all::<f16>(&cases[..cases.len() / 2], WG);
+    run_all::<bf16>(&cases, SERIAL);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_gqa_and_mqa() {
+    let cases: Vec<Case> = [(8, 2, 64), (8, 1, 128), (6, 3, 128), (4, 4, 64)]
+        .iter()
+        .flat_map(|&(h, hkv, d)| {
+            [false, true].map(|causal| Case {
+                shape: shape(2, 197, 300, h, hkv, d),
+                causal,
+                seed: 7800 + h as u64 + hkv as u64,
+            })
+        })
+        .collect();
+    run_all::<bf16>(&cases, WG);
+}
+
+/// Real head dims below 64 / 128 are zero-padded inside the kernel.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_every_head_dim() {
+    let cases: Vec<Case> = (8..=128)
+        .step_by(8)
+        .map(|d| Case { shape: shape(1, 97, 113, 4, 2, d), causal: d % 16 == 0, seed: 7900 + d as u64 })
+        .collect();
+    run_all::<bf16>(&cases, WG);
+    run_all::<f16>(&cases, WG);
+}
+
+/// q, k, v as views into one packed `[batch, seqlen, 3, heads, d]` buffer.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_strided_packed_qkv() {
+    let Some(dev) = hopper() else { return };
+    for d in [64, 128] {
+        for causal in [false, true] {
+            let s = shape(2, 197, 197, 4, 4, d);
+            let (qh, kh, vh) = random_qkv::<bf16>(&s, 77);
+            let h = s.heads;
+            let mut packed = vec![bf16::ZERO; s.batch * s.seqlen_q * 3 * h * d];
+            for b in 0..s.batch {
+                for i in 0..s.seqlen_q {
+                    for hh in 0..h {
+                        for c in 0..d {
+                            let src = ((b * s.seqlen_q + i) * h + hh) * d + c;
+                            let dst = |which: usize| (((b * s.seqlen_q + i) * 3 + which) * h + hh) * d + c;
+                            packed[dst(0)] = qh[src];
+                            packed[dst(1)] = kh[src];
+                            packed[dst(2)] = vh[src];
+                        }
+                    }
+                }
+            }
+            let strides = [s.seqlen_q * 3 * h * d, 3 * h * d, d, 1];
+            let view = |which: usize| {
+                dev.upload_strided(&packed[which * h * d..], &[s.batch, s.seqlen_q, h, d], &strides).unwrap()
+            };
+            let (q, k, v) = (view(0), view(1), view(2));
+            assert!(!q.is_contiguous());
+            let (o, lse) = forward(&q, &k, &v, &AttentionOptions { causal, kernel: WG, ..Default::default() }).unwrap();
+            let ref_opts = RefOptions { causal, ..RefOptions::new(d) };
+            let check = check_forward(&qh, &kh, &vh, &s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap());
+            println!("wgmma strided d={d} causal={causal}: {check}");
+            assert!(check.passed(), "{check}");
+        }
+    }
+}
+
+/// Same inputs, same bits (no atomics, no order-dependent reductions).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_is_deterministic() {
+    let Some(dev) = hopper() else { return };
+    let s = shape(2, 1025, 1025, 4, 4, 128);
+    let (qh, kh, vh) = random_qkv::<bf16>(&s, 3);
+    let (q, k, v) = upload_qkv(&dev, &s, &qh, &kh, &vh);
+    let opts = AttentionOptions { causal: true, kernel: WG, ..Default::default() };
+    let (o0, l0) = forward(&q, &k, &v, &opts).unwrap();
+    let (o0, l0) = (o0.to_host().unwrap(), l0.to_host().unwrap());
+    for _ in 0..10 {
+        let (o, l) = forward(&q, &k, &v, &opts).unwrap();
+        assert!(o.to_host().unwrap().iter().zip(&o0).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(l.to_host().unwrap().iter().zip(&l0).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
+/// Every compiled wgmma kernel (table row) once, on a shape with partial blocks and GQA.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_every_table_row() {
+    let Some(dev) = hopper() else { return };
+    let mut failures = Vec::new();
+    for (i, row) in flashattn::forward::wgmma_kernel_rows().iter().enumerate() {
+        let case =
+            Case { shape: shape(1, 200, 331, 2, 1, row.config.head_dim), causal: row.causal, seed: 8000 + i as u64 };
+        let check = match row.dtype {
+            flashattn::Dtype::Bf16 => run_case::<bf16>(&dev, &case, row.kernel_choice()),
+            flashattn::Dtype::F16 => run_case::<f16>(&dev, &case, row.kernel_choice()),
+        };
+        let line = format!("{} {:?}: {check}", row.name, case.shape);
+        println!("{line}");
+        if !check.passed() {
+            failures.push(line);
+        }
+    }
+    assert!(failures.is_empty(), "{} kernels failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Head dims above 128 have no wgmma kernel: an error value naming it, no launch.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_forward_rejects_unsupported_head_dim() {
+    let Some(dev) = hopper() else { return };
+    let t = |shape: &[usize]| -> Tensor<bf16> {
+        let n: usize = shape.iter().product();
+        dev.upload(&vec![bf16::ONE; n], shape).unwrap()
+    };
+    let x = t(&[1, 16, 2, 136]);
+    let r = forward(&x, &x, &x, &AttentionOptions { kernel: WG, ..Default::default() });
+    assert!(matches!(r, Err(Error::UnsupportedHeadDim { head_dim: 136, .. })), "{r:?}");
+}
