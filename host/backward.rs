@@ -312,7 +312,9 @@ fn launch_backward<T: Element>(
     let (name, cfg) =
         mma_backward_kernel(dtype, dims.head_dim, opts.causal).ok_or_else(|| unsupported_mma(dims.head_dim))?;
     let k_blocks = dims.seqlen_k.div_ceil(cfg.block_n) as u32;
-    unsafe { launch(&dev, name, cfg.smem_bytes(), (k_blocks, hkv, b), cfg.threads(), &params)? };
+    // The sm_90a PTX (compute capability 9.0) stages dQ in shared memory for bulk reductions.
+    let smem = if dev.compute_capability() == (9, 0) { cfg.smem_bytes_sm90() } else { cfg.smem_bytes() };
+    unsafe { launch(&dev, name, smem, (k_blocks, hkv, b), cfg.threads(), &params)? };
     if dq_accum_ptr != 0 {
         let chunks = dims.seqlen_q * dims.head_dim / 8;
         let grid = (chunks.div_ceil(DQ_CONVERT_THREADS) as u32, h, b);

@@ -17,10 +17,19 @@
 //! constant bounds (unrolled by LLVM), as in `forward_mma`.
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
+#[cfg(not(flashattn_sm90a))]
+use crate::arch::sm80::red_global_add_f32;
+#[cfg(flashattn_sm90a)]
+use crate::arch::sm80::st_shared_v2_f32;
+use crate::arch::sm80::{block_idx_reread, thread_idx_x_reread};
 use crate::arch::sm80::{
     cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_global_nc_v4_f32,
-    ld_shared_v2_f32, ld_shared_v4_b32, ldmatrix_x4, ldmatrix_x4_trans, red_global_add_f32, st_global_v4_b32,
-    st_shared_b32, syncwarp,
+    ld_shared_v2_f32, ld_shared_v4_b32, ldmatrix_x4, ldmatrix_x4_trans, st_global_v4_b32, st_shared_b32, syncwarp,
+};
+#[cfg(flashattn_sm90a)]
+use crate::arch::sm90::{
+    cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
+    fence_proxy_async_shared,
 };
 use crate::config::{MmaBackwardConfig, MmaBackwardDqConfig, DQ_CONVERT_THREADS};
 use crate::element::Element;
@@ -40,7 +49,7 @@ const MAX_DQT: usize = 32;
 /// blocks are read with 16-byte copies and no bounds checks.
 #[inline(always)]
 unsafe fn copy_stats_async<const BM: usize>(src: u64, first: usize, smem: u32, threads: usize) {
-    let mut idx = _thread_idx_x() as usize;
+    let mut idx = thread_idx_x_reread() as usize;
     while idx < BM / 4 {
         cp_async_cg_16(smem + 16 * idx as u32, (src as *const f32).add(first + 4 * idx) as *const u8, 16);
         idx += threads;
@@ -77,6 +86,77 @@ unsafe fn store_tile(
         }
         idx += threads;
     }
+}
+
+/// Adds this warp's slice of a query block's dQ (rows `row0..row0+16` of the block, n-tiles
+/// `col_tile0..col_tile0+nt_w`, in the m16n8 accumulator layout) to the block's rows of
+/// `dq_accum` (`block_rows`, `D` f32 per row). sm_80: `red.global.add` straight from registers.
+#[cfg(not(flashattn_sm90a))]
+#[inline(always)]
+unsafe fn add_dq_block<const D: usize, const BM: usize>(
+    acc: &[[f32; 4]; MAX_DT],
+    nt_w: usize,
+    block_rows: *mut f32,
+    row0: usize,
+    col_tile0: usize,
+    lane: usize,
+    _cfg: MmaBackwardConfig,
+) {
+    let (g, t) = (lane / 4, lane % 4);
+    let row = block_rows.add((row0 + g) * D);
+    let mut dt = 0;
+    while dt < nt_w {
+        let col = (col_tile0 + dt) * 8 + 2 * t;
+        red_global_add_f32(row.add(col), acc[dt][0]);
+        red_global_add_f32(row.add(col + 1), acc[dt][1]);
+        red_global_add_f32(row.add(8 * D + col), acc[dt][2]);
+        red_global_add_f32(row.add(8 * D + col + 1), acc[dt][3]);
+        dt += 1;
+    }
+}
+
+/// sm_90a: every warp writes its slice into the block's f32 staging tile; after a barrier, one
+/// thread per row hands the row to the copy engine (`cp.reduce.async.bulk ... add.f32`): whole
+/// 512-byte rows reduced in L2 instead of 32 scattered 4-byte atomics per thread. The staging
+/// tile is rewritten only after `cp.async.bulk.wait_group.read` (next block, before its barrier).
+#[cfg(flashattn_sm90a)]
+#[inline(always)]
+unsafe fn add_dq_block<const D: usize, const BM: usize>(
+    acc: &[[f32; 4]; MAX_DT],
+    nt_w: usize,
+    block_rows: *mut f32,
+    row0: usize,
+    col_tile0: usize,
+    lane: usize,
+    cfg: MmaBackwardConfig,
+) {
+    let (g, t) = (lane / 4, lane % 4);
+    let pitch = cfg.dq_stage_pitch();
+    let stage = dynamic_smem_base() + cfg.dq_stage_offset() as u32;
+    let mut dt = 0;
+    while dt < nt_w {
+        let col = (col_tile0 + dt) * 8 + 2 * t;
+        st_shared_v2_f32(stage + ((row0 + g) * pitch + 4 * col) as u32, [acc[dt][0], acc[dt][1]]);
+        st_shared_v2_f32(stage + ((row0 + g + 8) * pitch + 4 * col) as u32, [acc[dt][2], acc[dt][3]]);
+        dt += 1;
+    }
+    fence_proxy_async_shared(); // these generic-proxy writes, visible to the copy engine ...
+    _syncthreads(); // ... once every warp has written its slice
+                    // Each warp issues BM / warps of the rows from its first lanes (bulk operations of one warp
+                    // are issued one lane at a time, so spreading them over the warps keeps that short).
+    if let Some(row) = dq_reduce_row(lane, cfg) {
+        cp_reduce_async_bulk_add_f32(block_rows.add(row * D), stage + (row * pitch) as u32, (4 * D) as u32);
+        cp_async_bulk_commit_group();
+    }
+}
+
+/// The staging row whose bulk reduction this thread issues, if any (see `add_dq_block`).
+#[cfg(flashattn_sm90a)]
+#[inline(always)]
+fn dq_reduce_row(lane: usize, cfg: MmaBackwardConfig) -> Option<usize> {
+    let rows_per_warp = cfg.block_m / cfg.warps();
+    let warp = thread_idx_x_reread() as usize / 32;
+    (lane < rows_per_warp).then_some(warp * rows_per_warp + lane)
 }
 
 /// dK, dV (and dQ through atomics unless `p.dq_accum` is 0). Grid: (ceil(seqlen_k / BN), heads_kv, batch).
@@ -135,6 +215,9 @@ pub unsafe fn dkdv_mma<
     let block_of =
         |it: usize| (h_kv * group + it / blocks_per_head.max(1), (first_block + it % blocks_per_head.max(1)) * BM);
     let load_block = |it: usize, stage: u32| {
+        // Re-read (opaque to LLVM), so that the per-thread copy offsets are recomputed at each
+        // block instead of being hoisted out of the loop and kept alive in (scarce) registers.
+        let copy_tid = thread_idx_x_reread() as usize;
         let (hq, row0) = block_of(it);
         let stat = (b * heads + hq) * stat_pitch + row0;
         copy_tile_async::<D>(
@@ -148,6 +231,7 @@ pub unsafe fn dkdv_mma<
             head_dim,
             q_s + stage * tile_bytes,
             pitch,
+            copy_tid,
             threads,
         );
         copy_tile_async::<D>(
@@ -161,14 +245,16 @@ pub unsafe fn dkdv_mma<
             head_dim,
             do_s + stage * tile_bytes,
             pitch,
+            copy_tid,
             threads,
         );
         copy_stats_async::<BM>(p.lse_log2, stat, lse_s + stage * stat_bytes, threads);
         copy_stats_async::<BM>(p.delta, stat, delta_s + stage * stat_bytes, threads);
     };
 
-    copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, key0, n_k, BN, head_dim, k_s, pitch, threads);
-    copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, key0, n_k, BN, head_dim, v_s, pitch, threads);
+    let copy_tid = tid;
+    copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, key0, n_k, BN, head_dim, k_s, pitch, copy_tid, threads);
+    copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, key0, n_k, BN, head_dim, v_s, pitch, copy_tid, threads);
     if total > 0 {
         load_block(0, 0);
     }
@@ -301,6 +387,12 @@ pub unsafe fn dkdv_mma<
         // dQ_block += dS K: warp w takes m-tile w % m_tiles of the block and 1 / col_split of
         // the columns; A = dS read transposed from its key-major tile.
         if with_dq {
+            // sm_90a: the previous block's bulk reductions must have read their staging rows
+            // before anyone writes the stage again (after the barrier).
+            #[cfg(flashattn_sm90a)]
+            if dq_reduce_row(lane, cfg).is_some() {
+                cp_async_bulk_wait_group_read::<0>();
+            }
             _syncthreads(); // dS of every warp is in shared memory
             let m_tile = warp % cfg.dq_m_tiles();
             let nt_w = D / 8 / cfg.dq_col_split();
@@ -319,24 +411,26 @@ pub unsafe fn dkdv_mma<
                 kk += 1;
             }
             // Padding rows exist in dq_accum (stat_pitch), and their dS is 0: no bounds check.
-            let row_base = ((b * heads + hq) * stat_pitch + row0 + 16 * m_tile + g) * D;
-            let dq = p.dq_accum as *mut f32;
-            let mut dt = 0;
-            while dt < nt_w {
-                let col = (col_tile0 + dt) * 8 + 2 * t;
-                red_global_add_f32(dq.add(row_base + col), acc[dt][0]);
-                red_global_add_f32(dq.add(row_base + col + 1), acc[dt][1]);
-                red_global_add_f32(dq.add(row_base + 8 * D + col), acc[dt][2]);
-                red_global_add_f32(dq.add(row_base + 8 * D + col + 1), acc[dt][3]);
-                dt += 1;
-            }
+            let block_rows = (p.dq_accum as *mut f32).add(((b * heads + hq) * stat_pitch + row0) * D);
+            add_dq_block::<D, BM>(&acc, nt_w, block_rows, 16 * m_tile, col_tile0, lane, cfg);
         }
         it += 1;
     }
 
     // Epilogue: stage dV and scale * dK through the (now free) V and K tiles, then 16-byte stores.
     cp_async_wait_group::<0>(); // no copy may still land in the tiles (e.g. `total == 0`)
+    #[cfg(flashattn_sm90a)]
+    if with_dq && dq_reduce_row(tid % 32, cfg).is_some() {
+        cp_async_bulk_wait_group::<0>(); // the dQ stage stays allocated until its reductions are done
+    }
     _syncthreads(); // every warp is done reading K and V
+                    // Indices re-read from the special registers (opaque to LLVM): values derived from them
+                    // are recomputed here instead of being kept alive in registers across the whole loop.
+    let tid = thread_idx_x_reread() as usize;
+    let (warp, lane) = (tid / 32, tid % 32);
+    let (g, t) = (lane / 4, lane % 4);
+    let warp_key = 16 * (warp % cfg.key_warps());
+    let d_part = warp / cfg.key_warps();
     let scale = p.scale;
     let mut dt = 0;
     while dt < dt_w {
@@ -350,6 +444,8 @@ pub unsafe fn dkdv_mma<
         dt += 1;
     }
     _syncthreads();
+    let (key0, h_kv, b) =
+        (block_idx_reread::<0>() as usize * BN, block_idx_reread::<1>() as usize, block_idx_reread::<2>() as usize);
     store_tile(v_s, pitch, BN, p.dv, &p.dv_strides, b, h_kv, key0, n_k, head_dim, tid, threads);
     store_tile(k_s, pitch, BN, p.dk, &p.dk_strides, b, h_kv, key0, n_k, head_dim, tid, threads);
 }
@@ -390,11 +486,12 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
     let kv_end =
         if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
     let n_blocks = kv_end.div_ceil(BN);
-    copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, threads);
-    copy_tile_async::<D>(p.d_o, &p.do_strides, b, h, row0, n_q, BM, head_dim, do_s, pitch, threads);
+    let copy_tid = tid;
+    copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, copy_tid, threads);
+    copy_tile_async::<D>(p.d_o, &p.do_strides, b, h, row0, n_q, BM, head_dim, do_s, pitch, copy_tid, threads);
     if n_blocks > 0 {
-        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, threads);
-        copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, threads);
+        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, copy_tid, threads);
+        copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, copy_tid, threads);
     }
     cp_async_commit_group();
 
@@ -415,8 +512,34 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
         _syncthreads(); // K_j, V_j landed for all; the other stage is no longer read
         if j + 1 < n_blocks {
             let (ks, vs) = (k_s + (1 - stage) * stage_bytes, v_s + (1 - stage) * stage_bytes);
-            copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, ks, pitch, threads);
-            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, vs, pitch, threads);
+            copy_tile_async::<D>(
+                p.k,
+                &p.k_strides,
+                b,
+                h_kv,
+                col0 + BN,
+                n_k,
+                BN,
+                head_dim,
+                ks,
+                pitch,
+                copy_tid,
+                threads,
+            );
+            copy_tile_async::<D>(
+                p.v,
+                &p.v_strides,
+                b,
+                h_kv,
+                col0 + BN,
+                n_k,
+                BN,
+                head_dim,
+                vs,
+                pitch,
+                copy_tid,
+                threads,
+            );
         }
         cp_async_commit_group();
         let k_st = k_s + stage * stage_bytes;

@@ -224,8 +224,22 @@ impl MmaBackwardConfig {
     pub const fn ds_offset(self) -> usize {
         self.delta_offset() + 2 * 4 * self.block_m
     }
+    /// Without the dQ staging tile (what the sm_80 build uses: its dQ goes straight from
+    /// registers to `red.global.add`).
     pub const fn smem_bytes(self) -> usize {
+        self.dq_stage_offset()
+    }
+    /// The sm_90a build stages each block's f32 dQ in shared memory and adds it to `dq_accum`
+    /// with the copy engine's bulk reductions (one per row), instead of 32 scattered atomics per
+    /// thread: `block_m` rows of `head_dim` f32, padded by 16 bytes.
+    pub const fn dq_stage_offset(self) -> usize {
         self.ds_offset() + self.block_n * self.ds_pitch()
+    }
+    pub const fn dq_stage_pitch(self) -> usize {
+        4 * self.head_dim + 16
+    }
+    pub const fn smem_bytes_sm90(self) -> usize {
+        self.dq_stage_offset() + self.block_m * self.dq_stage_pitch()
     }
     pub const fn is_valid(self) -> bool {
         let dt = self.head_dim / 8;
@@ -235,11 +249,12 @@ impl MmaBackwardConfig {
             && Self::STAT_ROW_ALIGN % self.block_m == 0
             && self.block_n % 16 == 0
             && self.warps() % self.dq_m_tiles() == 0
+            && self.block_m % self.warps() == 0 // rows of the dQ bulk reductions per warp
             // Each warp's dK/dV and dQ column ranges are whole pairs of n-tiles (ldmatrix x4).
             && dt % (2 * self.d_split) == 0
             && dt % (2 * self.dq_col_split()) == 0
             && self.threads() <= 1024
-            && self.smem_bytes() <= 227 * 1024
+            && self.smem_bytes_sm90() <= 227 * 1024
     }
 }
 

@@ -101,14 +101,14 @@ pub unsafe fn forward_mma<
 
     // Prologue: group 0 = Q + K_0; with two stages, group 1 = V_0 (one stage: V_j is issued
     // at the top of iteration j, once the previous P V has released the buffer).
-    copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, threads);
+    copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, tid, threads);
     if n_blocks > 0 {
-        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, threads);
+        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, tid, threads);
     }
     cp_async_commit_group();
     if STAGES == 2 {
         if n_blocks > 0 {
-            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, threads);
+            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, tid, threads);
         }
         cp_async_commit_group();
     }
@@ -138,13 +138,26 @@ pub unsafe fn forward_mma<
             _syncthreads(); // ... and for every thread; stage 1 - j%2 is no longer read.
             if j + 1 < n_blocks {
                 let dst = k_s + (1 - stage) * stage_bytes;
-                copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, dst, pitch, threads);
+                copy_tile_async::<D>(
+                    p.k,
+                    &p.k_strides,
+                    b,
+                    h_kv,
+                    col0 + BN,
+                    n_k,
+                    BN,
+                    head_dim,
+                    dst,
+                    pitch,
+                    tid,
+                    threads,
+                );
             }
         } else {
             cp_async_wait_group::<0>(); // K_j (and Q) have landed for this thread ...
             _syncthreads(); // ... and for every thread, which have all finished P V_{j-1}:
                             // the V buffer is free, so V_j loads while S = Q K_j^T computes.
-            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0, n_k, BN, head_dim, v_s, pitch, threads);
+            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0, n_k, BN, head_dim, v_s, pitch, tid, threads);
         }
         cp_async_commit_group();
 
@@ -294,13 +307,39 @@ pub unsafe fn forward_mma<
             _syncthreads(); // ... for every thread; V stage 1 - j%2 is no longer read.
             if j + 1 < n_blocks {
                 let dst = v_s + (1 - stage) * stage_bytes;
-                copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, dst, pitch, threads);
+                copy_tile_async::<D>(
+                    p.v,
+                    &p.v_strides,
+                    b,
+                    h_kv,
+                    col0 + BN,
+                    n_k,
+                    BN,
+                    head_dim,
+                    dst,
+                    pitch,
+                    tid,
+                    threads,
+                );
             }
         } else {
             cp_async_wait_group::<0>(); // V_j has landed ...
             _syncthreads(); // ... for every thread, which have all finished Q K_j^T: K is free.
             if j + 1 < n_blocks {
-                copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, k_s, pitch, threads);
+                copy_tile_async::<D>(
+                    p.k,
+                    &p.k_strides,
+                    b,
+                    h_kv,
+                    col0 + BN,
+                    n_k,
+                    BN,
+                    head_dim,
+                    k_s,
+                    pitch,
+                    tid,
+                    threads,
+                );
             }
         }
         cp_async_commit_group();
@@ -328,7 +367,9 @@ pub unsafe fn forward_mma<
 
     // Epilogue. Complete the row sums across the quad, normalise, stage O through this warp's
     // own rows of the Q tile (no other warp reads them, so a warp barrier suffices), then write
-    // 16-byte chunks.
+    // 16-byte chunks. No copy may still be landing in the Q tile: with no key block at all
+    // (causal, seqlen_q > seqlen_k) the prologue's group was never waited for.
+    cp_async_wait_group::<0>();
     syncwarp();
     let mut mt = 0;
     while mt < MT {

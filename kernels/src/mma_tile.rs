@@ -1,7 +1,5 @@
 //! Tile primitives shared by the tensor-core kernels: the `cp.async` tile copy and the
 //! `ldmatrix` lane addressing patterns.
-use core::arch::nvptx::_thread_idx_x;
-
 use crate::arch::sm80::cp_async_cg_16;
 use crate::params::Strides;
 
@@ -26,7 +24,7 @@ pub fn x4_offset_col_pairs(lane: usize, pitch: usize) -> u32 {
     (((lane / 16) * 8 + lane % 8) * pitch + ((lane / 8) % 2) * 16) as u32
 }
 
-/// Issues the `cp.async` copies of `rows` rows x `D` columns of one head into shared memory
+/// Thread `tid` of `threads` issues its share of the `cp.async` copies of `rows` rows x `D` columns of one head into shared memory
 /// (pitch `pitch` bytes). Rows past `valid_rows` and columns past `head_dim` (padding up to the
 /// instantiated `D`) are zero-filled by the copy itself (source size 0), so that no stale shared
 /// memory, possibly NaN bits, ever reaches an MMA.
@@ -42,12 +40,13 @@ pub unsafe fn copy_tile_async<const D: usize>(
     head_dim: usize,
     smem: u32,
     pitch: usize,
+    tid: usize,
     threads: usize,
 ) {
     let chunks = D / 8; // 16-byte chunks per row
-    let mut idx = _thread_idx_x() as usize;
-    // Consecutive lanes take consecutive chunks of a row: coalesced 16-byte global reads, and
-    // 8 lanes fill 128 contiguous bytes of shared memory (no bank conflicts).
+    let mut idx = tid; // this thread's first chunk (see the callers for how they read it)
+                       // Consecutive lanes take consecutive chunks of a row: coalesced 16-byte global reads, and
+                       // 8 lanes fill 128 contiguous bytes of shared memory (no bank conflicts).
     while idx < rows * chunks {
         let r = idx / chunks;
         let c = idx % chunks;

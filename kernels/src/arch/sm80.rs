@@ -242,3 +242,32 @@ pub unsafe fn ld_global_nc_v4_f32(ptr: *const f32) -> [f32; 4] {
          out(reg32) a, out(reg32) b, out(reg32) c, out(reg32) d, in(reg64) ptr, options(readonly, nostack));
     [a, b, c, d]
 }
+
+/// `st.shared.v2.f32` (8-byte aligned).
+#[inline(always)]
+pub unsafe fn st_shared_v2_f32(addr: u32, v: [f32; 2]) {
+    asm!("st.shared.v2.f32 [{0}], {{{1}, {2}}};", in(reg32) addr, in(reg32) v[0], in(reg32) v[1], options(nostack));
+}
+
+/// `mov.u32 %tid.x` as an opaque (volatile) read: LLVM cannot reuse an earlier read, so values
+/// derived from it are recomputed where this is called rather than kept in registers.
+#[inline(always)]
+pub fn thread_idx_x_reread() -> u32 {
+    let r: u32;
+    unsafe { asm!("mov.u32 {0}, %tid.x;", out(reg32) r, options(nomem, nostack)) };
+    r
+}
+
+/// `mov.u32 %ctaid.{x,y,z}` (`AXIS` 0, 1, 2) as an opaque read, as [`thread_idx_x_reread`].
+#[inline(always)]
+pub fn block_idx_reread<const AXIS: u32>() -> u32 {
+    let r: u32;
+    unsafe {
+        match AXIS {
+            0 => asm!("mov.u32 {0}, %ctaid.x;", out(reg32) r, options(nomem, nostack)),
+            1 => asm!("mov.u32 {0}, %ctaid.y;", out(reg32) r, options(nomem, nostack)),
+            _ => asm!("mov.u32 {0}, %ctaid.z;", out(reg32) r, options(nomem, nostack)),
+        }
+    };
+    r
+}

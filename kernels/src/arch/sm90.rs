@@ -216,3 +216,33 @@ n128!(wgmma_rs, /// `wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16`, A f
     wgmma_m64n128k16_rs_bf16, "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16");
 n128!(wgmma_rs, /// `wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16`, A from registers.
     wgmma_m64n128k16_rs_f16, "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16");
+
+/// `cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32`: the copy engine adds `bytes`
+/// (a multiple of 16) of f32 from shared memory (16-byte aligned) into global memory (16-byte
+/// aligned) atomically, element by element, without occupying the issuing threads. Ordering of
+/// the additions with other atomics is unspecified (as `red.global.add`).
+#[inline(always)]
+pub unsafe fn cp_reduce_async_bulk_add_f32(dst: *mut f32, src_smem: u32, bytes: u32) {
+    asm!("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [{0}], [{1}], {2};",
+         in(reg64) dst, in(reg32) src_smem, in(reg32) bytes, options(nostack));
+}
+
+/// `cp.async.bulk.commit_group`: closes the group of bulk operations issued by this thread.
+#[inline(always)]
+pub unsafe fn cp_async_bulk_commit_group() {
+    asm!("cp.async.bulk.commit_group;", options(nostack));
+}
+
+/// `cp.async.bulk.wait_group.read N`: waits until at most `N` of this thread's bulk groups still
+/// read their shared-memory source (the source may then be overwritten).
+#[inline(always)]
+pub unsafe fn cp_async_bulk_wait_group_read<const N: u32>() {
+    asm!("cp.async.bulk.wait_group.read {n};", n = const N, options(nostack));
+}
+
+/// `cp.async.bulk.wait_group N`: waits until at most `N` of this thread's bulk groups are
+/// incomplete (their global writes done).
+#[inline(always)]
+pub unsafe fn cp_async_bulk_wait_group<const N: u32>() {
+    asm!("cp.async.bulk.wait_group {n};", n = const N, options(nostack));
+}
