@@ -38,7 +38,7 @@ pub fn backward<T: Element>(
     let mut stats = dev.alloc::<f32>(&[2, dims.batch, dims.heads, stat_pitch])?;
     // The atomic dQ accumulates into zeros: [batch, heads, stat_pitch, padded head dim].
     let atomic_dq = uses_tensor_cores(opts) && !opts.deterministic;
-    let acc_dim = MmaForwardConfig::padded_head_dim(dims.head_dim);
+    let acc_dim = backward_head_dim(T::DTYPE.expect("validated"), dims.head_dim, opts.causal);
     let mut dq_accum =
         if atomic_dq { Some(dev.zeros::<f32>(&[dims.batch, dims.heads, stat_pitch, acc_dim])?) } else { None };
     launch_backward(q, k, v, o, lse, d_o, &mut stats, dq_accum.as_mut(), &mut grads, dims, stat_pitch, opts)?;
@@ -148,6 +148,11 @@ fn preprocess_kernel_name(dtype: Dtype) -> &'static str {
     found
 }
 
+/// The head dim the tensor-core backward is instantiated for (the row of `dq_accum`).
+fn backward_head_dim(dtype: Dtype, head_dim: usize, causal: bool) -> usize {
+    mma_backward_kernel(dtype, head_dim, causal).map_or(head_dim, |(_, c)| c.head_dim)
+}
+
 fn unsupported_mma(head_dim: usize) -> Error {
     Error::UnsupportedHeadDim {
         head_dim,
@@ -161,11 +166,15 @@ fn mma_backward_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&
     if head_dim == 0 || head_dim % 8 != 0 {
         return None;
     }
-    let padded = MmaForwardConfig::padded_head_dim(head_dim);
-    let mut found = None;
+    // The smallest instantiated head dim that holds this one (columns past it are zero-filled).
+    let mut found: Option<(&'static str, MmaBackwardConfig)> = None;
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $causal:literal) => {
-            if found.is_none() && Dtype::$dtype == dtype && $d == padded && $causal == causal {
+            if Dtype::$dtype == dtype
+                && $d >= head_dim
+                && $causal == causal
+                && found.is_none_or(|(_, c)| $d < c.head_dim)
+            {
                 let config = MmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, d_split: $ds };
                 debug_assert!(config.is_valid());
                 found = Some((stringify!($name), config));
@@ -178,11 +187,14 @@ fn mma_backward_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&
 
 /// The deterministic dQ kernel for a head dim and its tiles.
 fn mma_backward_dq_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&'static str, MmaBackwardDqConfig)> {
-    let padded = MmaForwardConfig::padded_head_dim(head_dim);
-    let mut found = None;
+    let mut found: Option<(&'static str, MmaBackwardDqConfig)> = None;
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
-            if found.is_none() && Dtype::$dtype == dtype && $d == padded && $causal == causal {
+            if Dtype::$dtype == dtype
+                && $d >= head_dim
+                && $causal == causal
+                && found.is_none_or(|(_, c)| $d < c.head_dim)
+            {
                 let config = MmaBackwardDqConfig { head_dim: $d, block_m: $bm, block_n: $bn };
                 debug_assert!(config.is_valid());
                 found = Some((stringify!($name), config));
@@ -276,7 +288,7 @@ fn launch_backward<T: Element>(
         scale_log2: scale * std::f32::consts::LOG2_E,
         scale,
         stat_pitch: stat_pitch as u32,
-        acc_dim: MmaForwardConfig::padded_head_dim(dims.head_dim) as u32,
+        acc_dim: backward_head_dim(dtype, dims.head_dim, opts.causal) as u32,
     });
     let (b, h, hkv) = (dims.batch as u32, dims.heads as u32, dims.heads_kv as u32);
     let warps = ScalarBackwardConfig::PREPROCESS_WARPS;

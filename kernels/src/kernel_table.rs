@@ -189,6 +189,8 @@ macro_rules! for_each_backward_preprocess_kernel {
 /// (d/2 registers each) beside S^T and dP^T (2 x 32); 155 KB of shared memory at d = 128.
 /// Above d = 128, dK/dV do not fit in one warp's registers: 64 keys per CTA, two warps per
 /// 16 keys (`d_split = 2`); d = 256 streams 32-row query blocks (140 KB of shared memory).
+/// No d = 224 row: its tiles with the sm_90a dQ staging would need 241 KB of shared memory
+/// (over the 227 KB a CTA may have), so head dims 200..=256 run the d = 256 kernel.
 #[macro_export]
 macro_rules! for_each_mma_backward_kernel {
     ($m:ident) => {
@@ -216,10 +218,6 @@ macro_rules! for_each_mma_backward_kernel {
         $m!(flash_bwd_dkdv_mma_f16_d192_causal, F16, 192, 64, 64, 2, true);
         $m!(flash_bwd_dkdv_mma_bf16_d192, Bf16, 192, 64, 64, 2, false);
         $m!(flash_bwd_dkdv_mma_bf16_d192_causal, Bf16, 192, 64, 64, 2, true);
-        $m!(flash_bwd_dkdv_mma_f16_d224, F16, 224, 64, 64, 2, false);
-        $m!(flash_bwd_dkdv_mma_f16_d224_causal, F16, 224, 64, 64, 2, true);
-        $m!(flash_bwd_dkdv_mma_bf16_d224, Bf16, 224, 64, 64, 2, false);
-        $m!(flash_bwd_dkdv_mma_bf16_d224_causal, Bf16, 224, 64, 64, 2, true);
         $m!(flash_bwd_dkdv_mma_f16_d256, F16, 256, 32, 64, 2, false);
         $m!(flash_bwd_dkdv_mma_f16_d256_causal, F16, 256, 32, 64, 2, true);
         $m!(flash_bwd_dkdv_mma_bf16_d256, Bf16, 256, 32, 64, 2, false);
@@ -257,10 +255,6 @@ macro_rules! for_each_mma_backward_dq_kernel {
         $m!(flash_bwd_dq_mma_f16_d192_causal, F16, 192, 64, 32, true);
         $m!(flash_bwd_dq_mma_bf16_d192, Bf16, 192, 64, 32, false);
         $m!(flash_bwd_dq_mma_bf16_d192_causal, Bf16, 192, 64, 32, true);
-        $m!(flash_bwd_dq_mma_f16_d224, F16, 224, 64, 32, false);
-        $m!(flash_bwd_dq_mma_f16_d224_causal, F16, 224, 64, 32, true);
-        $m!(flash_bwd_dq_mma_bf16_d224, Bf16, 224, 64, 32, false);
-        $m!(flash_bwd_dq_mma_bf16_d224_causal, Bf16, 224, 64, 32, true);
         $m!(flash_bwd_dq_mma_f16_d256, F16, 256, 64, 32, false);
         $m!(flash_bwd_dq_mma_f16_d256_causal, F16, 256, 64, 32, true);
         $m!(flash_bwd_dq_mma_bf16_d256, Bf16, 256, 64, 32, false);
