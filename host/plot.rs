@@ -16,6 +16,9 @@ const SERIES: [(&str, &str, RGBColor); 5] = [
     ("math", "standard attention (PyTorch math)", RGBColor(127, 127, 127)),
 ];
 
+/// One line of a chart: legend, colour, points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
 fn plot_error(e: impl std::fmt::Display) -> Error {
     Error::invalid("path", format!("cannot draw plot: {e}"))
 }
@@ -49,7 +52,7 @@ pub fn plot_tflops(rows: &[BenchRow], device: &str, dir: &Path) -> Result<Vec<Pa
             .filter(|r| r.implementation == "ours" && r.op == op && r.dtype == dtype && r.d == d && r.causal == causal)
             .collect();
         ours.sort_by_key(|r| r.n);
-        let series: Vec<(&str, RGBColor, Vec<(f64, f64)>)> = SERIES
+        let series: Vec<Series> = SERIES
             .iter()
             .map(|&(imp, label, color)| {
                 let points = ours
@@ -129,7 +132,7 @@ pub fn plot_memory(rows: &[BenchRow], device: &str, dir: &Path) -> Result<Option
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::invalid("path", format!("cannot create {}: {e}", dir.display())))?;
-    let series: Vec<(&str, RGBColor, Vec<(f64, f64)>)> = SERIES
+    let series: Vec<Series> = SERIES
         .iter()
         .map(|&(imp, label, color)| {
             let mut points: Vec<(f64, f64)> = mem

@@ -8,9 +8,12 @@
 //! 3. `O = P V` (cuBLAS).
 //!
 //! Backward, from Q, K, V, O, dO and the forward's LSE, as [`crate::backward()`] takes them:
-//! 1. `S = scale * Q K^T` (f32), 2. `P = exp(S - LSE)` (row kernel), 3. `dV = P^T dO`,
-//! 4. `dP = dO V^T` (f32, into S's buffer), 5. `dS = P * (dP - rowsum(dO * O))` in place over P
-//! (row kernel), 6. `dQ = scale * dS K`, 7. `dK = scale * dS^T Q`.
+//! 1. `S = scale * Q K^T` (f32),
+//! 2. `P = exp(S - LSE)` (row kernel),
+//! 3. `dV = P^T dO`,
+//! 4. `dP = dO V^T` (f32, into S's buffer),
+//! 5. `dS = P * (dP - rowsum(dO * O))` in place over P (row kernel),
+//! 6. `dQ = scale * dS K`, `dK = scale * dS^T Q`.
 //!
 //! Every GEMM takes f16/bf16 inputs with f32 accumulation (`CUBLAS_COMPUTE_32F`, tensor cores
 //! used by cuBLAS's default algorithm); S and dP are written in f32, P, dS and the outputs in the
@@ -605,9 +608,9 @@ mod tests {
                 (0..s.seqlen_k).filter(|&j| visible(s, causal, i, j)).map(|j| row[j]).fold(f64::NEG_INFINITY, f64::max);
             let sum: f64 = (0..s.seqlen_k).filter(|&j| visible(s, causal, i, j)).map(|j| (row[j] - m).exp()).sum();
             lse[r] = if sum > 0.0 { m + sum.ln() } else { f64::NEG_INFINITY };
-            for j in 0..s.seqlen_k {
+            for (j, x) in row.iter().enumerate() {
                 bufs.get_mut(&Buf::P).unwrap()[r * s.seqlen_k + j] =
-                    if visible(s, causal, i, j) { (row[j] - lse[r]).exp() } else { 0.0 };
+                    if visible(s, causal, i, j) { (x - lse[r]).exp() } else { 0.0 };
             }
         }
         for b in 0..s.batch {
