@@ -12,9 +12,15 @@ use crate::error::{Error, Result};
 use crate::forward::{forward, forward_flops, forward_into, AttentionOptions};
 use crate::runtime::Device;
 use crate::shape::Shape;
+use crate::standard::{standard_backward, standard_forward};
 use crate::tensor::{Element, Tensor};
 
-/// One measurement. `impl` is `ours` (with the kernel in `kernel`), or a peer: `fa2`, `cudnn`, `math`.
+/// One measurement. `impl` is `ours` (or `ours-<kernel>`), `standard` (our standard-attention
+/// baseline, `flashattn::standard`), or a peer: `fa2`, `cudnn`, `math`.
+///
+/// `op` is `fwd`, `bwd` (time of the backward; `peak_mib` of forward + backward), or
+/// [`MEMORY_OP`] (the memory sweep: `peak_mib` of forward + backward beyond the inputs, `ms` one
+/// forward + backward, `tflops` with 3.5x the forward's FLOPs).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct BenchRow {
     pub op: String,
@@ -97,6 +103,108 @@ pub fn anchor_shapes(head_dims: &[usize], quick: bool) -> Vec<BenchShape> {
     shapes
 }
 
+/// The `op` of the memory sweep's rows ([`bench_memory`], `flashattn bench --memory`, and
+/// `sdpa_peers.py --memory`).
+pub const MEMORY_OP: &str = "fwd+bwd-mem";
+
+/// Which attention a benchmark runs: ours (the flash kernels, with the kernel choice of the
+/// options) or the standard-attention baseline (`N x N` matrices in memory, cuBLAS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Flash,
+    Standard,
+}
+
+impl Algorithm {
+    pub fn forward<T: Element>(
+        self,
+        q: &Tensor<T>,
+        k: &Tensor<T>,
+        v: &Tensor<T>,
+        opts: &AttentionOptions,
+    ) -> Result<(Tensor<T>, Tensor<f32>)> {
+        match self {
+            Algorithm::Flash => forward(q, k, v, opts),
+            Algorithm::Standard => standard_forward(q, k, v, opts),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<T: Element>(
+        self,
+        q: &Tensor<T>,
+        k: &Tensor<T>,
+        v: &Tensor<T>,
+        o: &Tensor<T>,
+        lse: &Tensor<f32>,
+        d_o: &Tensor<T>,
+        opts: &AttentionOptions,
+    ) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
+        match self {
+            Algorithm::Flash => backward(q, k, v, o, lse, d_o, opts),
+            Algorithm::Standard => standard_backward(q, k, v, o, lse, d_o, opts),
+        }
+    }
+}
+
+/// Random q, k, v and dO of a shape on the device (contiguous), for the benchmarks.
+pub struct Inputs<T: Element> {
+    pub dims: Shape,
+    pub q: Tensor<T>,
+    pub k: Tensor<T>,
+    pub v: Tensor<T>,
+    pub d_o: Tensor<T>,
+}
+
+impl<T: Element> Inputs<T> {
+    pub fn new(dev: &Device, dims: Shape) -> Result<Self> {
+        let (qh, kh, vh) = random_qkv::<T>(&dims, 7);
+        let q_shape = [dims.batch, dims.seqlen_q, dims.heads, dims.head_dim];
+        let kv_shape = [dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim];
+        let doh: Vec<T> = randn(dims.q_len(), &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(9));
+        Ok(Inputs {
+            dims,
+            q: dev.upload(&qh, &q_shape)?,
+            k: dev.upload(&kh, &kv_shape)?,
+            v: dev.upload(&vh, &kv_shape)?,
+            d_o: dev.upload(&doh, &q_shape)?,
+        })
+    }
+}
+
+/// Progress of a long sweep, as a prefix for its per-shape lines on stderr:
+/// `[3/72, 41s, ~15m left]`. Plain lines rather than a redrawn bar: the sweeps run on the device
+/// machine without a terminal, where each line lands in a log and a bar would not be drawn.
+pub struct Progress {
+    total: usize,
+    done: usize,
+    start: std::time::Instant,
+}
+
+impl Progress {
+    pub fn new(total: usize) -> Self {
+        Progress { total, done: 0, start: std::time::Instant::now() }
+    }
+
+    /// Counts one step and returns the prefix for its line.
+    pub fn step(&mut self) -> String {
+        self.done += 1;
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let left = elapsed / self.done as f64 * self.total.saturating_sub(self.done) as f64;
+        format!("[{}/{}, {}, ~{} left]", self.done, self.total, format_secs(elapsed), format_secs(left))
+    }
+}
+
+/// "41s", "15m03s", "1h02m".
+pub fn format_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+    }
+}
+
 /// Median milliseconds of `f` timed with CUDA events, after warm-up. Runs until `budget_ms` of
 /// measurements or `max_iters` (at least `min_iters`).
 pub fn time_ms(
@@ -134,7 +242,7 @@ pub fn time_ms(
     Ok(times[times.len() / 2])
 }
 
-/// Times our forward on one shape: (row, peak MiB allocated by one `forward` call).
+/// Times our forward on one shape: the row, with the peak MiB allocated by one `forward` call.
 pub fn bench_forward<T: Element>(
     dev: &Device,
     shape: BenchShape,
@@ -142,25 +250,40 @@ pub fn bench_forward<T: Element>(
     kernel_name: &str,
     budget_ms: f64,
 ) -> Result<BenchRow> {
+    bench_forward_of::<T>(dev, Algorithm::Flash, shape, opts, kernel_name, budget_ms)
+}
+
+/// Times the forward of `algorithm` on one shape (ours writes into preallocated outputs; the
+/// standard baseline allocates its `N x N` matrices in each call, from the stream's pool).
+pub fn bench_forward_of<T: Element>(
+    dev: &Device,
+    algorithm: Algorithm,
+    shape: BenchShape,
+    opts: &AttentionOptions,
+    label: &str,
+    budget_ms: f64,
+) -> Result<BenchRow> {
     let dims = shape.dims();
-    let (qh, kh, vh) = random_qkv::<T>(&dims, 7);
-    let q: Tensor<T> = dev.upload(&qh, &[dims.batch, dims.seqlen_q, dims.heads, dims.head_dim])?;
-    let k: Tensor<T> = dev.upload(&kh, &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim])?;
-    let v: Tensor<T> = dev.upload(&vh, &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim])?;
+    let x = Inputs::<T>::new(dev, dims)?;
     let opts = AttentionOptions { causal: shape.causal, ..*opts };
 
     dev.synchronize()?;
     dev.reset_peak();
     let base = dev.allocated_bytes();
-    drop(forward(&q, &k, &v, &opts)?);
+    drop(algorithm.forward(&x.q, &x.k, &x.v, &opts)?);
     let peak_mib = (dev.peak_bytes() - base) as f64 / (1 << 20) as f64;
 
-    let mut o = dev.alloc::<T>(q.shape())?;
-    let mut lse = dev.alloc::<f32>(&[dims.batch, dims.heads, dims.seqlen_q])?;
-    let ms = time_ms(dev, || forward_into(&q, &k, &v, &mut o, &mut lse, &opts), budget_ms, 5, 200)?;
+    let ms = match algorithm {
+        Algorithm::Flash => {
+            let mut o = dev.alloc::<T>(x.q.shape())?;
+            let mut lse = dev.alloc::<f32>(&[dims.batch, dims.heads, dims.seqlen_q])?;
+            time_ms(dev, || forward_into(&x.q, &x.k, &x.v, &mut o, &mut lse, &opts), budget_ms, 5, 200)?
+        }
+        Algorithm::Standard => time_ms(dev, || standard_forward(&x.q, &x.k, &x.v, &opts).map(drop), budget_ms, 5, 200)?,
+    };
     Ok(BenchRow {
         op: "fwd".into(),
-        implementation: kernel_name.into(),
+        implementation: label.into(),
         dtype: T::NAME.into(),
         d: dims.head_dim,
         causal: shape.causal,
@@ -184,30 +307,29 @@ pub fn bench_backward<T: Element>(
     kernel_name: &str,
     budget_ms: f64,
 ) -> Result<BenchRow> {
+    bench_backward_of::<T>(dev, Algorithm::Flash, shape, opts, kernel_name, budget_ms)
+}
+
+/// [`bench_backward`] of `algorithm` (O and LSE from its own forward).
+pub fn bench_backward_of<T: Element>(
+    dev: &Device,
+    algorithm: Algorithm,
+    shape: BenchShape,
+    opts: &AttentionOptions,
+    label: &str,
+    budget_ms: f64,
+) -> Result<BenchRow> {
     let dims = shape.dims();
-    let (qh, kh, vh) = random_qkv::<T>(&dims, 7);
-    let q_shape = [dims.batch, dims.seqlen_q, dims.heads, dims.head_dim];
-    let q: Tensor<T> = dev.upload(&qh, &q_shape)?;
-    let k: Tensor<T> = dev.upload(&kh, &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim])?;
-    let v: Tensor<T> = dev.upload(&vh, &[dims.batch, dims.seqlen_k, dims.heads_kv, dims.head_dim])?;
-    let doh: Vec<T> = randn(dims.q_len(), &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(9));
-    let d_o: Tensor<T> = dev.upload(&doh, &q_shape)?;
+    let x = Inputs::<T>::new(dev, dims)?;
     let opts = AttentionOptions { causal: shape.causal, ..*opts };
+    let peak_mib = fwd_bwd_peak_mib(dev, algorithm, &x, &opts)?;
 
-    dev.synchronize()?;
-    dev.reset_peak();
-    let base = dev.allocated_bytes();
-    {
-        let (o, lse) = forward(&q, &k, &v, &opts)?;
-        drop(backward(&q, &k, &v, &o, &lse, &d_o, &opts)?);
-    }
-    let peak_mib = (dev.peak_bytes() - base) as f64 / (1 << 20) as f64;
-
-    let (o, lse) = forward(&q, &k, &v, &opts)?;
-    let ms = time_ms(dev, || backward(&q, &k, &v, &o, &lse, &d_o, &opts).map(drop), budget_ms, 5, 200)?;
+    let (o, lse) = algorithm.forward(&x.q, &x.k, &x.v, &opts)?;
+    let ms =
+        time_ms(dev, || algorithm.backward(&x.q, &x.k, &x.v, &o, &lse, &x.d_o, &opts).map(drop), budget_ms, 5, 200)?;
     Ok(BenchRow {
         op: "bwd".into(),
-        implementation: kernel_name.into(),
+        implementation: label.into(),
         dtype: T::NAME.into(),
         d: dims.head_dim,
         causal: shape.causal,
@@ -219,6 +341,102 @@ pub fn bench_backward<T: Element>(
         peak_mib,
         call: None,
     })
+}
+
+/// Peak MiB that one forward + backward allocates beyond the inputs (O and LSE kept from the
+/// forward, as autograd keeps them), from the device's allocation tracking.
+fn fwd_bwd_peak_mib<T: Element>(
+    dev: &Device,
+    algorithm: Algorithm,
+    x: &Inputs<T>,
+    opts: &AttentionOptions,
+) -> Result<f64> {
+    dev.synchronize()?;
+    dev.reset_peak();
+    let base = dev.allocated_bytes();
+    {
+        let (o, lse) = algorithm.forward(&x.q, &x.k, &x.v, opts)?;
+        drop(algorithm.backward(&x.q, &x.k, &x.v, &o, &lse, &x.d_o, opts)?);
+    }
+    dev.synchronize()?;
+    Ok((dev.peak_bytes() - base) as f64 / (1 << 20) as f64)
+}
+
+/// The memory sweep's shape: B = 1, H = 16, d = 128, N x N, non-causal.
+pub fn memory_shape(n: usize) -> Shape {
+    Shape { batch: 1, seqlen_q: n, seqlen_k: n, heads: 16, heads_kv: 16, head_dim: 128 }
+}
+
+/// One point of the memory sweep ([`MEMORY_OP`]): peak device memory of forward + backward
+/// beyond q, k, v and dO (the tensors this library allocates; cuBLAS's workspace is not
+/// counted), and the time of one further forward + backward (CUDA events, one run, warm).
+/// An allocation that does not fit returns its error (the caller ends that series there).
+pub fn bench_memory<T: Element>(
+    dev: &Device,
+    algorithm: Algorithm,
+    dims: Shape,
+    opts: &AttentionOptions,
+    label: &str,
+) -> Result<BenchRow> {
+    let x = Inputs::<T>::new(dev, dims)?;
+    let peak_mib = fwd_bwd_peak_mib(dev, algorithm, &x, opts)?;
+    let ctx = dev.context();
+    let (start, end) =
+        (ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?, ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?);
+    start.record(dev.stream())?;
+    {
+        let (o, lse) = algorithm.forward(&x.q, &x.k, &x.v, opts)?;
+        drop(algorithm.backward(&x.q, &x.k, &x.v, &o, &lse, &x.d_o, opts)?);
+    }
+    end.record(dev.stream())?;
+    let ms = start.elapsed_ms(&end)? as f64;
+    Ok(BenchRow {
+        op: MEMORY_OP.into(),
+        implementation: label.into(),
+        dtype: T::NAME.into(),
+        d: dims.head_dim,
+        causal: opts.causal,
+        n: dims.seqlen_q,
+        b: dims.batch,
+        h: dims.heads,
+        ms,
+        tflops: 3.5 * forward_flops(&dims, opts.causal) / (ms * 1e-3) / 1e12,
+        peak_mib,
+        call: None,
+    })
+}
+
+/// The memory table: peak MiB per N for ours, the standard baseline and the peers present,
+/// with the ratio standard / ours (FlashAttention-1 reports 10x at N = 2k and 20x at 4k).
+pub fn format_memory_table(rows: &[BenchRow]) -> String {
+    let mem: Vec<&BenchRow> = rows.iter().filter(|r| r.op == MEMORY_OP).collect();
+    let mut ns: Vec<usize> = mem.iter().map(|r| r.n).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    let get = |imp: &str, n: usize| mem.iter().find(|r| r.implementation == imp && r.n == n).map(|r| r.peak_mib);
+    let cell = |x: Option<f64>| x.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+    let mut s = format!(
+        "{:>6} {:>12} {:>14} {:>10} {:>12} {:>12} {:>14}\n",
+        "N", "ours MiB", "standard MiB", "std/ours", "fa2 MiB", "math MiB", "math/ours"
+    );
+    for n in ns {
+        let (ours, std, fa2, math) = (get("ours", n), get("standard", n), get("fa2", n), get("math", n));
+        let ratio = |a: Option<f64>| match (a, ours) {
+            (Some(a), Some(o)) if o > 0.0 => format!("{:.1}x", a / o),
+            _ => "-".into(),
+        };
+        s += &format!(
+            "{:>6} {:>12} {:>14} {:>10} {:>12} {:>12} {:>14}\n",
+            n,
+            cell(ours),
+            cell(std),
+            ratio(std),
+            cell(fa2),
+            cell(math),
+            ratio(math)
+        );
+    }
+    s
 }
 
 /// The row of `implementation` with the shape, dtype and device call of `like`.
@@ -238,8 +456,8 @@ pub fn find<'a>(rows: &'a [BenchRow], like: &BenchRow, implementation: &str) -> 
 /// (measured in the same device session), theirs and the ratios.
 pub fn format_table(ours: &[BenchRow], peers: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:<4} {:<6} {:>4} {:>6} {:>4} {:>4} {:>10} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}\n",
-        "op", "dtype", "d", "N", "B", "H", "causal", "ms", "TFLOPS", "fa2", "ours/fa2", "cudnn", "ours/cudnn"
+        "{:<4} {:<22} {:<6} {:>4} {:>6} {:>4} {:>4} {:>10} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}\n",
+        "op", "impl", "dtype", "d", "N", "B", "H", "causal", "ms", "TFLOPS", "fa2", "ours/fa2", "cudnn", "ours/cudnn"
     );
     for r in ours {
         let fa2 = find(peers, r, "fa2");
@@ -248,8 +466,9 @@ pub fn format_table(ours: &[BenchRow], peers: &[BenchRow]) -> String {
         let ratio =
             |p: Option<&BenchRow>| p.map(|p| format!("{:.3}", r.tflops / p.tflops)).unwrap_or_else(|| "-".into());
         s += &format!(
-            "{:<4} {:<6} {:>4} {:>6} {:>4} {:>4} {:>10} {:>9.3} {:>9.1} {:>8} {:>9} {:>8} {:>9}\n",
+            "{:<4} {:<22} {:<6} {:>4} {:>6} {:>4} {:>4} {:>10} {:>9.3} {:>9.1} {:>8} {:>9} {:>8} {:>9}\n",
             r.op,
+            r.implementation,
             r.dtype,
             r.d,
             r.n,
@@ -314,5 +533,35 @@ mod tests {
         assert_eq!(f.rows[0].n, 512);
         let back = serde_json::to_string(&f).unwrap();
         assert!(back.contains("\"impl\":\"fa2\"") && back.contains("\"N\":512"));
+    }
+
+    #[test]
+    fn memory_table_gives_standard_over_ours() {
+        let mem = |imp: &str, n: usize, mib: f64| BenchRow {
+            op: MEMORY_OP.into(),
+            implementation: imp.into(),
+            dtype: "bf16".into(),
+            d: 128,
+            causal: false,
+            n,
+            b: 1,
+            h: 16,
+            ms: 1.0,
+            tflops: 1.0,
+            peak_mib: mib,
+            call: None,
+        };
+        let t = format_memory_table(&[mem("ours", 2048, 10.0), mem("standard", 2048, 150.0), mem("ours", 4096, 20.0)]);
+        assert!(t.contains("15.0x"), "{t}");
+        assert_eq!(t.lines().count(), 3, "{t}");
+    }
+
+    #[test]
+    fn progress_lines() {
+        assert_eq!(format_secs(41.2), "41s");
+        assert_eq!(format_secs(903.0), "15m03s");
+        assert_eq!(format_secs(3720.0), "1h02m");
+        let mut p = Progress::new(4);
+        assert!(p.step().starts_with("[1/4, "));
     }
 }

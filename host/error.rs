@@ -24,6 +24,16 @@ pub enum Error {
     /// Two tensors of one call live on different devices.
     #[error("tensors `{a}` and `{b}` are on different devices")]
     DeviceMismatch { a: &'static str, b: &'static str },
+    /// cuBLAS (needed by the standard-attention baseline only) could not be loaded at run time.
+    #[error(
+        "cuBLAS could not be loaded: none of cudarc's names for it ({candidates}) is found by the dynamic loader. \
+         The standard-attention baseline (flashattn::standard) needs it; with PyTorch's pip wheels it lives in \
+         site-packages/nvidia/cublas/lib: add that folder to LD_LIBRARY_PATH (benches/device_run.sh does)"
+    )]
+    NoCublas { candidates: String },
+    /// A cuBLAS call failed.
+    #[error("cuBLAS error: {0}")]
+    Cublas(#[from] cudarc::cublas::result::CublasError),
     /// A CUDA driver call failed.
     #[error("CUDA driver error: {0}")]
     Driver(#[from] DriverError),

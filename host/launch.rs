@@ -1,6 +1,6 @@
 //! Launching a kernel of the embedded module with its by-value parameter block.
 use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
-use flashattn_kernels::params::{BackwardParams, ForwardParams, Strides};
+use flashattn_kernels::params::{BackwardParams, ForwardParams, StandardParams, Strides};
 
 use crate::error::Result;
 use crate::runtime::Device;
@@ -10,10 +10,11 @@ use crate::tensor::{Element, Tensor};
 /// `DeviceRepr` in cudarc.
 #[repr(transparent)]
 pub(crate) struct ParamBlock<P>(pub P);
-// SAFETY: both blocks are #[repr(C)] plain data (integers and floats), read by the kernels as
+// SAFETY: the blocks are #[repr(C)] plain data (integers and floats), read by the kernels as
 // their by-value `.param` argument of the same layout.
 unsafe impl DeviceRepr for ParamBlock<ForwardParams> {}
 unsafe impl DeviceRepr for ParamBlock<BackwardParams> {}
+unsafe impl DeviceRepr for ParamBlock<StandardParams> {}
 
 /// Batch, row and head strides of a `[batch, seqlen, heads, head_dim]` tensor.
 pub(crate) fn strides_of<T: Element>(t: &Tensor<T>) -> Strides {

@@ -23,7 +23,8 @@
 //! tensors with shapes and strides), [`shape`](mod@shape) (problem dimensions), [`forward`](mod@forward) and [`backward`](mod@backward)
 //! (the operations, validated), [`reference`](mod@reference) (the f64 CPU oracle), [`accuracy`](mod@accuracy)
 //! (FlashAttention's error rules), [`bench`](mod@bench) (timing harness), [`io`](mod@io) (safetensors in
-//! and out, for `flashattn run`) and [`dropout`](mod@dropout) (the Philox keep-mask, on the CPU).
+//! and out, for `flashattn run`), [`dropout`](mod@dropout) (the Philox keep-mask, on the CPU) and [`standard`](mod@standard) (the
+//! standard-attention baseline: `N x N` matrices in memory, cuBLAS GEMMs, for the benchmarks).
 
 pub mod accuracy;
 pub mod backward;
@@ -38,6 +39,7 @@ pub mod ptx;
 pub mod reference;
 pub mod runtime;
 pub mod shape;
+pub mod standard;
 pub mod tensor;
 
 pub use backward::backward;
@@ -46,4 +48,5 @@ pub use flashattn_kernels::config::Dtype;
 pub use forward::{forward, forward_into, AttentionOptions, ForwardKernel};
 pub use runtime::Device;
 pub use shape::Shape;
+pub use standard::{standard_backward, standard_forward};
 pub use tensor::{Element, Tensor};

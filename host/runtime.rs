@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::Ptx;
@@ -27,6 +28,8 @@ struct Inner {
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
     allocated: AtomicUsize,
     peak: AtomicUsize,
+    /// The cuBLAS handle of the standard-attention baseline, created on first use.
+    blas: OnceLock<Arc<CudaBlas>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -79,6 +82,7 @@ impl Device {
                 functions: Mutex::new(HashMap::new()),
                 allocated: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
+                blas: OnceLock::new(),
             }),
         })
     }
@@ -137,6 +141,22 @@ impl Device {
         }
         cache.insert(name, f.clone());
         Ok(f)
+    }
+
+    /// The cuBLAS handle of this device's stream, created once. cuBLAS is loaded at run time
+    /// (cudarc's `dynamic-loading`), and cudarc panics when it is missing: ask first, and return
+    /// [`Error::NoCublas`] instead. Only the standard-attention baseline uses cuBLAS.
+    pub fn cublas(&self) -> Result<Arc<CudaBlas>> {
+        if let Some(b) = self.inner.blas.get() {
+            return Ok(b.clone());
+        }
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            let names = cudarc::get_lib_name_candidates("cublas");
+            return Err(Error::NoCublas { candidates: names.join(", ") });
+        }
+        self.inner.ctx.bind_to_thread()?;
+        let blas = Arc::new(CudaBlas::new(self.inner.stream.clone())?);
+        Ok(self.inner.blas.get_or_init(|| blas).clone())
     }
 
     /// Bytes of device memory held by tensors of this library right now.

@@ -3,7 +3,11 @@ standard unfused attention = "math") on the shapes of the FlashAttention-2 paper
 batch, hidden 2048), written in the row format of `flashattn bench`:
     {op, impl, dtype, d, causal, N, B, H, ms, tflops, peak_mib}
 Run on the GPU machine (PyTorch there):  python3 benches/peers/sdpa_peers.py [--quick] --out FILE
-then `flashattn bench --peers FILE` prints ours beside them, with ratios."""
+then `flashattn bench --peers FILE` prints ours beside them, with ratios.
+
+--memory: instead, peak memory of forward + backward beyond the inputs (q, k, v, do) against N,
+B = 1, H = 16, d = 128 (the shapes of `flashattn bench --memory`), for "fa2" and "math"; math
+stops at the first N that runs out of memory. Rows have op "fwd+bwd-mem", ms one fwd+bwd."""
 import argparse, json, os, sys
 
 import torch
@@ -17,6 +21,8 @@ ap.add_argument("--dims", default="64,128,256")
 ap.add_argument("--dtype", default="bf16", choices=["bf16", "f16"])
 ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "peers.json"))
 ap.add_argument("--no-bwd", action="store_true")
+ap.add_argument("--memory", action="store_true", help="peak fwd+bwd memory vs N (B=1, H=16, d=128)")
+ap.add_argument("--memory-seqlens", default="1024,2048,4096,8192,16384,32768,65536")
 args = ap.parse_args()
 
 dev = "cuda"
@@ -25,7 +31,46 @@ backends = {"fa2": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTI
 seqs = [1024, 4096] if args.quick else [512, 1024, 2048, 4096, 8192, 16384]
 rows = []
 torch.manual_seed(0)
-for d in [int(x) for x in args.dims.split(",")]:
+
+
+def memory_sweep():
+    """fwd+bwd peak memory beyond the inputs, as `flashattn bench --memory` measures ours."""
+    B, H, d = 1, 16, 128
+    stopped = set()
+    for N in [int(x) for x in args.memory_seqlens.split(",")]:
+        for name in ["fa2", "math"]:
+            if name in stopped:
+                continue
+            q = k = v = do = None
+            try:
+                q, k, v = (torch.randn(B, H, N, d, device=dev, dtype=dtype, requires_grad=True) for _ in range(3))
+                do = torch.randn_like(q)
+                with sdpa_kernel(backends[name]):
+                    F.scaled_dot_product_attention(q, k, v).backward(do)  # warm-up (library setup)
+                    q.grad = k.grad = v.grad = None
+                    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+                    mem0 = torch.cuda.memory_allocated()
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    F.scaled_dot_product_attention(q, k, v).backward(do)
+                    end.record(); torch.cuda.synchronize()
+                    peak = (torch.cuda.max_memory_allocated() - mem0) / 2**20
+                    ms = start.elapsed_time(end)  # one fwd+bwd, warm
+                flops = 3.5 * 4 * B * H * N * N * d
+                rows.append({"op": "fwd+bwd-mem", "impl": name, "dtype": args.dtype, "d": d, "causal": False,
+                             "N": N, "B": B, "H": H, "ms": ms, "tflops": flops / ms / 1e9, "peak_mib": peak})
+                print(f"memory {name} N={N}: {peak:.1f} MiB", file=sys.stderr, flush=True)
+            except torch.cuda.OutOfMemoryError:
+                print(f"memory {name} N={N}: out of memory, {name} stops here", file=sys.stderr, flush=True)
+                stopped.add(name)
+            except Exception as e:  # a backend that does not take the shape: say so, stop that series
+                print(f"memory {name} N={N}: {str(e).splitlines()[0][:120]}", file=sys.stderr, flush=True)
+                stopped.add(name)
+            del q, k, v, do
+            torch.cuda.empty_cache()
+
+
+for d in ([] if args.memory else [int(x) for x in args.dims.split(",")]):
     H = 2048 // d
     for causal in [False, True]:
         for N in seqs:
@@ -66,10 +111,13 @@ for d in [int(x) for x in args.dims.split(",")]:
             torch.cuda.empty_cache()
         print(f"peers: d={d} causal={causal} done", file=sys.stderr, flush=True)
 
+if args.memory:
+    memory_sweep()
+
 res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}
 os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
 json.dump(res, open(args.out, "w"), indent=1)
-print(f"{'op':4} {'impl':6} {'d':>4} {'causal':>6} {'N':>6} {'TFLOPS':>8}")
+print(f"{'op':11} {'impl':6} {'d':>4} {'causal':>6} {'N':>6} {'TFLOPS':>8} {'peak MiB':>10}")
 for r in rows:
-    print(f"{r['op']:4} {r['impl']:6} {r['d']:4d} {str(r['causal']):>6} {r['N']:6d} {r['tflops']:8.1f}")
+    print(f"{r['op']:11} {r['impl']:6} {r['d']:4d} {str(r['causal']):>6} {r['N']:6d} {r['tflops']:8.1f} {r['peak_mib']:10.1f}")
 print(f"wrote {args.out}")

@@ -3,7 +3,8 @@
 //! - `flashattn` (or `flashattn check`): computes attention on a default shape on the GPU,
 //!   checks sampled rows against the f64 CPU reference, prints time and TFLOPS.
 //! - `flashattn bench`: the benchmark sweep (shapes of the FlashAttention papers), with peer
-//!   rows from `benches/peers/sdpa_peers.py` printed beside ours.
+//!   rows from `benches/peers/sdpa_peers.py` printed beside ours; `--standard` adds the
+//!   standard-attention baseline; `--memory`: peak memory of forward + backward against N.
 //! - `flashattn run in.safetensors out.safetensors [--causal] [--scale S]`: attention (and, when
 //!   the input has `do`, its gradients) on tensors from a safetensors file (`flashattn::io`).
 //! - `flashattn ptx --arch sm_90a`: prints the embedded PTX (for ptxas / sass-report).
@@ -14,7 +15,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use half::{bf16, f16};
 
 use flashattn::accuracy::{random_qkv, to_f64};
-use flashattn::bench::{anchor_shapes, bench_backward, bench_forward, device_slug, format_table, time_ms, BenchFile};
+use flashattn::bench::{
+    anchor_shapes, bench_backward_of, bench_forward_of, bench_memory, device_slug, format_memory_table, format_table,
+    memory_shape, time_ms, Algorithm, BenchFile, BenchRow, Progress, MEMORY_OP,
+};
 use flashattn::forward::{forward_flops, forward_into, validate_inputs};
 use flashattn::io::{run_file, Backend};
 use flashattn::reference::{self, RefOptions, Shape};
@@ -160,6 +164,18 @@ struct BenchArgs {
     /// Backward: the deterministic dQ (no atomics).
     #[arg(long)]
     deterministic: bool,
+    /// Also time the standard-attention baseline (N x N matrices in memory, cuBLAS; rows
+    /// labelled "standard") on every shape of the sweep; a shape whose matrices do not fit is skipped.
+    #[arg(long)]
+    standard: bool,
+    /// Instead of the TFLOPS sweep: peak device memory of forward + backward against N (B = 1,
+    /// H = 16, d = 128), ours and the standard baseline (which stops at the first N that does not
+    /// fit); rows with op "fwd+bwd-mem", a table with the ratio standard / ours, and a plot.
+    #[arg(long)]
+    memory: bool,
+    /// Sequence lengths of the memory sweep.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1024, 2048, 4096, 8192, 16384, 32768, 65536])]
+    memory_seqlens: Vec<usize>,
 }
 
 #[derive(clap::Args)]
@@ -372,6 +388,9 @@ fn bench(a: &BenchArgs) -> Result<bool> {
 
 fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     let dev = Device::new(0)?;
+    if a.memory {
+        return memory_sweep::<T>(&dev, a);
+    }
     let base = AttentionOptions { kernel: a.kernel.into(), deterministic: a.deterministic, ..Default::default() };
     let mut base_label = match a.kernel {
         KernelArg::Auto | KernelArg::TensorCore => "ours".to_string(),
@@ -385,10 +404,10 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     if let Some(op) = a.op.iter().find(|op| !["fwd", "bwd"].contains(&op.as_str())) {
         return Err(flashattn::Error::InvalidArgument { arg: "op", msg: format!("{op}: expected fwd or bwd") });
     }
-    // (label, options) per kernel configuration swept.
+    // (label, algorithm, options) per configuration swept.
     let mut configs = Vec::new();
     if a.tiles.is_empty() {
-        configs.push((base_label, base));
+        configs.push((base_label, Algorithm::Flash, base));
     }
     for t in &a.tiles {
         let v: Vec<usize> = t.split('x').filter_map(|x| x.parse().ok()).collect();
@@ -398,6 +417,7 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
             let kernel = ForwardKernel::WgmmaConfig { block_m: *bm as u16, block_n: *bn as u16, pipelined };
             configs.push((
                 format!("ours-wgmma{}-{t}", if pipelined { "" } else { "-serial" }),
+                Algorithm::Flash,
                 AttentionOptions { kernel, ..base },
             ));
             continue;
@@ -418,7 +438,10 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
             m_tiles: m_tiles as u8,
             stages: stages as u8,
         };
-        configs.push((format!("ours-{t}"), AttentionOptions { kernel, ..base }));
+        configs.push((format!("ours-{t}"), Algorithm::Flash, AttentionOptions { kernel, ..base }));
+    }
+    if a.standard {
+        configs.push(("standard".to_string(), Algorithm::Standard, AttentionOptions::default()));
     }
     let peers = match &a.peers {
         Some(p) => BenchFile::read(p)?.rows,
@@ -427,36 +450,33 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     let shapes = anchor_shapes(&a.head_dims, a.quick);
     let mut rows = Vec::new();
     let ops: Vec<&str> = a.op.iter().map(|s| s.as_str()).collect();
-    for (kernel_label, opts) in &configs {
-        for (op, (i, shape)) in ops.iter().flat_map(|op| shapes.iter().enumerate().map(move |s| (*op, s))) {
+    let mut progress = Progress::new(configs.len() * ops.len() * shapes.len());
+    for (label, algorithm, opts) in &configs {
+        for (op, shape) in ops.iter().flat_map(|op| shapes.iter().map(move |s| (*op, s))) {
+            let step = progress.step();
             let dims = shape.dims();
             let q_shape = [dims.batch, dims.seqlen_q, dims.heads, dims.head_dim];
             // Skip head dims the kernel does not have, saying so.
             if let Err(e) = flashattn::forward::check_supported::<T>(&q_shape, opts) {
-                eprintln!("[{}/{}] skip d={} N={}: {e}", i + 1, shapes.len(), shape.d, shape.n);
+                eprintln!("{step} skip {label} {op} d={} N={}: {e}", shape.d, shape.n);
                 continue;
             }
             let measured = if op == "fwd" {
-                bench_forward::<T>(&dev, *shape, opts, kernel_label, a.budget_ms)
+                bench_forward_of::<T>(&dev, *algorithm, *shape, opts, label, a.budget_ms)
             } else {
-                bench_backward::<T>(&dev, *shape, opts, kernel_label, a.budget_ms)
+                bench_backward_of::<T>(&dev, *algorithm, *shape, opts, label, a.budget_ms)
             };
             let row = match measured {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("[{}/{}] skip d={} N={}: {e}", i + 1, shapes.len(), shape.d, shape.n);
+                    // The standard baseline's N x N matrices may not fit: say so and go on.
+                    eprintln!("{step} skip {label} {op} d={} causal={} N={}: {e}", shape.d, shape.causal, shape.n);
                     continue;
                 }
             };
             eprintln!(
-                "[{}/{}] {op} d={} causal={} N={}: {:.3} ms, {:.1} TFLOPS",
-                i + 1,
-                shapes.len(),
-                row.d,
-                row.causal,
-                row.n,
-                row.ms,
-                row.tflops
+                "{step} {label} {op} d={} causal={} N={}: {:.3} ms, {:.1} TFLOPS",
+                row.d, row.causal, row.n, row.ms, row.tflops
             );
             rows.push(row);
         }
@@ -472,12 +492,59 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     plot(&out, None)
 }
 
+/// `bench --memory`: peak memory of forward + backward against N, ours and the standard baseline.
+fn memory_sweep<T: Element>(dev: &Device, a: &BenchArgs) -> Result<bool> {
+    let peers: Vec<BenchRow> = match &a.peers {
+        Some(p) => BenchFile::read(p)?.rows.into_iter().filter(|r| r.op == MEMORY_OP).collect(),
+        None => Vec::new(),
+    };
+    let opts = AttentionOptions { kernel: a.kernel.into(), deterministic: a.deterministic, ..Default::default() };
+    let mut rows = Vec::new();
+    let mut progress = Progress::new(2 * a.memory_seqlens.len());
+    let mut standard_fits = true;
+    for &n in &a.memory_seqlens {
+        for (label, algorithm) in [("ours", Algorithm::Flash), ("standard", Algorithm::Standard)] {
+            let step = progress.step();
+            if algorithm == Algorithm::Standard && !standard_fits {
+                continue;
+            }
+            match bench_memory::<T>(dev, algorithm, memory_shape(n), &opts, label) {
+                Ok(r) => {
+                    eprintln!("{step} {label} N={n}: peak {:.1} MiB, fwd+bwd {:.2} ms", r.peak_mib, r.ms);
+                    rows.push(r);
+                }
+                Err(e) => {
+                    // Out of memory (or no cuBLAS): this series ends here; the sweep goes on.
+                    eprintln!("{step} {label} N={n}: stops here: {e}");
+                    let _ = dev.synchronize();
+                    if algorithm == Algorithm::Standard {
+                        standard_fits = false;
+                    }
+                }
+            }
+        }
+    }
+    let mut all = rows;
+    all.extend(peers);
+    print!("{}", format_memory_table(&all));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("benches/results/{}-memory.json", device_slug(dev.name()))));
+    BenchFile { device: dev.name().to_string(), rows: all }.write(&out)?;
+    println!("wrote {}", out.display());
+    plot(&out, None)
+}
+
 /// Plots of a results file into `out` (default benches/plots/<file stem>/).
 fn plot(results: &std::path::Path, out: Option<PathBuf>) -> Result<bool> {
     let file = BenchFile::read(results)?;
     let stem = results.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "results".into());
     let dir = out.unwrap_or_else(|| PathBuf::from("benches/plots").join(stem));
     for f in flashattn::plot::plot_tflops(&file.rows, &file.device, &dir)? {
+        println!("wrote {}", f.display());
+    }
+    if let Some(f) = flashattn::plot::plot_memory(&file.rows, &file.device, &dir)? {
         println!("wrote {}", f.display());
     }
     Ok(true)

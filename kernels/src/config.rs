@@ -359,3 +359,12 @@ const _: () = {
     assert!(WgmmaForwardConfig { head_dim: 128, block_m: 128, block_n: 128, pipelined: true }.is_valid());
     assert!(WgmmaForwardConfig { head_dim: 128, block_m: 192, block_n: 128, pipelined: true }.is_valid());
 };
+
+/// The row kernels of the standard-attention baseline (`standard_softmax.rs`): one warp per row
+/// of the `N x N` matrix, `WARPS` rows per CTA; no shared memory.
+pub struct StandardConfig;
+
+impl StandardConfig {
+    pub const WARPS: usize = 4;
+    pub const THREADS: usize = 32 * Self::WARPS;
+}

@@ -3,7 +3,7 @@ use crate::backward_mma::{dkdv_mma, dq_convert, dq_mma};
 use crate::backward_scalar::{dkdv, dq, preprocess};
 use crate::forward_mma::forward_mma;
 use crate::forward_scalar::forward_scalar;
-use crate::params::{BackwardParams, ForwardParams};
+use crate::params::{BackwardParams, ForwardParams, StandardParams};
 
 macro_rules! scalar_forward_entry {
     ($name:ident, $dtype:ident, $d:literal, $causal:literal) => {
@@ -86,6 +86,28 @@ macro_rules! backward_dq_convert_entry {
     };
 }
 crate::for_each_backward_dq_convert_kernel!(backward_dq_convert_entry);
+
+macro_rules! standard_entry {
+    ($name:ident, Softmax, $dtype:ident, $causal:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: StandardParams) {
+            crate::standard_softmax::softmax::<crate::element::$dtype, $causal, false>(&p)
+        }
+    };
+    ($name:ident, Probs, $dtype:ident, $causal:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: StandardParams) {
+            crate::standard_softmax::softmax::<crate::element::$dtype, $causal, true>(&p)
+        }
+    };
+    ($name:ident, Ds, $dtype:ident, $causal:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: StandardParams) {
+            crate::standard_softmax::ds::<crate::element::$dtype>(&p)
+        }
+    };
+}
+crate::for_each_standard_kernel!(standard_entry);
 
 // The Hopper forward exists only in the sm_90a PTX (the sm_80 PTX must not contain wgmma).
 #[cfg(flashattn_sm90a)]

@@ -270,3 +270,26 @@ macro_rules! for_each_backward_dq_convert_kernel {
         $m!(flash_bwd_dq_convert_bf16, Bf16);
     };
 }
+
+/// The row kernels of the standard-attention baseline (one warp per row of the `N x N` matrix,
+/// f32 math; the matrix products around them are cuBLAS GEMMs): `callback!(name, Kind, Dtype,
+/// causal)`, Kind one of
+/// - `Softmax`: `P = softmax(S)` with the causal mask, and the LSE (forward);
+/// - `Probs`: `P = exp(S - LSE)` with the causal mask (backward, from the forward's LSE);
+/// - `Ds`: `dS = P * (dP - rowsum(dO * O))` in place over P (backward; masked entries have P = 0,
+///   so there is no causal variant).
+#[macro_export]
+macro_rules! for_each_standard_kernel {
+    ($m:ident) => {
+        $m!(standard_softmax_f16, Softmax, F16, false);
+        $m!(standard_softmax_f16_causal, Softmax, F16, true);
+        $m!(standard_softmax_bf16, Softmax, Bf16, false);
+        $m!(standard_softmax_bf16_causal, Softmax, Bf16, true);
+        $m!(standard_probs_f16, Probs, F16, false);
+        $m!(standard_probs_f16_causal, Probs, F16, true);
+        $m!(standard_probs_bf16, Probs, Bf16, false);
+        $m!(standard_probs_bf16_causal, Probs, Bf16, true);
+        $m!(standard_ds_f16, Ds, F16, false);
+        $m!(standard_ds_bf16, Ds, Bf16, false);
+    };
+}

@@ -14,7 +14,8 @@
 //! `element` the f16/bf16 conversions and MMA per type; `scalar_tile` the f32 tiles of the
 //! CUDA-core kernels; `mma_tile` the tile copies and
 //! `ldmatrix` lane addressing of the tensor-core kernels; the algorithms (`forward_mma`,
-//! `forward_scalar`, `backward_mma`, `backward_scalar`) are
+//! `forward_scalar`, `backward_mma`, `backward_scalar`, and `standard_softmax`, the row kernels of the
+//! standard-attention baseline) are
 //! written on top; `entry` generates the kernel entry points from the tables.
 #![no_std]
 #![cfg_attr(
@@ -55,6 +56,8 @@ mod instruction_tests_sm90;
 mod mma_tile;
 #[cfg(target_arch = "nvptx64")]
 mod scalar_tile;
+#[cfg(target_arch = "nvptx64")]
+mod standard_softmax;
 
 /// Kernels must never panic (a bounds check would pull in core's panic machinery); if one ever
 /// does, stop the whole grid with `trap` so the host sees a launch error instead of wrong data.

@@ -96,3 +96,30 @@ pub struct BackwardParams {
     /// Columns of a `dq_accum` row: the instantiated (padded) head dim of the kernel.
     pub acc_dim: u32,
 }
+
+/// The row kernels of the standard-attention baseline (`flashattn::standard`): the `N x N`
+/// matrices are contiguous `[batch, heads, seqlen_q, seqlen_k]`, written and read by cuBLAS GEMMs
+/// around these kernels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StandardParams {
+    /// f32 `[batch, heads, seqlen_q, seqlen_k]`: the scaled scores `S = scale * Q K^T`
+    /// (softmax and probabilities kernels), or `dP = dO V^T` (dS kernel).
+    pub s: u64,
+    /// Input type `[batch, heads, seqlen_q, seqlen_k]`: `P` (written by the softmax and
+    /// probabilities kernels; read and overwritten in place by `dS = P * (dP - D)`).
+    pub p: u64,
+    /// f32 `[batch, heads, seqlen_q]`: the natural-log log-sum-exp of each row (written by the
+    /// softmax, read by the probabilities kernel).
+    pub lse: u64,
+    /// `o` and `d_o` (dS kernel only: `D_i = rowsum(dO_i * O_i)`), `[batch, seqlen, heads, head_dim]`.
+    pub o: u64,
+    pub d_o: u64,
+    pub o_strides: Strides,
+    pub do_strides: Strides,
+    pub batch: u32,
+    pub heads: u32,
+    pub seqlen_q: u32,
+    pub seqlen_k: u32,
+    pub head_dim: u32,
+}
