@@ -194,14 +194,14 @@ macro_rules! for_each_backward_preprocess_kernel {
 #[macro_export]
 macro_rules! for_each_mma_backward_kernel {
     ($m:ident) => {
-        $m!(flash_bwd_dkdv_mma_f16_d32, F16, 32, 64, 128, 1, false);
-        $m!(flash_bwd_dkdv_mma_f16_d32_causal, F16, 32, 64, 128, 1, true);
-        $m!(flash_bwd_dkdv_mma_bf16_d32, Bf16, 32, 64, 128, 1, false);
-        $m!(flash_bwd_dkdv_mma_bf16_d32_causal, Bf16, 32, 64, 128, 1, true);
-        $m!(flash_bwd_dkdv_mma_f16_d64, F16, 64, 64, 128, 1, false);
-        $m!(flash_bwd_dkdv_mma_f16_d64_causal, F16, 64, 64, 128, 1, true);
-        $m!(flash_bwd_dkdv_mma_bf16_d64, Bf16, 64, 64, 128, 1, false);
-        $m!(flash_bwd_dkdv_mma_bf16_d64_causal, Bf16, 64, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_f16_d32, F16, 32, 128, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_f16_d32_causal, F16, 32, 128, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_bf16_d32, Bf16, 32, 128, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_bf16_d32_causal, Bf16, 32, 128, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_f16_d64, F16, 64, 128, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_f16_d64_causal, F16, 64, 128, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_bf16_d64, Bf16, 64, 128, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_bf16_d64_causal, Bf16, 64, 128, 128, 1, true);
         $m!(flash_bwd_dkdv_mma_f16_d96, F16, 96, 64, 128, 1, false);
         $m!(flash_bwd_dkdv_mma_f16_d96_causal, F16, 96, 64, 128, 1, true);
         $m!(flash_bwd_dkdv_mma_bf16_d96, Bf16, 96, 64, 128, 1, false);
