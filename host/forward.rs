@@ -87,7 +87,8 @@ pub enum ForwardKernel {
     TensorCoreTiles { block_m: u16, block_n: u16, m_tiles: u8, stages: u8 },
     /// Hopper warpgroup MMAs (`wgmma`, compute capability 9.0 only): head dims that are
     /// multiples of 8 up to 128 (padded to 64 or 128 inside the kernel). `Auto` picks it on
-    /// compute capability 9.0 for head dims 72..=128, where it is the fastest (see `select_kernel`).
+    /// compute capability 9.0 for head dims 72..=128, and its 192-row tiles for non-causal head
+    /// dims up to 64, where it is the fastest (see `select_kernel`).
     Wgmma,
     /// The wgmma kernel with explicit tiles and schedule (for tuning and tests): `pipelined`
     /// false is the serial schedule. Only the configurations in the kernel table exist.
@@ -201,7 +202,7 @@ pub fn validate_inputs<T: Element>(
     opts.check_dropout()?;
     let cc = q.device().compute_capability();
     if matches!(
-        select_kernel(opts.kernel, dims.head_dim, Some(cc))?,
+        select_kernel(opts.kernel, dims.head_dim, opts.causal, Some(cc))?,
         ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }
     ) {
         let (major, minor) = cc;
@@ -246,22 +247,27 @@ pub fn tensor_core_supports(head_dim: usize) -> bool {
     head_dim % 8 == 0 && (8..=MmaForwardConfig::MAX_HEAD_DIM).contains(&head_dim)
 }
 
-/// The kernel family that runs a call. What `Auto` runs, per device: on compute capability 9.0, the wgmma kernel for head dims that
-/// pad to 128 (H100, bf16, same device call, N = 1k / 4k: 1.02-1.11x PyTorch's FA2 against
-/// 0.92-0.98x for the mma.sync kernel); the mma.sync kernel everywhere else (at d = 64 the wgmma
-/// kernel measured 0.88-0.93x FA2 against 0.97-1.00x). `compute_capability` None: a shape-only
-/// check, which any of them passes.
+/// The kernel family that runs a call. What `Auto` runs, per device (H100, bf16, peers in the
+/// same device call): on compute capability 9.0, the wgmma kernel for head dims that pad to 128
+/// (1.04-1.23x PyTorch's FA2 from N = 1k, against 0.92-0.98x for the mma.sync kernel) and, for
+/// non-causal head dims up to 64, its 192-row tiles (1.02-1.30x FA2 from N = 1k, against
+/// 0.97-1.04x for mma.sync; its causal build exceeds the registers of 3 warpgroups, and the
+/// 128-row wgmma tiles lose at d = 64: 0.80-0.97x); the mma.sync kernel everywhere else.
+/// `compute_capability` None: a shape-only check, which any of them passes.
 fn select_kernel(
     choice: ForwardKernel,
     head_dim: usize,
+    causal: bool,
     compute_capability: Option<(i32, i32)>,
 ) -> Result<ForwardKernel> {
     let scalar_ok = ScalarForwardConfig::HEAD_DIMS.contains(&head_dim);
+    let hopper = compute_capability == Some((9, 0));
     match choice {
-        ForwardKernel::Auto
-            if compute_capability == Some((9, 0)) && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(128) =>
-        {
+        ForwardKernel::Auto if hopper && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(128) => {
             Ok(ForwardKernel::Wgmma)
+        }
+        ForwardKernel::Auto if hopper && !causal && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(64) => {
+            Ok(ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true })
         }
         ForwardKernel::Auto | ForwardKernel::TensorCore if tensor_core_supports(head_dim) => {
             Ok(ForwardKernel::TensorCore)
@@ -443,7 +449,7 @@ fn launch_forward<T: Element>(
     let unsupported = || Error::UnsupportedHeadDim { head_dim: dims.head_dim, kernel: "forward", supported: vec![] };
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
     let (name, threads, block_m, smem) =
-        match select_kernel(opts.kernel, dims.head_dim, Some(q.device().compute_capability()))? {
+        match select_kernel(opts.kernel, dims.head_dim, opts.causal, Some(q.device().compute_capability()))? {
             ForwardKernel::Scalar => {
                 let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
                 let cfg = ScalarForwardConfig::new(dims.head_dim);
@@ -522,5 +528,5 @@ pub fn check_supported<T: Element>(q_shape: &[usize], opts: &AttentionOptions) -
         return Err(Error::invalid("q", format!("dtype {} is not supported; use f16 or bf16", T::NAME)));
     }
     opts.check_dropout()?;
-    select_kernel(opts.kernel, q_shape[3], None).map(|_| ())
+    select_kernel(opts.kernel, q_shape[3], opts.causal, None).map(|_| ())
 }
