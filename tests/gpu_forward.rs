@@ -220,6 +220,21 @@ fn tensor_core_forward_every_head_dim() {
     run_all::<f16>(&cases, TC);
 }
 
+/// What `Auto` picks (on the H100: wgmma for head dims 72..=128, its 192-row tiles for
+/// non-causal head dims up to 64, mma.sync otherwise), every head dim, causal and not.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn auto_forward_every_head_dim() {
+    let cases: Vec<Case> = (8..=256)
+        .step_by(8)
+        .flat_map(|d| {
+            [false, true].map(|causal| Case { shape: shape(2, 197, 131, 4, 2, d), causal, seed: 2500 + d as u64 })
+        })
+        .collect();
+    run_all::<bf16>(&cases, ForwardKernel::Auto);
+    run_all::<f16>(&cases, ForwardKernel::Auto);
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn tensor_core_forward_seqlen_q_differs_from_seqlen_k() {
