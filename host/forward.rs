@@ -297,24 +297,19 @@ fn select_kernel(
     }
 }
 
-/// One row of the kernel table (see `flashattn_kernels::for_each_scalar_forward_kernel!`).
-#[derive(Clone, Copy, Debug)]
-struct KernelEntry {
-    name: &'static str,
-    dtype: Dtype,
-    head_dim: usize,
-    causal: bool,
-}
-
+/// The scalar forward kernel of (dtype, head dim, causal), from
+/// `flashattn_kernels::for_each_scalar_forward_kernel!`.
 fn scalar_kernel_name(dtype: Dtype, head_dim: usize, causal: bool) -> Option<&'static str> {
-    let mut table = Vec::new();
+    let mut found = None;
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $causal:literal) => {
-            table.push(KernelEntry { name: stringify!($name), dtype: Dtype::$dtype, head_dim: $d, causal: $causal })
+            if found.is_none() && Dtype::$dtype == dtype && $d == head_dim && $causal == causal {
+                found = Some(stringify!($name));
+            }
         };
     }
     flashattn_kernels::for_each_scalar_forward_kernel!(row);
-    table.into_iter().find(|e| e.dtype == dtype && e.head_dim == head_dim && e.causal == causal).map(|e| e.name)
+    found
 }
 
 /// One row of the tensor-core kernel table (`flashattn_kernels::for_each_mma_forward_kernel!`).
@@ -529,4 +524,34 @@ pub fn check_supported<T: Element>(q_shape: &[usize], opts: &AttentionOptions) -
     }
     opts.check_dropout()?;
     select_kernel(opts.kernel, q_shape[3], opts.causal, None).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalar_kernel_lookup_finds_each_row_and_only_those() {
+        for dtype in [Dtype::F16, Dtype::Bf16] {
+            for causal in [false, true] {
+                for d in ScalarForwardConfig::HEAD_DIMS {
+                    let name = scalar_kernel_name(dtype, d, causal).expect("a row per supported head dim");
+                    assert!(name.contains(&format!("_d{d}")) && name.ends_with("_causal") == causal, "{name}");
+                }
+                assert_eq!(scalar_kernel_name(dtype, 96, causal), None);
+            }
+        }
+    }
+
+    #[test]
+    fn auto_picks_wgmma_only_on_sm90() {
+        let hopper = Some((9, 0));
+        let pick = |d, causal, cc| select_kernel(ForwardKernel::Auto, d, causal, cc).unwrap();
+        assert_eq!(pick(128, true, hopper), ForwardKernel::Wgmma);
+        assert_eq!(pick(64, false, hopper), ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true });
+        assert_eq!(pick(64, true, hopper), ForwardKernel::TensorCore);
+        assert_eq!(pick(256, false, hopper), ForwardKernel::TensorCore);
+        assert_eq!(pick(128, false, Some((8, 0))), ForwardKernel::TensorCore);
+        assert_eq!(pick(128, false, None), ForwardKernel::TensorCore);
+    }
 }
