@@ -41,7 +41,7 @@ pub fn backward<T: Element>(
     let acc_dim = backward_head_dim(T::DTYPE.expect("validated"), dims.head_dim, opts.causal);
     let mut dq_accum =
         if atomic_dq { Some(dev.zeros::<f32>(&[dims.batch, dims.heads, stat_pitch, acc_dim])?) } else { None };
-    launch_backward(q, k, v, o, lse, d_o, &mut stats, dq_accum.as_mut(), &mut grads, dims, stat_pitch, opts)?;
+    launch_backward(q, k, v, o, lse, d_o, &mut stats, dq_accum.as_mut(), &mut grads, dims, stat_pitch, acc_dim, opts)?;
     Ok((grads.dq, grads.dk, grads.dv))
 }
 
@@ -231,6 +231,7 @@ fn launch_backward<T: Element>(
     grads: &mut Gradients<T>,
     dims: Shape,
     stat_pitch: usize,
+    acc_dim: usize,
     opts: &AttentionOptions,
 ) -> Result<()> {
     let dtype = T::DTYPE.expect("validated");
@@ -288,7 +289,7 @@ fn launch_backward<T: Element>(
         scale_log2: scale * std::f32::consts::LOG2_E,
         scale,
         stat_pitch: stat_pitch as u32,
-        acc_dim: backward_head_dim(dtype, dims.head_dim, opts.causal) as u32,
+        acc_dim: acc_dim as u32,
     });
     let (b, h, hkv) = (dims.batch as u32, dims.heads as u32, dims.heads_kv as u32);
     let warps = ScalarBackwardConfig::PREPROCESS_WARPS;

@@ -247,6 +247,35 @@ pub fn time_ms(
     Ok(times[times.len() / 2])
 }
 
+impl BenchRow {
+    /// The row of a measurement of `op` on `dims` (B, H, d, N taken from it) in element type `T`:
+    /// `flops` of work done in `ms`.
+    fn measured<T: Element>(
+        op: &str,
+        label: &str,
+        dims: &Shape,
+        causal: bool,
+        ms: f64,
+        flops: f64,
+        peak_mib: f64,
+    ) -> Self {
+        BenchRow {
+            op: op.into(),
+            implementation: label.into(),
+            dtype: T::NAME.into(),
+            d: dims.head_dim,
+            causal,
+            n: dims.seqlen_q,
+            b: dims.batch,
+            h: dims.heads,
+            ms,
+            tflops: flops / (ms * 1e-3) / 1e12,
+            peak_mib,
+            call: None,
+        }
+    }
+}
+
 /// Times our forward on one shape: the row, with the peak MiB allocated by one `forward` call.
 pub fn bench_forward<T: Element>(
     dev: &Device,
@@ -286,20 +315,7 @@ pub fn bench_forward_of<T: Element>(
         }
         Algorithm::Standard => time_ms(dev, || standard_forward(&x.q, &x.k, &x.v, &opts).map(drop), budget_ms, 5, 200)?,
     };
-    Ok(BenchRow {
-        op: "fwd".into(),
-        implementation: label.into(),
-        dtype: T::NAME.into(),
-        d: dims.head_dim,
-        causal: shape.causal,
-        n: dims.seqlen_q,
-        b: dims.batch,
-        h: dims.heads,
-        ms,
-        tflops: forward_flops(&dims, shape.causal) / (ms * 1e-3) / 1e12,
-        peak_mib,
-        call: None,
-    })
+    Ok(BenchRow::measured::<T>("fwd", label, &dims, shape.causal, ms, forward_flops(&dims, shape.causal), peak_mib))
 }
 
 /// Times our backward on one shape (dO random; O and LSE from our forward): the row has the
@@ -332,20 +348,15 @@ pub fn bench_backward_of<T: Element>(
     let (o, lse) = algorithm.forward(&x.q, &x.k, &x.v, &opts)?;
     let ms =
         time_ms(dev, || algorithm.backward(&x.q, &x.k, &x.v, &o, &lse, &x.d_o, &opts).map(drop), budget_ms, 5, 200)?;
-    Ok(BenchRow {
-        op: "bwd".into(),
-        implementation: label.into(),
-        dtype: T::NAME.into(),
-        d: dims.head_dim,
-        causal: shape.causal,
-        n: dims.seqlen_q,
-        b: dims.batch,
-        h: dims.heads,
+    Ok(BenchRow::measured::<T>(
+        "bwd",
+        label,
+        &dims,
+        shape.causal,
         ms,
-        tflops: 2.5 * forward_flops(&dims, shape.causal) / (ms * 1e-3) / 1e12,
+        2.5 * forward_flops(&dims, shape.causal),
         peak_mib,
-        call: None,
-    })
+    ))
 }
 
 /// Peak MiB that one forward + backward allocates beyond the inputs (O and LSE kept from the
@@ -395,20 +406,15 @@ pub fn bench_memory<T: Element>(
     }
     end.record(dev.stream())?;
     let ms = start.elapsed_ms(&end)? as f64;
-    Ok(BenchRow {
-        op: MEMORY_OP.into(),
-        implementation: label.into(),
-        dtype: T::NAME.into(),
-        d: dims.head_dim,
-        causal: opts.causal,
-        n: dims.seqlen_q,
-        b: dims.batch,
-        h: dims.heads,
+    Ok(BenchRow::measured::<T>(
+        MEMORY_OP,
+        label,
+        &dims,
+        opts.causal,
         ms,
-        tflops: 3.5 * forward_flops(&dims, opts.causal) / (ms * 1e-3) / 1e12,
+        3.5 * forward_flops(&dims, opts.causal),
         peak_mib,
-        call: None,
-    })
+    ))
 }
 
 /// The memory table: peak MiB per N for ours, the standard baseline and the peers present,

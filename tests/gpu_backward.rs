@@ -7,13 +7,8 @@ use flashattn::{backward, forward, AttentionOptions, Device, Element, Error, For
 use half::{bf16, f16};
 use rand::SeedableRng;
 
-fn device() -> Device {
-    Device::new(0).unwrap_or_else(|e| panic!("this test needs a CUDA GPU: {e}"))
-}
-
-fn shape(batch: usize, seqlen_q: usize, seqlen_k: usize, heads: usize, heads_kv: usize, head_dim: usize) -> Shape {
-    Shape { batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim }
-}
+mod common;
+use common::{device, shape};
 
 /// Frees a NaN-filled buffer of `bytes`, so that the next allocations of the stream-ordered
 /// pool likely reuse poisoned memory: an output element the backward fails to write then shows

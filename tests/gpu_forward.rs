@@ -4,62 +4,16 @@
 //!
 //! These need a CUDA GPU: they are `#[ignore]`d, and run with `--include-ignored` on a GPU
 //! machine (`.gpu/run.sh` does). Without one they are reported as ignored, never passed.
-use flashattn::accuracy::{check_forward, random_qkv, ForwardCheck};
-use flashattn::reference::{RefOptions, Shape};
-use flashattn::{forward, forward_into, AttentionOptions, Device, Element, Error, ForwardKernel, Tensor};
+use flashattn::accuracy::{check_forward, random_qkv};
+use flashattn::reference::RefOptions;
+use flashattn::{forward, forward_into, AttentionOptions, Element, Error, ForwardKernel, Tensor};
 use half::{bf16, f16};
 
-fn device() -> Device {
-    Device::new(0).unwrap_or_else(|e| panic!("this test needs a CUDA GPU: {e}"))
-}
+mod common;
+use common::{device, run_cases, shape, upload_qkv, Case, TableRow};
 
-#[derive(Clone, Copy, Debug)]
-struct Case {
-    shape: Shape,
-    causal: bool,
-    seed: u64,
-}
-
-fn shape(batch: usize, seqlen_q: usize, seqlen_k: usize, heads: usize, heads_kv: usize, head_dim: usize) -> Shape {
-    Shape { batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim }
-}
-
-fn upload_qkv<T: Element>(dev: &Device, s: &Shape, q: &[T], k: &[T], v: &[T]) -> (Tensor<T>, Tensor<T>, Tensor<T>) {
-    (
-        dev.upload(q, &[s.batch, s.seqlen_q, s.heads, s.head_dim]).unwrap(),
-        dev.upload(k, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim]).unwrap(),
-        dev.upload(v, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim]).unwrap(),
-    )
-}
-
-/// Runs one case: fresh random inputs, NaN-poisoned outputs, forward, compare.
-fn run_case<T: Element>(dev: &Device, case: &Case, kernel: ForwardKernel) -> ForwardCheck {
-    let s = &case.shape;
-    let (qh, kh, vh) = random_qkv::<T>(s, case.seed);
-    let (q, k, v) = upload_qkv(dev, s, &qh, &kh, &vh);
-    let mut o = dev.alloc::<T>(q.shape()).unwrap();
-    let mut lse = dev.alloc::<f32>(&[s.batch, s.heads, s.seqlen_q]).unwrap();
-    o.fill(T::NAN).unwrap();
-    lse.fill(f32::NAN).unwrap();
-    let opts = AttentionOptions { causal: case.causal, kernel, ..Default::default() };
-    forward_into(&q, &k, &v, &mut o, &mut lse, &opts).unwrap();
-    let ref_opts = RefOptions { causal: case.causal, ..RefOptions::new(s.head_dim) };
-    check_forward(&qh, &kh, &vh, s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap())
-}
-
-/// Runs every case, prints one line each, and fails listing all failures (not just the first).
 fn run_all<T: Element>(cases: &[Case], kernel: ForwardKernel) {
-    let dev = device();
-    let mut failures = Vec::new();
-    for case in cases {
-        let check = run_case::<T>(&dev, case, kernel);
-        let line = format!("{} {:?} causal={} seed={}: {check}", T::NAME, case.shape, case.causal, case.seed);
-        println!("{line}");
-        if !check.passed() {
-            failures.push(line);
-        }
-    }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    run_cases::<T>(&device(), cases, kernel)
 }
 
 const SEQLENS: [usize; 5] = [1, 17, 97, 128, 1025];
@@ -276,22 +230,17 @@ fn tensor_core_forward_is_deterministic() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn tensor_core_forward_every_table_row() {
-    let dev = device();
-    let mut failures = Vec::new();
-    for (i, row) in flashattn::forward::mma_kernel_rows().iter().enumerate() {
-        let case =
-            Case { shape: shape(1, 200, 131, 2, 1, row.config.head_dim), causal: row.causal, seed: 4000 + i as u64 };
-        let check = match row.dtype {
-            flashattn::Dtype::Bf16 => run_case::<bf16>(&dev, &case, row.kernel_choice()),
-            flashattn::Dtype::F16 => run_case::<f16>(&dev, &case, row.kernel_choice()),
-        };
-        let line = format!("{} {:?}: {check}", row.name, case.shape);
-        println!("{line}");
-        if !check.passed() {
-            failures.push(line);
-        }
-    }
-    assert!(failures.is_empty(), "{} kernels failed:\n{}", failures.len(), failures.join("\n"));
+    let rows: Vec<TableRow> = flashattn::forward::mma_kernel_rows()
+        .iter()
+        .map(|r| TableRow {
+            name: r.name,
+            dtype: r.dtype,
+            kernel: r.kernel_choice(),
+            head_dim: r.config.head_dim,
+            causal: r.causal,
+        })
+        .collect();
+    common::run_table_rows(&device(), &rows, 200, 131, 4000);
 }
 
 /// The argument an error names (`head_dim` for an unsupported head dim).

@@ -10,9 +10,8 @@ use flashattn::{standard_backward, standard_forward, AttentionOptions, Device, E
 use half::{bf16, f16};
 use rand::SeedableRng;
 
-fn device() -> Device {
-    Device::new(0).unwrap_or_else(|e| panic!("this test needs a CUDA GPU: {e}"))
-}
+mod common;
+use common::device;
 
 fn shape(batch: usize, seqlen_q: usize, seqlen_k: usize, heads: usize, head_dim: usize) -> Shape {
     Shape { batch, seqlen_q, seqlen_k, heads, heads_kv: heads, head_dim }

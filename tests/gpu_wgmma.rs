@@ -9,16 +9,19 @@
 //!
 //! They need an sm_90 GPU (H100/H200): `#[ignore]`d here; on another GPU they say so and pass.
 use cudarc::driver::{LaunchConfig, PushKernelArg};
-use flashattn::accuracy::{check_forward, random_qkv, ForwardCheck};
-use flashattn::reference::{RefOptions, Shape};
-use flashattn::{forward, forward_into, AttentionOptions, Device, Element, Error, ForwardKernel, Tensor};
+use flashattn::accuracy::{check_forward, random_qkv};
+use flashattn::reference::RefOptions;
+use flashattn::{forward, AttentionOptions, Device, Element, Error, ForwardKernel, Tensor};
 use flashattn_kernels::smem_layout::{sw128_k_major_strides, sw128_mn_major_strides};
 use half::{bf16, f16};
 use rand::{Rng, SeedableRng};
 
+mod common;
+use common::{run_cases, shape, upload_qkv, Case, TableRow};
+
 /// The device, or None (with a note) when it is not compute capability 9.0.
 fn hopper() -> Option<Device> {
-    let dev = Device::new(0).unwrap_or_else(|e| panic!("this test needs a CUDA GPU: {e}"));
+    let dev = common::device();
     if dev.compute_capability() != (9, 0) {
         eprintln!(
             "skipped: {} is sm_{}{}, the wgmma kernels need sm_90",
@@ -214,54 +217,11 @@ const WG: ForwardKernel = ForwardKernel::Wgmma;
 /// layout bugs.
 const SERIAL: ForwardKernel = ForwardKernel::WgmmaConfig { block_m: 128, block_n: 128, pipelined: false };
 
-#[derive(Clone, Copy, Debug)]
-struct Case {
-    shape: Shape,
-    causal: bool,
-    seed: u64,
-}
-
-fn shape(batch: usize, seqlen_q: usize, seqlen_k: usize, heads: usize, heads_kv: usize, head_dim: usize) -> Shape {
-    Shape { batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim }
-}
-
-fn upload_qkv<T: Element>(dev: &Device, s: &Shape, q: &[T], k: &[T], v: &[T]) -> (Tensor<T>, Tensor<T>, Tensor<T>) {
-    (
-        dev.upload(q, &[s.batch, s.seqlen_q, s.heads, s.head_dim]).unwrap(),
-        dev.upload(k, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim]).unwrap(),
-        dev.upload(v, &[s.batch, s.seqlen_k, s.heads_kv, s.head_dim]).unwrap(),
-    )
-}
-
-/// One case: fresh random inputs, NaN-poisoned outputs, forward, compare (2x rule).
-fn run_case<T: Element>(dev: &Device, case: &Case, kernel: ForwardKernel) -> ForwardCheck {
-    let s = &case.shape;
-    let (qh, kh, vh) = random_qkv::<T>(s, case.seed);
-    let (q, k, v) = upload_qkv(dev, s, &qh, &kh, &vh);
-    let mut o = dev.alloc::<T>(q.shape()).unwrap();
-    let mut lse = dev.alloc::<f32>(&[s.batch, s.heads, s.seqlen_q]).unwrap();
-    o.fill(T::NAN).unwrap();
-    lse.fill(f32::NAN).unwrap();
-    let opts = AttentionOptions { causal: case.causal, kernel, ..Default::default() };
-    forward_into(&q, &k, &v, &mut o, &mut lse, &opts).unwrap();
-    let ref_opts = RefOptions { causal: case.causal, ..RefOptions::new(s.head_dim) };
-    check_forward(&qh, &kh, &vh, s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap())
-}
-
-/// Runs every case, one line each, and fails listing all failures.
+/// Runs every case on the sm_90 device (nothing without one, as `hopper` says).
 fn run_all<T: Element>(cases: &[Case], kernel: ForwardKernel) {
-    let Some(dev) = hopper() else { return };
-    let mut failures = Vec::new();
-    for case in cases {
-        let check = run_case::<T>(&dev, case, kernel);
-        let line =
-            format!("{kernel:?} {} {:?} causal={} seed={}: {check}", T::NAME, case.shape, case.causal, case.seed);
-        println!("{line}");
-        if !check.passed() {
-            failures.push(line);
-        }
+    if let Some(dev) = hopper() {
+        run_cases::<T>(&dev, cases, kernel)
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 const SEQLENS: [usize; 6] = [1, 17, 97, 128, 1025, 4096];
@@ -409,21 +369,17 @@ fn wgmma_forward_is_deterministic() {
 #[ignore = "needs a CUDA GPU"]
 fn wgmma_forward_every_table_row() {
     let Some(dev) = hopper() else { return };
-    let mut failures = Vec::new();
-    for (i, row) in flashattn::forward::wgmma_kernel_rows().iter().enumerate() {
-        let case =
-            Case { shape: shape(1, 200, 331, 2, 1, row.config.head_dim), causal: row.causal, seed: 8000 + i as u64 };
-        let check = match row.dtype {
-            flashattn::Dtype::Bf16 => run_case::<bf16>(&dev, &case, row.kernel_choice()),
-            flashattn::Dtype::F16 => run_case::<f16>(&dev, &case, row.kernel_choice()),
-        };
-        let line = format!("{} {:?}: {check}", row.name, case.shape);
-        println!("{line}");
-        if !check.passed() {
-            failures.push(line);
-        }
-    }
-    assert!(failures.is_empty(), "{} kernels failed:\n{}", failures.len(), failures.join("\n"));
+    let rows: Vec<TableRow> = flashattn::forward::wgmma_kernel_rows()
+        .iter()
+        .map(|r| TableRow {
+            name: r.name,
+            dtype: r.dtype,
+            kernel: r.kernel_choice(),
+            head_dim: r.config.head_dim,
+            causal: r.causal,
+        })
+        .collect();
+    common::run_table_rows(&dev, &rows, 200, 331, 8000);
 }
 
 /// Head dims above 128 have no wgmma kernel: an error value naming it, no launch.

@@ -252,9 +252,8 @@ pub unsafe fn dkdv_mma<
         copy_stats_async::<BM>(p.delta, stat, delta_s + stage * stat_bytes, threads);
     };
 
-    let copy_tid = tid;
-    copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, key0, n_k, BN, head_dim, k_s, pitch, copy_tid, threads);
-    copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, key0, n_k, BN, head_dim, v_s, pitch, copy_tid, threads);
+    copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, key0, n_k, BN, head_dim, k_s, pitch, tid, threads);
+    copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, key0, n_k, BN, head_dim, v_s, pitch, tid, threads);
     if total > 0 {
         load_block(0, 0);
     }
@@ -486,12 +485,11 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
     let kv_end =
         if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
     let n_blocks = kv_end.div_ceil(BN);
-    let copy_tid = tid;
-    copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, copy_tid, threads);
-    copy_tile_async::<D>(p.d_o, &p.do_strides, b, h, row0, n_q, BM, head_dim, do_s, pitch, copy_tid, threads);
+    copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, tid, threads);
+    copy_tile_async::<D>(p.d_o, &p.do_strides, b, h, row0, n_q, BM, head_dim, do_s, pitch, tid, threads);
     if n_blocks > 0 {
-        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, copy_tid, threads);
-        copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, copy_tid, threads);
+        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, tid, threads);
+        copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, tid, threads);
     }
     cp_async_commit_group();
 
@@ -512,34 +510,8 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
         _syncthreads(); // K_j, V_j landed for all; the other stage is no longer read
         if j + 1 < n_blocks {
             let (ks, vs) = (k_s + (1 - stage) * stage_bytes, v_s + (1 - stage) * stage_bytes);
-            copy_tile_async::<D>(
-                p.k,
-                &p.k_strides,
-                b,
-                h_kv,
-                col0 + BN,
-                n_k,
-                BN,
-                head_dim,
-                ks,
-                pitch,
-                copy_tid,
-                threads,
-            );
-            copy_tile_async::<D>(
-                p.v,
-                &p.v_strides,
-                b,
-                h_kv,
-                col0 + BN,
-                n_k,
-                BN,
-                head_dim,
-                vs,
-                pitch,
-                copy_tid,
-                threads,
-            );
+            copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, ks, pitch, tid, threads);
+            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, vs, pitch, tid, threads);
         }
         cp_async_commit_group();
         let k_st = k_s + stage * stage_bytes;
