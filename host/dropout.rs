@@ -3,10 +3,9 @@
 //! f64 reference takes (`[batch, heads, seqlen_q, seqlen_k]`, `true` = kept).
 //!
 //! Element `(b, h, row, col)` is kept iff its random byte is `<= keep_threshold(p)`: Philox
-//! with key = `seed` and counter = `[column_word(col), row, offset + b * heads + h (two words)]`;
-//! see the `philox` module for the mapping and why. The GPU kernels do not apply dropout yet
-//! (`forward` and `backward` reject `dropout_p > 0`); this is the oracle they will be tested
-//! against.
+//! with key = `seed` and counter = `[call_of(row, col), offset + b * heads + h (two words)]`;
+//! see the `philox` module for the mapping and why. This is the oracle the kernels' dropout is
+//! tested against.
 //!
 //! ```
 //! use flashattn::dropout::{dropout_mask, reference_p};
@@ -20,8 +19,8 @@
 //! assert_eq!(out.o.len(), shape.q_len());
 //! ```
 pub use flashattn_kernels::philox::{
-    column_byte, column_of, column_word, dropout_keep, keep_bits_of, keep_probability, keep_threshold, philox4x32_10,
-    DropoutRng,
+    byte_of, call_of, col_parity_half, dropout_keep, element_of, keep_bits_of, keep_probability, keep_threshold,
+    philox4x32_10, row_parity_half, DropoutRng,
 };
 
 use crate::shape::Shape;
@@ -32,20 +31,19 @@ pub fn dropout_mask(shape: &Shape, p: f32, seed: u64, offset: u64) -> Vec<bool> 
     let threshold = keep_threshold(p);
     let (n_q, n_k) = (shape.seqlen_q, shape.seqlen_k);
     let mut mask = vec![false; shape.mask_len()];
-    // One Philox call per 16 elements: the 4 calls of every 64-column block of a row.
-    let words = n_k.div_ceil(64) * 4;
+    // One Philox call per 16 elements: the 16 calls of every 16 x 16 tile (padded at the edges).
+    let (call_rows, call_cols) = (n_q.div_ceil(16) * 4, n_k.div_ceil(16) * 4);
     for b in 0..shape.batch {
         for h in 0..shape.heads {
             let rng = DropoutRng::new(seed, offset, b as u32, h as u32, shape.heads as u32);
-            for row in 0..n_q {
-                let start = ((b * shape.heads + h) * n_q + row) * n_k;
-                let mask_row = &mut mask[start..start + n_k];
-                for word in 0..words as u32 {
-                    let bits = rng.keep_bits(row as u32, word, threshold);
+            let head = &mut mask[(b * shape.heads + h) * n_q * n_k..][..n_q * n_k];
+            for c1 in 0..call_rows as u32 {
+                for c0 in 0..call_cols as u32 {
+                    let bits = rng.keep_bits([c0, c1], threshold);
                     for k in 0..16 {
-                        let col = column_of(word, k) as usize;
-                        if col < n_k {
-                            mask_row[col] = (bits >> k) & 1 == 1;
+                        let (row, col) = element_of([c0, c1], k);
+                        if (row as usize) < n_q && (col as usize) < n_k {
+                            head[row as usize * n_k + col as usize] = (bits >> k) & 1 == 1;
                         }
                     }
                 }

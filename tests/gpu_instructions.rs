@@ -172,6 +172,6 @@ fn philox_and_dropout_bits_match_the_host() {
     for lane in 0..32u32 {
         let l = lane as usize;
         assert_eq!(out[4 * l..4 * l + 4], philox4x32_10([lane, c1, c2, c3], [k0, k1]), "lane {lane}");
-        assert_eq!(keep[l], rng.keep_bits(lane / 4, lane % 4 + 4, threshold as u8) as u32, "lane {lane}");
+        assert_eq!(keep[l], rng.keep_bits([lane % 4 + 4, lane / 4], threshold as u8) as u32, "lane {lane}");
     }
 }

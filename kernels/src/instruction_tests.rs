@@ -93,5 +93,5 @@ pub unsafe extern "ptx-kernel" fn test_philox(
         *out.add(lane as usize * 4 + i) = *v;
     }
     let rng = DropoutRng::new(seed, offset, 1, 2, 3);
-    *keep.add(lane as usize) = rng.keep_bits(lane / 4, lane % 4 + 4, threshold as u8) as u32;
+    *keep.add(lane as usize) = rng.keep_bits([lane % 4 + 4, lane / 4], threshold as u8) as u32;
 }

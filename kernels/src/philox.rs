@@ -9,25 +9,29 @@
 //! gets one random byte; it is kept iff `byte <= threshold` ([`keep_threshold`]).
 //!
 //! - key = the seed: `[seed as u32, (seed >> 32) as u32]`.
-//! - counter = `[column_word(col), row, lo, hi]` where `(hi, lo)` are the two halves of the
-//!   `u64` `offset + (b * heads + h)` (wrapping). Like PyTorch's Philox offset, `offset` is a
-//!   position in the counter stream: a call uses `batch * heads` subsequences from `offset` on,
-//!   so calls that must draw independent masks with one seed use offsets at least `batch * heads`
-//!   apart (or different seeds).
-//! - One call yields 16 bytes, for 16 elements of one row: `column_word(col) = (col / 64) * 4 +
-//!   (col % 8) / 2` picks the call, and `column_byte(col) = 2 * ((col % 64) / 8) + col % 2` the
-//!   byte, byte `k` being bits `8 * (k % 4) ..` of output word `k / 4`.
+//! - counter = `[call[0], call[1], lo, hi]` where `call = `[`call_of`]`(row, col)` and `(hi, lo)`
+//!   are the two halves of the `u64` `offset + (b * heads + h)` (wrapping). Like PyTorch's Philox
+//!   offset, `offset` is a position in the counter stream: a call uses `batch * heads`
+//!   subsequences from `offset` on, so calls that must draw independent masks with one seed use
+//!   offsets at least `batch * heads` apart (or different seeds).
+//! - One call yields 16 bytes for a 4 x 4 set of elements of one 16 x 16 tile: rows
+//!   `{r, r + 1, r + 8, r + 9}` x columns `{c, c + 1, c + 8, c + 9}` (`r`, `c` even, `< 8` inside
+//!   the tile); [`byte_of`] says which byte, byte `k` being bits `8 * (k % 4) ..` of word `k / 4`.
 //!
 //! Why this mapping: in the accumulator of `mma.sync.m16n8k16` (and of Hopper's `wgmma`), the
-//! thread with `lane % 4 = c` holds, of each row it owns, the columns `8 t + 2 c + {0, 1}` of
-//! every 8-column tile `t`. Those 16 columns of a 64-column block are exactly the 16 bytes of one
-//! call, so a thread makes one Philox call per row it holds per 64 keys, with no call repeated by
-//! the other lanes and no shuffles ([`DropoutRng::keep_bits`] returns them in that order). 8-bit
-//! thresholds, as flash-attn has them, resolve `p` to a multiple of 1/256 (the keep probability
-//! is within 1/512 of `1 - p`, and [`keep_probability`] gives it exactly, for the `1/(1-p)`
-//! rescale); 32-bit compares would resolve `p` exactly but would cost one call
-//! per 4 elements, 8 times as many, while the whole softmax costs only a few instructions an
-//! element.
+//! thread with `lane = 4 g + t` holds rows `g, g + 8` x columns `2 t, 2 t + 1, 2 t + 8, 2 t + 9`
+//! of every 16 x 16 tile. The forward computes `S` (rows = queries); the backward's dK/dV kernel
+//! computes `S^T` (rows = keys), where a thread holds queries `2 t, 2 t + 1, 2 t + 8, 2 t + 9` x
+//! keys `g, g + 8`. A call's 16 elements are exactly those of the two lanes `g, g ^ 1` in *both*
+//! layouts (row parity splits them in `S`, column parity in `S^T`), so with the partner lane
+//! computing the call of the neighbouring tile and the halves swapped by one shuffle, each thread
+//! makes one Philox call per 16 elements in both passes ([`row_parity_half`],
+//! [`col_parity_half`]). A row-major mapping (16 consecutive columns of a row per call) would
+//! cost the transposed backward 8 calls per 16 elements. 8-bit thresholds, as flash-attn has
+//! them, resolve `p` to a multiple of 1/256 (the keep probability is within 1/512 of `1 - p`, and
+//! [`keep_probability`] gives it exactly, for the `1/(1-p)` rescale); 32-bit compares would
+//! resolve `p` exactly but would cost one call per 4 elements, 4 times as many, while the whole
+//! softmax costs only a few instructions an element.
 
 /// Philox4x32 round multipliers.
 pub const PHILOX_M4X32: [u32; 2] = [0xD251_1F53, 0xCD9E_8D57];
@@ -88,22 +92,43 @@ pub fn keep_probability(threshold: u8) -> f32 {
     (threshold as f32 + 1.0) / 256.0
 }
 
-/// Which Philox call of a row holds column `col`: counter word 0.
+/// Counter words 0 and 1 of the call holding element `(row, col)`: its 16 x 16 tile and its
+/// position among the tile's 16 calls.
 #[inline(always)]
-pub fn column_word(col: u32) -> u32 {
-    (col / 64) * 4 + (col % 8) / 2
+pub fn call_of(row: u32, col: u32) -> [u32; 2] {
+    [(col / 16) * 4 + (col % 8) / 2, (row / 16) * 4 + (row % 8) / 2]
 }
 
-/// Which of the 16 bytes of its call holds column `col` (0..16).
+/// Which of the 16 bytes of its call holds element `(row, col)`: `8 * (row % 2) + 4 * (col % 2) +
+/// 2 * (row % 16 / 8) + col % 16 / 8`. Row parity is the high bit, so a forward thread's 8
+/// elements are one byte of keep bits ([`row_parity_half`]).
 #[inline(always)]
-pub fn column_byte(col: u32) -> u32 {
-    2 * ((col % 64) / 8) + col % 2
+pub fn byte_of(row: u32, col: u32) -> u32 {
+    8 * (row % 2) + 4 * (col % 2) + 2 * ((row % 16) / 8) + (col % 16) / 8
 }
 
-/// The column of byte `byte` (0..16) of call `word`: the inverse of ([`column_word`], [`column_byte`]).
+/// The element `(row, col)` of byte `byte` (0..16) of call `call`: the inverse of
+/// ([`call_of`], [`byte_of`]).
 #[inline(always)]
-pub fn column_of(word: u32, byte: u32) -> u32 {
-    (word / 4) * 64 + (byte / 2) * 8 + (word % 4) * 2 + byte % 2
+pub fn element_of(call: [u32; 2], byte: u32) -> (u32, u32) {
+    let row = (call[1] / 4) * 16 + (call[1] % 4) * 2 + 8 * ((byte / 2) % 2) + byte / 8;
+    let col = (call[0] / 4) * 16 + (call[0] % 4) * 2 + 8 * (byte % 2) + (byte / 4) % 2;
+    (row, col)
+}
+
+/// The 8 keep bits of a call's rows of parity `odd` (the elements of the forward's lane `g` with
+/// `g % 2 == odd`): bit `4 * (col % 2) + 2 * (row % 16 / 8) + col % 16 / 8`.
+#[inline(always)]
+pub fn row_parity_half(bits: u16, odd: bool) -> u8 {
+    (bits >> (8 * odd as u32)) as u8
+}
+
+/// The 8 keep bits of a call's columns of parity `odd` (the elements of the backward's `S^T`
+/// lane `g` with `g % 2 == odd`): bit `4 * (row % 2) + 2 * (row % 16 / 8) + col % 16 / 8`.
+#[inline(always)]
+pub fn col_parity_half(bits: u16, odd: bool) -> u8 {
+    let nibbles = (bits as u32 >> (4 * odd as u32)) & 0x0f0f;
+    ((nibbles & 0xf) | (nibbles >> 4)) as u8
 }
 
 /// The 16 keep bits of 16 random bytes: bit `k` is `byte k <= threshold`.
@@ -139,46 +164,23 @@ impl DropoutRng {
         DropoutRng { key: [seed as u32, (seed >> 32) as u32], subsequence: [s as u32, (s >> 32) as u32] }
     }
 
-    /// The 16 random bytes of call `word` of `row`.
+    /// The 16 random bytes of call `call` ([`call_of`]).
     #[inline(always)]
-    pub fn bytes(&self, row: u32, word: u32) -> [u32; 4] {
+    pub fn bytes(&self, call: [u32; 2]) -> [u32; 4] {
         let [lo, hi] = self.subsequence;
-        philox4x32_10([word, row, lo, hi], self.key)
+        philox4x32_10([call[0], call[1], lo, hi], self.key)
     }
 
-    /// The keep bits of call `word` of `row`: bit `k` is column [`column_of`]`(word, k)`. For
-    /// `word = (col0 / 64) * 4 + c` (`col0` a multiple of 64, `c` = `lane % 4` in the MMA
-    /// accumulator layout), bit `2 t + e` is column `col0 + 8 t + 2 c + e`: element `e` of 8-column
-    /// tile `t` of that thread.
+    /// The keep bits of call `call`: bit `k` is element [`element_of`]`(call, k)`.
     #[inline(always)]
-    pub fn keep_bits(&self, row: u32, word: u32, threshold: u8) -> u16 {
-        keep_bits_of(self.bytes(row, word), threshold)
+    pub fn keep_bits(&self, call: [u32; 2], threshold: u8) -> u16 {
+        keep_bits_of(self.bytes(call), threshold)
     }
 
     /// Whether element `(row, col)` is kept.
     #[inline(always)]
     pub fn keep(&self, row: u32, col: u32, threshold: u8) -> bool {
-        let bytes = self.bytes(row, column_word(col));
-        let k = column_byte(col);
-        let byte = (bytes[((k / 4) & 3) as usize] >> (8 * (k % 4))) & 0xff;
-        byte <= threshold as u32
-    }
-
-    /// Keep bits of the 8 consecutive columns `col0 .. col0 + 8` (`col0` a multiple of 8): bit `i`
-    /// is column `col0 + i`. Four calls (a pair of columns each), for code that walks columns in
-    /// order; kernels use [`DropoutRng::keep_bits`].
-    #[inline(always)]
-    pub fn keep8(&self, row: u32, col0: u32, threshold: u8) -> u8 {
-        let mut bits = 0u32;
-        let mut pair = 0;
-        while pair < 4 {
-            let col = col0 + 2 * pair;
-            let word_bits = self.keep_bits(row, column_word(col), threshold) as u32;
-            // Columns col and col + 1 are bytes k and k + 1 of their call.
-            bits |= ((word_bits >> column_byte(col)) & 3) << (2 * pair);
-            pair += 1;
-        }
-        bits as u8
+        (self.keep_bits(call_of(row, col), threshold) >> byte_of(row, col)) & 1 == 1
     }
 }
 
@@ -227,24 +229,59 @@ mod tests {
     }
 
     #[test]
-    fn column_mapping_is_a_bijection_matching_the_mma_layout() {
-        for col in 0..1024u32 {
-            let (w, k) = (column_word(col), column_byte(col));
-            assert!(k < 16);
-            assert_eq!(column_of(w, k), col);
-        }
-        for word in 0..64u32 {
-            for k in 0..16 {
-                assert_eq!((column_word(column_of(word, k)), column_byte(column_of(word, k))), (word, k));
+    fn element_mapping_is_a_bijection() {
+        for row in 0..64u32 {
+            for col in 0..96u32 {
+                let k = byte_of(row, col);
+                assert!(k < 16);
+                assert_eq!(element_of(call_of(row, col), k), (row, col));
             }
         }
-        // Lane c of a quad holds columns 8t + 2c + e of a 64-column block: all in one call.
-        for c in 0..4u32 {
-            for t in 0..8u32 {
-                for e in 0..2u32 {
-                    let col = 128 + 8 * t + 2 * c + e;
-                    assert_eq!(column_word(col), 2 * 4 + c);
-                    assert_eq!(column_byte(col), 2 * t + e);
+        for c0 in 0..24u32 {
+            for c1 in 0..16u32 {
+                for k in 0..16 {
+                    let (row, col) = element_of([c0, c1], k);
+                    assert_eq!((call_of(row, col), byte_of(row, col)), ([c0, c1], k));
+                }
+            }
+        }
+    }
+
+    /// The 16 elements of a call are those of lanes `g` and `g ^ 1` (same `t`) of one 16 x 16
+    /// tile, in the m16n8 accumulator layout of `S` and of `S^T`, split by the parity halves.
+    #[test]
+    fn calls_match_the_mma_lane_layout_of_s_and_s_transposed() {
+        let rng = DropoutRng::new(77, 3, 0, 1, 2);
+        let th = keep_threshold(0.4);
+        let (r16, c16) = (32u32, 48u32);
+        for lane in 0..32u32 {
+            let (g, t) = (lane / 4, lane % 4);
+            // S: rows g, g + 8 (half), columns 2t + e + 8 * ntpar.
+            let bits = rng.keep_bits(call_of(r16 + g, c16 + 2 * t), th);
+            let mine = row_parity_half(bits, g % 2 == 1);
+            for half in 0..2 {
+                for ntpar in 0..2 {
+                    for e in 0..2 {
+                        let (row, col) = (r16 + g + 8 * half, c16 + 2 * t + e + 8 * ntpar);
+                        assert_eq!(call_of(row, col), call_of(r16 + g, c16 + 2 * t));
+                        let bit = (mine >> (4 * e + 2 * half + ntpar)) & 1 == 1;
+                        assert_eq!(bit, rng.keep(row, col, th), "S lane {lane}");
+                    }
+                }
+            }
+            // S^T (rows = keys k16 + g + 8 half, columns = queries q16 + 2t + e + 8 ntpar): the
+            // element is (query, key) of the attention matrix.
+            let (q16, k16) = (r16, c16);
+            let bits = rng.keep_bits(call_of(q16 + 2 * t, k16 + g), th);
+            let mine = col_parity_half(bits, g % 2 == 1);
+            for half in 0..2 {
+                for ntpar in 0..2 {
+                    for e in 0..2 {
+                        let (query, key) = (q16 + 2 * t + e + 8 * ntpar, k16 + g + 8 * half);
+                        assert_eq!(call_of(query, key), call_of(q16 + 2 * t, k16 + g));
+                        let bit = (mine >> (4 * e + 2 * ntpar + half)) & 1 == 1;
+                        assert_eq!(bit, rng.keep(query, key, th), "S^T lane {lane}");
+                    }
                 }
             }
         }
@@ -266,20 +303,15 @@ mod tests {
     }
 
     #[test]
-    fn keep_agrees_with_keep_bits_and_keep8() {
+    fn keep_agrees_with_keep_bits() {
         let rng = DropoutRng::new(0x1234_5678_9abc_def0, 7, 1, 2, 3);
         let t = keep_threshold(0.3);
-        for row in [0u32, 1, 77] {
-            for col0 in (0..256u32).step_by(8) {
-                let bits8 = rng.keep8(row, col0, t);
-                for i in 0..8 {
-                    let col = col0 + i;
-                    let keep = rng.keep(row, col, t);
-                    assert_eq!(keep, (bits8 >> i) & 1 == 1);
-                    let bits = rng.keep_bits(row, column_word(col), t);
-                    assert_eq!(keep, (bits >> column_byte(col)) & 1 == 1);
-                    assert_eq!(keep, dropout_keep(0x1234_5678_9abc_def0, 7, 1, 2, 3, row, col, t));
-                }
+        for row in [0u32, 1, 9, 77] {
+            for col in 0..256u32 {
+                let keep = rng.keep(row, col, t);
+                let bits = rng.keep_bits(call_of(row, col), t);
+                assert_eq!(keep, (bits >> byte_of(row, col)) & 1 == 1);
+                assert_eq!(keep, dropout_keep(0x1234_5678_9abc_def0, 7, 1, 2, 3, row, col, t));
             }
         }
     }
@@ -289,9 +321,10 @@ mod tests {
         let rng = DropoutRng::new(seed, offset, b, h, 4);
         let t = keep_threshold(p);
         let mut kept = 0u64;
-        for row in 0..n_rows {
-            for word in 0..n_cols / 16 {
-                kept += rng.keep_bits(row, word, t).count_ones() as u64;
+        // Every call of an n_rows x n_cols matrix (multiples of 16): 16 of them per 16 x 16 tile.
+        for c1 in 0..n_rows / 4 {
+            for c0 in 0..n_cols / 4 {
+                kept += rng.keep_bits([c0, c1], t).count_ones() as u64;
             }
         }
         1.0 - kept as f64 / (n_rows as f64 * n_cols as f64)
@@ -312,7 +345,7 @@ mod tests {
     fn streams_differ_across_batch_heads_seeds_offsets_and_are_reproducible() {
         let t = keep_threshold(0.5);
         let mask =
-            |rng: DropoutRng| -> [u16; 64] { core::array::from_fn(|i| rng.keep_bits(i as u32 / 16, i as u32 % 16, t)) };
+            |rng: DropoutRng| -> [u16; 64] { core::array::from_fn(|i| rng.keep_bits([i as u32 % 16, i as u32 / 16], t)) };
         let base = mask(DropoutRng::new(9, 0, 0, 0, 4));
         assert_eq!(base, mask(DropoutRng::new(9, 0, 0, 0, 4)));
         for other in [
