@@ -31,8 +31,9 @@ use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
     fence_proxy_async_shared,
 };
-use crate::config::{MmaBackwardConfig, MmaBackwardDqConfig, DQ_CONVERT_THREADS};
+use crate::config::{MmaBackwardConfig, MmaBackwardDqConfig, BLOCK_MASK_SIZE, DQ_CONVERT_THREADS};
 use crate::element::Element;
+use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
 use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
 use crate::params::BackwardParams;
 
@@ -168,11 +169,15 @@ pub unsafe fn dkdv_mma<
     const BN: usize,
     const DS: usize,
     const CAUSAL: bool,
+    const MASKED: bool,
 >(
     p: &BackwardParams,
 ) {
     let cfg = MmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN, d_split: DS };
-    const { assert!(BM % SLICE_M == 0 && D / 8 / DS <= MAX_DT && BN / 16 * DS * 32 <= 1024) };
+    const {
+        assert!(BM % SLICE_M == 0 && D / 8 / DS <= MAX_DT && BN / 16 * DS * 32 <= 1024);
+        assert!(!MASKED || (!CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0));
+    };
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
     let ds_pitch = cfg.ds_pitch();
@@ -189,7 +194,17 @@ pub unsafe fn dkdv_mma<
     let b = _block_idx_z() as usize;
     let heads = p.heads as usize;
     let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
-    let (n_q, n_k, head_dim) = (p.seqlen_q as usize, p.seqlen_k as usize, p.head_dim as usize);
+    // Masked builds: entry b of a packed batch (rows `q_start + row`, keys `k_start + key`).
+    let seq = if MASKED {
+        Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k)
+    } else {
+        Sequence { q_start: 0, n_q: p.seqlen_q as usize, k_start: 0, n_k: p.seqlen_k as usize }
+    };
+    let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);
+    let (q_start, k_start) = (seq.q_start, seq.k_start);
+    if MASKED && key0 >= n_k {
+        return; // a shorter entry of a packed batch
+    }
     let stat_pitch = p.stat_pitch as usize;
     let scale_log2 = p.scale_log2;
     let with_dq = p.dq_accum != 0;
@@ -207,13 +222,32 @@ pub unsafe fn dkdv_mma<
 
     // Causal (bottom-right): key j is seen by rows i >= j + n_q - n_k; query blocks wholly
     // before the first row that sees key0 are skipped.
-    let first_row = if CAUSAL { (key0 as i64 + n_q as i64 - n_k as i64).clamp(0, n_q as i64) as usize } else { 0 };
-    let first_block = first_row / BM;
-    let blocks_per_head = n_q.div_ceil(BM).saturating_sub(first_block);
+    // Masked builds: the rows the window shows these keys (ALiBi aside, the rules are the same for
+    // every head), and only the blocks the block mask keeps (`next_it`).
+    let (first_block, end_block) = if MASKED {
+        let (lo, hi) = ScoreRules::new(&p.mask, b, h_kv * group, &seq).query_range(key0, (key0 + BN).min(n_k), n_q);
+        (lo / BM, hi.div_ceil(BM))
+    } else {
+        let first_row =
+            if CAUSAL { (key0 as i64 + n_q as i64 - n_k as i64).clamp(0, n_q as i64) as usize } else { 0 };
+        (first_row / BM, n_q.div_ceil(BM))
+    };
+    let blocks_per_head = end_block.saturating_sub(first_block);
     let total = group * blocks_per_head;
     // Iteration `it` -> (query head, first row) of its block: heads of the group outermost.
     let block_of =
         |it: usize| (h_kv * group + it / blocks_per_head.max(1), (first_block + it % blocks_per_head.max(1)) * BM);
+    let skipped = |it: usize| {
+        let (hq, row0) = block_of(it);
+        MASKED && !BlockMask::new(&p.mask, hq).active(row0, key0)
+    };
+    let next_it = |it: usize| {
+        let mut next = it + 1;
+        while MASKED && next < total && skipped(next) {
+            next += 1;
+        }
+        next
+    };
     let load_block = |it: usize, stage: u32| {
         // Re-read (opaque to LLVM), so that the per-thread copy offsets are recomputed at each
         // block instead of being hoisted out of the loop and kept alive in (scarce) registers.
@@ -225,8 +259,8 @@ pub unsafe fn dkdv_mma<
             &p.q_strides,
             b,
             hq,
-            row0,
-            n_q,
+            q_start + row0,
+            q_start + n_q,
             BM,
             head_dim,
             q_s + stage * tile_bytes,
@@ -239,8 +273,8 @@ pub unsafe fn dkdv_mma<
             &p.do_strides,
             b,
             hq,
-            row0,
-            n_q,
+            q_start + row0,
+            q_start + n_q,
             BM,
             head_dim,
             do_s + stage * tile_bytes,
@@ -252,10 +286,12 @@ pub unsafe fn dkdv_mma<
         copy_stats_async::<BM>(p.delta, stat, delta_s + stage * stat_bytes, threads);
     };
 
-    copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, key0, n_k, BN, head_dim, k_s, pitch, tid, threads);
-    copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, key0, n_k, BN, head_dim, v_s, pitch, tid, threads);
-    if total > 0 {
-        load_block(0, 0);
+    let (kv_row, k_end) = (k_start + key0, k_start + n_k);
+    copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, kv_row, k_end, BN, head_dim, k_s, pitch, tid, threads);
+    copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, kv_row, k_end, BN, head_dim, v_s, pitch, tid, threads);
+    let first = if MASKED && total > 0 && skipped(0) { next_it(0) } else { 0 };
+    if first < total {
+        load_block(first, 0);
     }
     cp_async_commit_group();
 
@@ -265,14 +301,18 @@ pub unsafe fn dkdv_mma<
     let mut acc_dv = [[0.0f32; 4]; MAX_DT];
     let mut acc_dk = [[0.0f32; 4]; MAX_DT];
 
-    let mut it = 0;
+    let mut it = first;
+    let mut iteration = 0; // stages alternate per processed block
     while it < total {
-        let stage = (it % 2) as u32;
+        let parity = if MASKED { iteration } else { it }; // (plain builds: the same, one counter)
+        let stage = (parity % 2) as u32;
         let (hq, row0) = block_of(it);
         cp_async_wait_group::<0>(); // this block (and K, V) landed for this thread ...
         _syncthreads(); // ... and for all; every warp is done with the previous block's buffers.
-        if it + 1 < total {
-            load_block(it + 1, 1 - stage);
+        // (`next_it` is evaluated here and again at the bottom rather than kept alive across
+        // the loop body: one register fewer in a kernel at the 255 limit.)
+        if next_it(it) < total {
+            load_block(next_it(it), 1 - stage);
         }
         cp_async_commit_group();
         let q_st = q_s + stage * tile_bytes;
@@ -283,7 +323,15 @@ pub unsafe fn dkdv_mma<
         // warp's 16 keys, then P^T and dS^T, then dV += P^T dO and dK += dS^T Q.
         let lse_st = lse_s + stage * stat_bytes;
         let delta_st = delta_s + stage * stat_bytes;
-        let needs_mask = key0 + BN > n_k || (CAUSAL && (key0 + BN - 1) as i64 > row0 as i64 + n_k as i64 - n_q as i64);
+        let needs_mask = !MASKED
+            && (key0 + BN > n_k || (CAUSAL && (key0 + BN - 1) as i64 > row0 as i64 + n_k as i64 - n_q as i64));
+        // Masked builds: the rules of this query head (ALiBi slopes are per head), whether this
+        // block needs the per-element window test, and the dropout stream of (b, hq).
+        let rules = ScoreRules::new(&p.mask, b, hq, &seq);
+        let modifies = MASKED && rules.modifies();
+        let masks = MASKED && !rules.all_visible(row0, row0 + BM, key0, key0 + BN);
+        let dropout = Dropout::new(&p.mask, b, hq, p.heads);
+        let drop = MASKED && dropout.on();
         let write_ds = with_dq && d_part == 0; // warps of a d-split compute the same dS
         let mut slice = 0;
         while slice < BM / SLICE_M {
@@ -330,6 +378,8 @@ pub unsafe fn dkdv_mma<
                 };
                 half += 1;
             }
+            // Dropout keep bits of this warp's 16 keys x the slice's 32 queries (see `st_bits`).
+            let keep = if drop { dropout.st_bits(key0 + warp_key, row0 + q0, lane) } else { 0 };
             let mut nt = 0;
             while nt < SLICE_M / 8 {
                 let q_col = q0 + nt * 8 + 2 * t;
@@ -341,13 +391,29 @@ pub unsafe fn dkdv_mma<
                     let mut dsv = [0.0f32; 2];
                     let mut e = 0;
                     while e < 2 {
-                        let mut pe = ex2(fma(st[nt][2 * half + e], scale_log2, -lse2[e]));
+                        let mut s = st[nt][2 * half + e];
+                        let mut cap_slope = 1.0;
+                        let (row, key) = ((row0 + q_col + e) as i32, (key0 + warp_key + g + 8 * half) as i32);
+                        if modifies {
+                            (s, cap_slope) = rules.apply(s, row, key);
+                        }
+                        let mut pe = ex2(fma(s, scale_log2, -lse2[e]));
                         // A row with no visible key has LSE = -inf, pe = +inf: always masked here.
                         if needs_mask && ((q_col + e) as i32) < first_visible[half] {
                             pe = 0.0;
                         }
+                        if masks && !rules.visible(row, key) {
+                            pe = 0.0;
+                        }
+                        let mut dp = dpt[nt][2 * half + e];
                         pv[e] = pe;
-                        dsv[e] = pe * (dpt[nt][2 * half + e] - delta[e]);
+                        if drop {
+                            // dV takes the dropped, rescaled P; dS = P * (dP o Z / keep - D).
+                            let kept = (keep >> (8 * (nt / 2) + 4 * e + 2 * (nt % 2) + half)) & 1 != 0;
+                            pv[e] = if kept { pe * dropout.scale } else { 0.0 };
+                            dp = if kept { dp * dropout.scale } else { 0.0 };
+                        }
+                        dsv[e] = pe * (dp - delta[e]) * cap_slope;
                         e += 1;
                     }
                     // Accumulator layout -> A layout (as P in the forward): n-tile 2k gives
@@ -413,7 +479,8 @@ pub unsafe fn dkdv_mma<
             let block_rows = (p.dq_accum as *mut f32).add(((b * heads + hq) * stat_pitch + row0) * D);
             add_dq_block::<D, BM>(&acc, nt_w, block_rows, 16 * m_tile, col_tile0, lane, cfg);
         }
-        it += 1;
+        it = next_it(it);
+        iteration += 1;
     }
 
     // Epilogue: stage dV and scale * dK through the (now free) V and K tiles, then 16-byte stores.
@@ -445,18 +512,29 @@ pub unsafe fn dkdv_mma<
     _syncthreads();
     let (key0, h_kv, b) =
         (block_idx_reread::<0>() as usize * BN, block_idx_reread::<1>() as usize, block_idx_reread::<2>() as usize);
-    store_tile(v_s, pitch, BN, p.dv, &p.dv_strides, b, h_kv, key0, n_k, head_dim, tid, threads);
-    store_tile(k_s, pitch, BN, p.dk, &p.dk_strides, b, h_kv, key0, n_k, head_dim, tid, threads);
+    let (first_key, k_end) = (k_start + key0, k_start + n_k);
+    store_tile(v_s, pitch, BN, p.dv, &p.dv_strides, b, h_kv, first_key, k_end, head_dim, tid, threads);
+    store_tile(k_s, pitch, BN, p.dk, &p.dk_strides, b, h_kv, first_key, k_end, head_dim, tid, threads);
 }
 
 /// Deterministic dQ: one CTA per `BM` query rows, 16 rows per warp, K/V blocks double-buffered.
 /// Grid: (ceil(seqlen_q / BM), heads, batch).
 #[inline(always)]
-pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usize, const CAUSAL: bool>(
+pub unsafe fn dq_mma<
+    E: Element,
+    const D: usize,
+    const BM: usize,
+    const BN: usize,
+    const CAUSAL: bool,
+    const MASKED: bool,
+>(
     p: &BackwardParams,
 ) {
     let cfg = MmaBackwardDqConfig { head_dim: D, block_m: BM, block_n: BN };
-    const { assert!(BN / 8 <= MAX_NT && D / 8 <= MAX_DQT) };
+    const {
+        assert!(BN / 8 <= MAX_NT && D / 8 <= MAX_DQT);
+        assert!(!MASKED || (!CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
+    };
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
     let nt_s = BN / 8;
@@ -467,13 +545,27 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
     let (warp, lane) = (tid / 32, tid % 32);
     let (g, t) = (lane / 4, lane % 4);
     // Causal: heaviest (last) query blocks first, as the forward.
-    let m_block = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
+    let m_block =
+        if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
     let row0 = m_block as usize * BM;
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
     let h_kv = h / group;
-    let (n_q, n_k, head_dim) = (p.seqlen_q as usize, p.seqlen_k as usize, p.head_dim as usize);
+    let seq = if MASKED {
+        Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k)
+    } else {
+        Sequence { q_start: 0, n_q: p.seqlen_q as usize, k_start: 0, n_k: p.seqlen_k as usize }
+    };
+    let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);
+    let (q_start, k_start) = (seq.q_start, seq.k_start);
+    let (q_end, k_end) = (q_start + n_q, k_start + n_k);
+    if MASKED && row0 >= n_q {
+        return;
+    }
+    let rules = ScoreRules::new(&p.mask, b, h, &seq);
+    let block_mask = BlockMask::new(&p.mask, h);
+    let dropout = Dropout::new(&p.mask, b, h, p.heads);
     let scale_log2 = p.scale_log2;
 
     let q_s = dynamic_smem_base();
@@ -482,14 +574,33 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
     let v_s = k_s + (2 * BN * pitch) as u32;
     let stage_bytes = (BN * pitch) as u32;
 
-    let kv_end =
-        if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
-    let n_blocks = kv_end.div_ceil(BN);
-    copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, tid, threads);
-    copy_tile_async::<D>(p.d_o, &p.do_strides, b, h, row0, n_q, BM, head_dim, do_s, pitch, tid, threads);
-    if n_blocks > 0 {
-        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, tid, threads);
-        copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, tid, threads);
+    let (first_block, n_blocks) = if MASKED {
+        let (lo, hi) = rules.key_range(row0, (row0 + BM).min(n_q));
+        (lo / BN, hi.div_ceil(BN))
+    } else {
+        let kv_end =
+            if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
+        (0, kv_end.div_ceil(BN))
+    };
+    let next_block = |j: usize| {
+        let mut next = j + 1;
+        while MASKED && next < n_blocks && !block_mask.active(row0, next * BN) {
+            next += 1;
+        }
+        next
+    };
+    let first = if MASKED && first_block < n_blocks && !block_mask.active(row0, first_block * BN) {
+        next_block(first_block)
+    } else {
+        first_block
+    };
+    let q_row = q_start + row0;
+    copy_tile_async::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, head_dim, q_s, pitch, tid, threads);
+    copy_tile_async::<D>(p.d_o, &p.do_strides, b, h, q_row, q_end, BM, head_dim, do_s, pitch, tid, threads);
+    if first < n_blocks {
+        let kv_row = k_start + first * BN;
+        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, kv_row, k_end, BN, head_dim, k_s, pitch, tid, threads);
+        copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, kv_row, k_end, BN, head_dim, v_s, pitch, tid, threads);
     }
     cp_async_commit_group();
 
@@ -502,16 +613,20 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
     let b_off = x4_offset_col_pairs(lane, pitch);
     let mut acc = [[0.0f32; 4]; MAX_DQT];
 
-    let mut j = 0;
+    let mut j = first;
+    let mut iteration = 0; // stages alternate per processed block
     while j < n_blocks {
-        let stage = (j % 2) as u32;
+        let parity = if MASKED { iteration } else { j }; // (plain builds: the same, one counter)
+        let stage = (parity % 2) as u32;
         let col0 = j * BN;
         cp_async_wait_group::<0>();
         _syncthreads(); // K_j, V_j landed for all; the other stage is no longer read
-        if j + 1 < n_blocks {
+        let next = next_block(j);
+        if next < n_blocks {
             let (ks, vs) = (k_s + (1 - stage) * stage_bytes, v_s + (1 - stage) * stage_bytes);
-            copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, ks, pitch, tid, threads);
-            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0 + BN, n_k, BN, head_dim, vs, pitch, tid, threads);
+            let kv_row = k_start + next * BN;
+            copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, kv_row, k_end, BN, head_dim, ks, pitch, tid, threads);
+            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, kv_row, k_end, BN, head_dim, vs, pitch, tid, threads);
         }
         cp_async_commit_group();
         let k_st = k_s + stage * stage_bytes;
@@ -538,8 +653,20 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
         }
 
         let first_row = row0 + warp_row;
-        let needs_mask =
-            col0 + BN > n_k || (CAUSAL && (col0 + BN - 1) as i64 > first_row as i64 + n_k as i64 - n_q as i64);
+        let needs_mask = !MASKED
+            && (col0 + BN > n_k || (CAUSAL && (col0 + BN - 1) as i64 > first_row as i64 + n_k as i64 - n_q as i64));
+        let modifies = MASKED && rules.modifies();
+        let masks = MASKED && !rules.all_visible(first_row, first_row + 16, col0, col0 + BN);
+        let drop = MASKED && dropout.on();
+        // Dropout keep bits of this warp's 16 rows, one u32 per 32 keys (see `s_bits`).
+        let mut keep = [0u32; MAX_NT / 4];
+        if drop {
+            let mut kp = 0;
+            while kp < nt_s / 4 {
+                keep[kp] = dropout.s_bits(first_row, col0 + 32 * kp, lane);
+                kp += 1;
+            }
+        }
         // Per row half: the last key column of the block the row sees (causal: col <= row +
         // n_k - n_q; always col < n_k), relative to col0. One i32 per half.
         let mut last_visible = [0i32; 2];
@@ -558,11 +685,25 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
                 let mut dsv = [0.0f32; 2];
                 let mut e = 0;
                 while e < 2 {
-                    let mut pe = ex2(fma(s[nt][2 * half + e], scale_log2, -lse2[half]));
+                    let mut score = s[nt][2 * half + e];
+                    let mut cap_slope = 1.0;
+                    let (row, col) = ((first_row + g + 8 * half) as i32, (col0 + nt * 8 + 2 * t + e) as i32);
+                    if modifies {
+                        (score, cap_slope) = rules.apply(score, row, col);
+                    }
+                    let mut pe = ex2(fma(score, scale_log2, -lse2[half]));
                     if needs_mask && (nt * 8 + 2 * t + e) as i32 > last_visible[half] {
                         pe = 0.0;
                     }
-                    dsv[e] = pe * (dpv[nt][2 * half + e] - delta[half]);
+                    if masks && !rules.visible(row, col) {
+                        pe = 0.0;
+                    }
+                    let mut dp = dpv[nt][2 * half + e];
+                    if drop {
+                        let kept = (keep[nt / 4] >> (8 * ((nt % 4) / 2) + 4 * e + 2 * half + nt % 2)) & 1 != 0;
+                        dp = if kept { dp * dropout.scale } else { 0.0 };
+                    }
+                    dsv[e] = pe * (dp - delta[half]) * cap_slope;
                     e += 1;
                 }
                 ds_frag[nt / 2][(nt % 2) * 2 + half] = E::pack2(dsv[0], dsv[1]);
@@ -583,7 +724,8 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
             }
             kk += 1;
         }
-        j += 1;
+        j = next_block(j);
+        iteration += 1;
     }
 
     // Epilogue: scale, stage through this warp's own rows of the Q tile, 16-byte stores.
@@ -609,8 +751,8 @@ pub unsafe fn dq_mma<E: Element, const D: usize, const BM: usize, const BN: usiz
         &p.dq_strides,
         b,
         h,
-        row0 + warp_row,
-        n_q,
+        q_start + row0 + warp_row,
+        q_end,
         head_dim,
         lane,
         32,
@@ -626,7 +768,8 @@ pub unsafe fn dq_convert<E: Element>(p: &BackwardParams) {
     let (row, c) = (idx / chunks, idx % chunks);
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
-    if row >= p.seqlen_q as usize {
+    let seq = Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k); // packed batches: entry b
+    if row >= seq.n_q {
         return;
     }
     let src = (p.dq_accum as *const f32)
@@ -640,6 +783,6 @@ pub unsafe fn dq_convert<E: Element>(p: &BackwardParams) {
         E::pack2(hi[0] * s, hi[1] * s),
         E::pack2(hi[2] * s, hi[3] * s),
     ];
-    let dst = (p.dq as *mut u16).add((p.dq_strides.offset(b, row, h) + (8 * c) as u64) as usize);
+    let dst = (p.dq as *mut u16).add((p.dq_strides.offset(b, seq.q_start + row, h) + (8 * c) as u64) as usize);
     st_global_v4_b32(dst as *mut u8, v);
 }

@@ -17,6 +17,7 @@ use crate::arch::sm80::{
 };
 use crate::config::ScalarBackwardConfig as Cfg;
 use crate::element::Element;
+use crate::masking::Sequence;
 use crate::params::BackwardParams;
 use crate::scalar_tile::{axpy, dot, load_tile_f32};
 
@@ -34,7 +35,9 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     let row = _block_idx_x() as usize * Cfg::PREPROCESS_WARPS + warp;
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
-    let n_q = p.seqlen_q as usize;
+    // Packed batches: entry b's rows (its statistics still take `stat_pitch` rows per head).
+    let seq = Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k);
+    let n_q = seq.n_q;
     let stat = (b * p.heads as usize + h) * p.stat_pitch as usize + row;
     if row >= n_q {
         // Padding rows up to stat_pitch: D = 0 and LSE*log2(e) = +inf make P exactly 0 there
@@ -46,8 +49,8 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
         }
         return;
     }
-    let o = (p.o as *const u16).add(p.o_strides.offset(b, row, h) as usize);
-    let d_o = (p.d_o as *const u16).add(p.do_strides.offset(b, row, h) as usize);
+    let o = (p.o as *const u16).add(p.o_strides.offset(b, seq.q_start + row, h) as usize);
+    let d_o = (p.d_o as *const u16).add(p.do_strides.offset(b, seq.q_start + row, h) as usize);
     let mut acc = 0.0f32;
     let mut c = 2 * lane;
     while c < p.head_dim as usize {
@@ -63,8 +66,11 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     }
     if lane == 0 {
         st_global_f32((p.delta as *mut f32).add(stat), acc);
-        let lse = *(p.lse as *const f32).add((b * p.heads as usize + h) * n_q + row);
-        st_global_f32((p.lse_log2 as *mut f32).add(stat), lse * LOG2E);
+        let lse = *(p.lse as *const f32).add(seq.lse_index(&p.mask, b, h, row));
+        // A row that sees no key (LSE -inf) gets +inf, as the padding: P = 2^-inf = 0 on it
+        // without relying on the kernels' masks (which skip e.g. windowed blocks unmasked).
+        let lse_log2 = if lse == f32::NEG_INFINITY { f32::INFINITY } else { lse * LOG2E };
+        st_global_f32((p.lse_log2 as *mut f32).add(stat), lse_log2);
     }
 }
 

@@ -8,6 +8,11 @@ pub enum Dtype {
     Bf16,
 }
 
+/// The granularity of a block mask (`MaskParams::block_mask`): one byte per `BLOCK_MASK_SIZE` query
+/// rows x `BLOCK_MASK_SIZE` keys. Every block size of the masked kernels divides it, so a kernel
+/// block lies in one mask block and is skipped whole.
+pub const BLOCK_MASK_SIZE: usize = 128;
+
 /// The scalar (CUDA-core FMA) forward kernel: one thread owns one query row.
 ///
 /// Why these numbers: 64 threads (2 warps) and 64 query rows per CTA keep enough CTAs in flight at

@@ -19,11 +19,21 @@ macro_rules! mma_forward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $st, $causal>(&p)
+            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $st, $causal, false>(&p)
         }
     };
 }
 crate::for_each_mma_forward_kernel!(mma_forward_entry);
+
+macro_rules! mma_forward_masked_entry {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
+            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $st, false, true>(&p)
+        }
+    };
+}
+crate::for_each_mma_forward_masked_kernel!(mma_forward_masked_entry);
 
 macro_rules! backward_preprocess_entry {
     ($name:ident, $dtype:ident) => {
@@ -61,7 +71,7 @@ macro_rules! mma_backward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            dkdv_mma::<crate::element::$dtype, $d, $bm, $bn, $ds, $causal>(&p)
+            dkdv_mma::<crate::element::$dtype, $d, $bm, $bn, $ds, $causal, false>(&p)
         }
     };
 }
@@ -71,7 +81,7 @@ macro_rules! mma_backward_dq_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            dq_mma::<crate::element::$dtype, $d, $bm, $bn, $causal>(&p)
+            dq_mma::<crate::element::$dtype, $d, $bm, $bn, $causal, false>(&p)
         }
     };
 }
@@ -121,3 +131,23 @@ macro_rules! wgmma_forward_entry {
 }
 #[cfg(flashattn_sm90a)]
 crate::for_each_wgmma_forward_kernel!(wgmma_forward_entry);
+
+macro_rules! mma_backward_masked_entry {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            dkdv_mma::<crate::element::$dtype, $d, $bm, $bn, $ds, false, true>(&p)
+        }
+    };
+}
+crate::for_each_mma_backward_masked_kernel!(mma_backward_masked_entry);
+
+macro_rules! mma_backward_dq_masked_entry {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            dq_mma::<crate::element::$dtype, $d, $bm, $bn, false, true>(&p)
+        }
+    };
+}
+crate::for_each_mma_backward_dq_masked_kernel!(mma_backward_dq_masked_entry);

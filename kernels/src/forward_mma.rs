@@ -25,8 +25,9 @@ use crate::arch::sm80::{
     cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_shared_v4_b32, ldmatrix_x4,
     ldmatrix_x4_trans, lg2, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
 };
-use crate::config::MmaForwardConfig;
+use crate::config::{MmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::Element;
+use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
 use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
 use crate::params::ForwardParams;
 
@@ -57,6 +58,7 @@ pub unsafe fn forward_mma<
     const Q_IN_REGS: bool,
     const STAGES: usize,
     const CAUSAL: bool,
+    const MASKED: bool,
 >(
     p: &ForwardParams,
 ) {
@@ -65,7 +67,9 @@ pub unsafe fn forward_mma<
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
     const {
-        assert!(MT <= MAX_MT && BN / 8 <= MAX_NT && D / 8 <= MAX_DT && D / 16 <= MAX_KT && (STAGES == 1 || STAGES == 2))
+        assert!(MT <= MAX_MT && BN / 8 <= MAX_NT && D / 8 <= MAX_DT && D / 16 <= MAX_KT && (STAGES == 1 || STAGES == 2));
+        // Masked builds: causal is a window, and block-mask blocks hold whole kernel blocks.
+        assert!(!MASKED || (!CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
     };
     let nt_s = BN / 8; // n-tiles of S
     let dt_o = D / 8; // n-tiles of O
@@ -78,14 +82,30 @@ pub unsafe fn forward_mma<
     let (g, t) = (lane / 4, lane % 4); // quad (row) and lane within the quad
                                        // Causal: the last query blocks see the most keys; launching them first (the scheduler
                                        // hands out low block indices first) keeps the heaviest CTAs out of the tail wave.
-    let m_block = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
+    // (Masked builds: windows are causal-like, and without a window every block costs the same.)
+    let m_block =
+        if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
     let row0 = m_block as usize * BM;
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     // heads_kv divides heads (validated on the host); max(1) keeps core's division panic out.
     let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
     let h_kv = h / group;
-    let (n_q, n_k, head_dim) = (p.seqlen_q as usize, p.seqlen_k as usize, p.head_dim as usize);
+    // Masked builds: this entry of a packed batch (`seqlen_*` are then the maxima), whose rows
+    // are `q_start + row` of the packed tensors (batch stride 0).
+    let seq = if MASKED {
+        Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k)
+    } else {
+        Sequence { q_start: 0, n_q: p.seqlen_q as usize, k_start: 0, n_k: p.seqlen_k as usize }
+    };
+    let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);
+    let (q_start, k_start) = (seq.q_start, seq.k_start);
+    if MASKED && row0 >= n_q {
+        return; // a shorter entry of a packed batch: the grid covers the longest
+    }
+    let rules = ScoreRules::new(&p.mask, b, h, &seq);
+    let block_mask = BlockMask::new(&p.mask, h);
+    let dropout = Dropout::new(&p.mask, b, h, p.heads);
     let scale_log2 = p.scale_log2;
 
     let q_s = dynamic_smem_base();
@@ -95,20 +115,41 @@ pub unsafe fn forward_mma<
 
     // Bottom-right causal alignment: row i sees keys j <= i + n_k - n_q; the tile's last row
     // bounds what any row of it sees, so later blocks are never loaded.
-    let kv_end =
-        if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
-    let n_blocks = kv_end.div_ceil(BN);
+    // Masked builds: the keys the window shows these rows, and only the blocks the block mask
+    // keeps (`next_block`).
+    let (first_block, n_blocks) = if MASKED {
+        let (lo, hi) = rules.key_range(row0, (row0 + BM).min(n_q));
+        (lo / BN, hi.div_ceil(BN))
+    } else {
+        let kv_end =
+            if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
+        (0, kv_end.div_ceil(BN))
+    };
+    let next_block = |j: usize| {
+        let mut next = j + 1;
+        while MASKED && next < n_blocks && !block_mask.active(row0, next * BN) {
+            next += 1;
+        }
+        next
+    };
+    let first = if MASKED && first_block < n_blocks && !block_mask.active(row0, first_block * BN) {
+        next_block(first_block)
+    } else {
+        first_block
+    };
+    let (q_end, k_end) = (q_start + n_q, k_start + n_k); // row bounds in the (packed) tensors
 
-    // Prologue: group 0 = Q + K_0; with two stages, group 1 = V_0 (one stage: V_j is issued
-    // at the top of iteration j, once the previous P V has released the buffer).
-    copy_tile_async::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, head_dim, q_s, pitch, tid, threads);
-    if n_blocks > 0 {
-        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, 0, n_k, BN, head_dim, k_s, pitch, tid, threads);
+    // Prologue: group 0 = Q + K_first; with two stages, group 1 = V_first (one stage: V_j is
+    // issued at the top of iteration j, once the previous P V has released the buffer).
+    copy_tile_async::<D>(p.q, &p.q_strides, b, h, q_start + row0, q_end, BM, head_dim, q_s, pitch, tid, threads);
+    let k0 = k_start + first * BN;
+    if first < n_blocks {
+        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, k0, k_end, BN, head_dim, k_s, pitch, tid, threads);
     }
     cp_async_commit_group();
     if STAGES == 2 {
-        if n_blocks > 0 {
-            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, 0, n_k, BN, head_dim, v_s, pitch, tid, threads);
+        if first < n_blocks {
+            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, k0, k_end, BN, head_dim, v_s, pitch, tid, threads);
         }
         cp_async_commit_group();
     }
@@ -129,22 +170,25 @@ pub unsafe fn forward_mma<
     let mut row_max = [[f32::NEG_INFINITY; 2]; MAX_MT];
     let mut row_sum = [[0.0f32; 2]; MAX_MT];
 
-    let mut j = 0;
+    let mut j = first;
+    let mut iteration = 0; // stages alternate per processed block
     while j < n_blocks {
-        let stage = if STAGES == 2 { (j % 2) as u32 } else { 0 };
+        let parity = if MASKED { iteration } else { j }; // (plain builds: the same, one counter)
+        let stage = if STAGES == 2 { (parity % 2) as u32 } else { 0 };
         let col0 = j * BN;
         if STAGES == 2 {
             cp_async_wait_group::<1>(); // K_j (and Q) have landed for this thread ...
             _syncthreads(); // ... and for every thread; stage 1 - j%2 is no longer read.
-            if j + 1 < n_blocks {
+            let next = next_block(j);
+            if next < n_blocks {
                 let dst = k_s + (1 - stage) * stage_bytes;
                 copy_tile_async::<D>(
                     p.k,
                     &p.k_strides,
                     b,
                     h_kv,
-                    col0 + BN,
-                    n_k,
+                    k_start + next * BN,
+                    k_end,
                     BN,
                     head_dim,
                     dst,
@@ -157,11 +201,12 @@ pub unsafe fn forward_mma<
             cp_async_wait_group::<0>(); // K_j (and Q) have landed for this thread ...
             _syncthreads(); // ... and for every thread, which have all finished P V_{j-1}:
                             // the V buffer is free, so V_j loads while S = Q K_j^T computes.
-            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, col0, n_k, BN, head_dim, v_s, pitch, tid, threads);
+            let kv_row = k_start + col0;
+            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, kv_row, k_end, BN, head_dim, v_s, pitch, tid, threads);
         }
         cp_async_commit_group();
 
-        if Q_IN_REGS && j == 0 {
+        if Q_IN_REGS && parity == 0 {
             let mut mt = 0;
             while mt < MT {
                 let base = q_s + ((warp_row + 16 * mt) * pitch) as u32 + a_lane_off;
@@ -207,7 +252,39 @@ pub unsafe fn forward_mma<
         // Mask, only where this block crosses the sequence end or (causal) the diagonal of
         // some row of this warp.
         let warp_first_row = row0 + warp_row;
-        let crosses_end = col0 + BN > n_k;
+        if MASKED {
+            let warp_rows = (warp_first_row, warp_first_row + 16 * MT);
+            let modifies = rules.modifies();
+            let masks = !rules.all_visible(warp_rows.0, warp_rows.1, col0, col0 + BN);
+            if modifies || masks {
+                let mut mt = 0;
+                while mt < MT {
+                    let mut half = 0;
+                    while half < 2 {
+                        let row = (warp_first_row + 16 * mt + g + 8 * half) as i32;
+                        let mut nt = 0;
+                        while nt < nt_s {
+                            let mut e = 0;
+                            while e < 2 {
+                                let col = (col0 + nt * 8 + 2 * t + e) as i32;
+                                let x = &mut s[mt][nt][2 * half + e];
+                                if modifies {
+                                    *x = rules.apply(*x, row, col).0;
+                                }
+                                if masks && !rules.visible(row, col) {
+                                    *x = f32::NEG_INFINITY;
+                                }
+                                e += 1;
+                            }
+                            nt += 1;
+                        }
+                        half += 1;
+                    }
+                    mt += 1;
+                }
+            }
+        }
+        let crosses_end = !MASKED && col0 + BN > n_k;
         let crosses_diag = CAUSAL && (col0 + BN - 1) as i64 > warp_first_row as i64 + n_k as i64 - n_q as i64;
         if crosses_end || crosses_diag {
             let mut mt = 0;
@@ -238,8 +315,18 @@ pub unsafe fn forward_mma<
         let mut p_frag = [[[0u32; 4]; MAX_NT / 2]; MAX_MT];
         let mut alpha = [[1.0f32; 2]; MAX_MT];
         let mut rescale = false;
+        let drop = MASKED && dropout.on();
         let mut mt = 0;
         while mt < MT {
+            // Dropout keep bits of this m-tile's elements, one u32 per 32 keys (see `s_bits`).
+            let mut keep = [0u32; MAX_NT / 4];
+            if drop {
+                let mut kp = 0;
+                while kp < nt_s / 4 {
+                    keep[kp] = dropout.s_bits(warp_first_row + 16 * mt, col0 + 32 * kp, lane);
+                    kp += 1;
+                }
+            }
             let mut half = 0;
             while half < 2 {
                 let mut mx = f32::NEG_INFINITY;
@@ -270,9 +357,14 @@ pub unsafe fn forward_mma<
                 let mut nt = 0;
                 while nt < nt_s {
                     // exp2(s * scale_log2 - m * scale_log2): one FFMA feeding MUFU.EX2.
-                    let p0 = ex2(fma(s[mt][nt][2 * half], scale_log2, -m_scaled));
-                    let p1 = ex2(fma(s[mt][nt][2 * half + 1], scale_log2, -m_scaled));
-                    sum += p0 + p1;
+                    let mut p0 = ex2(fma(s[mt][nt][2 * half], scale_log2, -m_scaled));
+                    let mut p1 = ex2(fma(s[mt][nt][2 * half + 1], scale_log2, -m_scaled));
+                    sum += p0 + p1; // the softmax normaliser is of the undropped weights
+                    if drop {
+                        let bits = keep[nt / 4] >> (8 * ((nt % 4) / 2) + 2 * half + nt % 2);
+                        p0 = if bits & 1 != 0 { p0 } else { 0.0 };
+                        p1 = if bits & 16 != 0 { p1 } else { 0.0 };
+                    }
                     // Accumulator layout -> A layout of P V's k-step nt / 2: n-tile 2k gives
                     // a0 (row g) / a1 (row g+8), n-tile 2k+1 gives a2 / a3.
                     p_frag[mt][nt / 2][(nt % 2) * 2 + half] = E::pack2(p0, p1);
@@ -305,15 +397,16 @@ pub unsafe fn forward_mma<
         if STAGES == 2 {
             cp_async_wait_group::<1>(); // V_j has landed (K_{j+1} may still be in flight) ...
             _syncthreads(); // ... for every thread; V stage 1 - j%2 is no longer read.
-            if j + 1 < n_blocks {
+            let next = next_block(j);
+            if next < n_blocks {
                 let dst = v_s + (1 - stage) * stage_bytes;
                 copy_tile_async::<D>(
                     p.v,
                     &p.v_strides,
                     b,
                     h_kv,
-                    col0 + BN,
-                    n_k,
+                    k_start + next * BN,
+                    k_end,
                     BN,
                     head_dim,
                     dst,
@@ -325,14 +418,15 @@ pub unsafe fn forward_mma<
         } else {
             cp_async_wait_group::<0>(); // V_j has landed ...
             _syncthreads(); // ... for every thread, which have all finished Q K_j^T: K is free.
-            if j + 1 < n_blocks {
+            let next = next_block(j);
+            if next < n_blocks {
                 copy_tile_async::<D>(
                     p.k,
                     &p.k_strides,
                     b,
                     h_kv,
-                    col0 + BN,
-                    n_k,
+                    k_start + next * BN,
+                    k_end,
                     BN,
                     head_dim,
                     k_s,
@@ -362,7 +456,8 @@ pub unsafe fn forward_mma<
             }
             kk += 1;
         }
-        j += 1;
+        j = next_block(j);
+        iteration += 1;
     }
 
     // Epilogue. Complete the row sums across the quad, normalise, stage O through this warp's
@@ -379,7 +474,10 @@ pub unsafe fn forward_mma<
             l += shfl_xor_f32(l, 1);
             l += shfl_xor_f32(l, 2);
             // A row with no visible key (causal, n_q > n_k) has l = 0: output 0, LSE -inf.
-            let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+            let mut inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+            if MASKED && dropout.on() {
+                inv *= dropout.scale; // 1 / keep probability, folded into the normalisation
+            }
             let r_local = warp_row + 16 * mt + g + 8 * half;
             let dst = q_s + (r_local * pitch + 4 * t) as u32;
             let mut dt = 0;
@@ -391,7 +489,8 @@ pub unsafe fn forward_mma<
             let row = row0 + r_local;
             if t == 0 && row < n_q {
                 let lse = if l > 0.0 { LN2 * (row_max[mt][half] * scale_log2 + lg2(l)) } else { f32::NEG_INFINITY };
-                st_global_f32((p.lse as *mut f32).add((b * p.heads as usize + h) * n_q + row), lse);
+                let index = if MASKED { seq.lse_index(&p.mask, b, h, row) } else { (b * p.heads as usize + h) * n_q + row };
+                st_global_f32((p.lse as *mut f32).add(index), lse);
             }
             half += 1;
         }
@@ -406,7 +505,7 @@ pub unsafe fn forward_mma<
         let row = row0 + warp_row + r;
         if row < n_q {
             let v = ld_shared_v4_b32(q_s + ((warp_row + r) * pitch + c * 16) as u32);
-            let dst = (p.o as *mut u16).add((p.o_strides.offset(b, row, h) + (c * 8) as u64) as usize);
+            let dst = (p.o as *mut u16).add((p.o_strides.offset(b, q_start + row, h) + (c * 8) as u64) as usize);
             st_global_v4_b32(dst as *mut u8, v);
         }
         idx += 32;

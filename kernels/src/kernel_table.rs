@@ -89,6 +89,32 @@ macro_rules! for_each_mma_forward_kernel {
     };
 }
 
+/// The masked tensor-core forward (window, softcap, ALiBi, block mask, dropout, packed
+/// variable-length batches; causal is a window): `callback!(name, Dtype, head_dim, block_m,
+/// block_n, m_tiles, q_in_regs, stages)`, the non-causal tiles of `for_each_mma_forward_kernel`
+/// (block sizes divide `BLOCK_MASK_SIZE`). One row per head dim and dtype.
+#[macro_export]
+macro_rules! for_each_mma_forward_masked_kernel {
+    ($m:ident) => {
+        $m!(flash_fwd_mma_masked_f16_d32, F16, 32, 128, 64, 2, false, 2);
+        $m!(flash_fwd_mma_masked_bf16_d32, Bf16, 32, 128, 64, 2, false, 2);
+        $m!(flash_fwd_mma_masked_f16_d64, F16, 64, 128, 64, 2, false, 2);
+        $m!(flash_fwd_mma_masked_bf16_d64, Bf16, 64, 128, 64, 2, false, 2);
+        $m!(flash_fwd_mma_masked_f16_d96, F16, 96, 128, 64, 2, false, 2);
+        $m!(flash_fwd_mma_masked_bf16_d96, Bf16, 96, 128, 64, 2, false, 2);
+        $m!(flash_fwd_mma_masked_f16_d128, F16, 128, 128, 64, 1, false, 2);
+        $m!(flash_fwd_mma_masked_bf16_d128, Bf16, 128, 128, 64, 1, false, 2);
+        $m!(flash_fwd_mma_masked_f16_d160, F16, 160, 128, 64, 1, false, 2);
+        $m!(flash_fwd_mma_masked_bf16_d160, Bf16, 160, 128, 64, 1, false, 2);
+        $m!(flash_fwd_mma_masked_f16_d192, F16, 192, 128, 64, 1, false, 2);
+        $m!(flash_fwd_mma_masked_bf16_d192, Bf16, 192, 128, 64, 1, false, 2);
+        $m!(flash_fwd_mma_masked_f16_d224, F16, 224, 128, 64, 1, false, 2);
+        $m!(flash_fwd_mma_masked_bf16_d224, Bf16, 224, 128, 64, 1, false, 2);
+        $m!(flash_fwd_mma_masked_f16_d256, F16, 256, 64, 64, 1, false, 1);
+        $m!(flash_fwd_mma_masked_bf16_d256, Bf16, 256, 64, 64, 1, false, 1);
+    };
+}
+
 /// The Hopper forward (`wgmma`, sm_90a PTX only): `callback!(name, Dtype, head_dim, block_m,
 /// block_n, pipelined, causal)`. `block_m / 64` warpgroups; see `WgmmaForwardConfig`. Only the
 /// sm_90a PTX contains these entry points: the host selects them on compute capability 9.0 only.
@@ -259,6 +285,50 @@ macro_rules! for_each_mma_backward_dq_kernel {
         $m!(flash_bwd_dq_mma_f16_d256_causal, F16, 256, 64, 32, true);
         $m!(flash_bwd_dq_mma_bf16_d256, Bf16, 256, 64, 32, false);
         $m!(flash_bwd_dq_mma_bf16_d256_causal, Bf16, 256, 64, 32, true);
+    };
+}
+
+/// The masked dK/dV backward (see `for_each_mma_forward_masked_kernel`): `callback!(name, Dtype,
+/// head_dim, block_m, block_n, d_split)`, the non-causal tiles.
+#[macro_export]
+macro_rules! for_each_mma_backward_masked_kernel {
+    ($m:ident) => {
+        $m!(flash_bwd_dkdv_mma_masked_f16_d32, F16, 32, 128, 128, 1);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d32, Bf16, 32, 128, 128, 1);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d64, F16, 64, 128, 128, 1);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d64, Bf16, 64, 128, 128, 1);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d96, F16, 96, 64, 128, 1);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d96, Bf16, 96, 64, 128, 1);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d128, F16, 128, 64, 128, 1);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d128, Bf16, 128, 64, 128, 1);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d160, F16, 160, 64, 64, 2);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d160, Bf16, 160, 64, 64, 2);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d192, F16, 192, 64, 64, 2);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d192, Bf16, 192, 64, 64, 2);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d256, F16, 256, 32, 64, 2);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d256, Bf16, 256, 32, 64, 2);
+    };
+}
+
+/// The masked deterministic dQ: `callback!(name, Dtype, head_dim, block_m, block_n)`, the
+/// non-causal tiles.
+#[macro_export]
+macro_rules! for_each_mma_backward_dq_masked_kernel {
+    ($m:ident) => {
+        $m!(flash_bwd_dq_mma_masked_f16_d32, F16, 32, 64, 64);
+        $m!(flash_bwd_dq_mma_masked_bf16_d32, Bf16, 32, 64, 64);
+        $m!(flash_bwd_dq_mma_masked_f16_d64, F16, 64, 64, 64);
+        $m!(flash_bwd_dq_mma_masked_bf16_d64, Bf16, 64, 64, 64);
+        $m!(flash_bwd_dq_mma_masked_f16_d96, F16, 96, 64, 64);
+        $m!(flash_bwd_dq_mma_masked_bf16_d96, Bf16, 96, 64, 64);
+        $m!(flash_bwd_dq_mma_masked_f16_d128, F16, 128, 64, 64);
+        $m!(flash_bwd_dq_mma_masked_bf16_d128, Bf16, 128, 64, 64);
+        $m!(flash_bwd_dq_mma_masked_f16_d160, F16, 160, 64, 32);
+        $m!(flash_bwd_dq_mma_masked_bf16_d160, Bf16, 160, 64, 32);
+        $m!(flash_bwd_dq_mma_masked_f16_d192, F16, 192, 64, 32);
+        $m!(flash_bwd_dq_mma_masked_bf16_d192, Bf16, 192, 64, 32);
+        $m!(flash_bwd_dq_mma_masked_f16_d256, F16, 256, 64, 32);
+        $m!(flash_bwd_dq_mma_masked_bf16_d256, Bf16, 256, 64, 32);
     };
 }
 

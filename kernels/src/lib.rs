@@ -53,6 +53,8 @@ mod instruction_tests;
 #[cfg(all(target_arch = "nvptx64", flashattn_sm90a))]
 mod instruction_tests_sm90;
 #[cfg(target_arch = "nvptx64")]
+mod masking;
+#[cfg(target_arch = "nvptx64")]
 mod mma_tile;
 #[cfg(target_arch = "nvptx64")]
 mod scalar_tile;

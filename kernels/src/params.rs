@@ -28,6 +28,84 @@ pub struct ForwardParams {
     /// `softmax_scale * log2(e)`: scores are kept in the log2 domain so that exp becomes one
     /// `ex2.approx` after a single FFMA (FlashAttention-2's trick).
     pub scale_log2: f32,
+    /// Read by the masked kernels only (`forward_mma` with `MASKED`); see [`MaskParams`].
+    pub mask: MaskParams,
+}
+
+/// What the masked kernels add to plain (or causal) attention: a sliding window, softcap, ALiBi,
+/// a block mask, dropout and variable-length batches, each off at its neutral value (what
+/// [`MaskParams::default`]'s host counterpart writes), so one kernel build serves any mix.
+/// Scores inside the kernels are raw dot products `q . k` (the softmax scale is folded into the
+/// exponent), so the score modifications are expressed in raw units here.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaskParams {
+    /// flash-attn's `window_size`: query row `i` sees key `j` iff `-window_left <= j - (i +
+    /// seqlen_k - seqlen_q) <= window_right`; a negative value is unbounded. Causal is
+    /// `window_right = 0`.
+    pub window_left: i32,
+    pub window_right: i32,
+    /// Softcap `c * tanh(s / c)` of the scaled score `s`, in raw units: `raw' = softcap_out *
+    /// tanh(raw * softcap_in)` with `softcap_in = scale / c`, `softcap_out = c / scale`; 0 = off.
+    pub softcap_in: f32,
+    pub softcap_out: f32,
+    /// f32 ALiBi slopes `[batch, heads]` (batch stride 0: one slope per head), 0 = none. The bias
+    /// `-slope * |j - (i + seqlen_k - seqlen_q)|` is added to the scaled (and capped) score.
+    pub alibi_slopes: u64,
+    pub alibi_batch_stride: u32,
+    /// `1 / softmax_scale`: converts the ALiBi bias to raw units.
+    pub inv_scale: f32,
+    /// u8 block mask `[mask_heads, q_blocks, k_blocks]` over blocks of
+    /// [`crate::config::BLOCK_MASK_SIZE`] x `BLOCK_MASK_SIZE` scores: blocks marked 0 are skipped;
+    /// 0 = none. Head stride 0: one mask shared by every head.
+    pub block_mask: u64,
+    pub block_mask_head_stride: u64,
+    pub block_mask_k_blocks: u32,
+    /// Dropout: an element is kept iff its Philox byte is `<= dropout_threshold`; above 255 = no
+    /// dropout. Kept elements are scaled by `dropout_scale` (1 / keep probability).
+    pub dropout_threshold: u32,
+    pub dropout_scale: f32,
+    pub dropout_seed: u64,
+    pub dropout_offset: u64,
+    /// i32 `[batch + 1]` prefix sums of the sequence lengths of a packed variable-length batch
+    /// (flash-attn's `cu_seqlens_q` / `cu_seqlens_k`), 0 = a dense batch. Packed tensors are
+    /// `[total, heads, head_dim]` with batch stride 0; `seqlen_q` / `seqlen_k` are then the maxima.
+    pub cu_seqlens_q: u64,
+    pub cu_seqlens_k: u64,
+    /// Element strides of the LSE: dense `[batch, heads, seqlen_q]` is (heads * seqlen_q,
+    /// seqlen_q); packed `[heads, total_q]` is (0, total_q), rows offset by `cu_seqlens_q[b]`.
+    pub lse_batch_stride: u64,
+    pub lse_head_stride: u64,
+}
+
+impl MaskParams {
+    /// Every rule off (LSE strides 0: set them when a kernel writes or reads the LSE this way).
+    pub const NONE: MaskParams = MaskParams {
+        window_left: -1,
+        window_right: -1,
+        softcap_in: 0.0,
+        softcap_out: 0.0,
+        alibi_slopes: 0,
+        alibi_batch_stride: 0,
+        inv_scale: 1.0,
+        block_mask: 0,
+        block_mask_head_stride: 0,
+        block_mask_k_blocks: 0,
+        dropout_threshold: 256,
+        dropout_scale: 1.0,
+        dropout_seed: 0,
+        dropout_offset: 0,
+        cu_seqlens_q: 0,
+        cu_seqlens_k: 0,
+        lse_batch_stride: 0,
+        lse_head_stride: 0,
+    };
+}
+
+impl Default for MaskParams {
+    fn default() -> Self {
+        Self::NONE
+    }
 }
 
 /// Strides in elements of a `[batch, seqlen, heads, head_dim]` tensor whose last dimension is contiguous.
@@ -95,6 +173,8 @@ pub struct BackwardParams {
     pub stat_pitch: u32,
     /// Columns of a `dq_accum` row: the instantiated (padded) head dim of the kernel.
     pub acc_dim: u32,
+    /// Read by the masked kernels, the preprocessing and the dQ conversion; see [`MaskParams`].
+    pub mask: MaskParams,
 }
 
 /// The row kernels of the standard-attention baseline (`flashattn::standard`): the `N x N`

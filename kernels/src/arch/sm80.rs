@@ -180,6 +180,22 @@ pub unsafe fn shfl_xor_f32(v: f32, mask: u32) -> f32 {
     r
 }
 
+/// `shfl.sync.bfly.b32` of an integer (all 32 lanes).
+#[inline(always)]
+pub unsafe fn shfl_xor_b32(v: u32, mask: u32) -> u32 {
+    let r: u32;
+    asm!("shfl.sync.bfly.b32 {0}, {1}, {2}, 0x1f, 0xffffffff;", out(reg32) r, in(reg32) v, in(reg32) mask, options(nostack, nomem));
+    r
+}
+
+/// `rcp.approx.ftz.f32`: 1 / x in one MUFU op (max rel. error ~2^-23).
+#[inline(always)]
+pub fn rcp(x: f32) -> f32 {
+    let r: f32;
+    unsafe { asm!("rcp.approx.ftz.f32 {0}, {1};", out(reg32) r, in(reg32) x, options(pure, nomem, nostack)) };
+    r
+}
+
 /// `st.shared.b32`
 #[inline(always)]
 pub unsafe fn st_shared_b32(addr: u32, v: u32) {

@@ -1,0 +1,225 @@
+//! What the masked kernels (`MASKED = true` builds of `forward_mma`, `dkdv_mma`, `dq_mma`) read
+//! from [`MaskParams`], as per-CTA values: the sequence of a (possibly packed) batch entry, the
+//! score rules of a (batch, head) (window, softcap, ALiBi), the block mask and the dropout
+//! stream. Every rule is off at its neutral value, so one build serves any mix; the plain builds
+//! never touch these (their PTX is unchanged).
+use crate::arch::sm80::{ex2, fma, rcp, shfl_xor_b32};
+use crate::config::BLOCK_MASK_SIZE;
+use crate::params::MaskParams;
+use crate::philox::{col_parity_half, row_parity_half, DropoutRng};
+
+/// An unbounded window side: far beyond any distance of two positions below 2^30, and small
+/// enough that sums of two stay in i32.
+const UNBOUNDED: i32 = 1 << 30;
+
+/// Batch entry `b`'s rows and keys: where they start in a packed tensor and how many.
+#[derive(Clone, Copy)]
+pub struct Sequence {
+    pub q_start: usize,
+    pub n_q: usize,
+    pub k_start: usize,
+    pub n_k: usize,
+}
+
+impl Sequence {
+    /// Entry `b` of a packed batch (`cu_seqlens_*`), or of a dense one (`seqlen_*`, start 0).
+    #[inline(always)]
+    pub unsafe fn of(m: &MaskParams, b: usize, seqlen_q: u32, seqlen_k: u32) -> Self {
+        let span = |cu: u64, dense: u32| {
+            if cu == 0 {
+                (0, dense as usize)
+            } else {
+                let cu = cu as *const i32;
+                let start = *cu.add(b);
+                (start as usize, (*cu.add(b + 1) - start).max(0) as usize)
+            }
+        };
+        let (q_start, n_q) = span(m.cu_seqlens_q, seqlen_q);
+        let (k_start, n_k) = span(m.cu_seqlens_k, seqlen_k);
+        Sequence { q_start, n_q, k_start, n_k }
+    }
+
+    /// Index of row `row` of head `h` in the LSE (dense `[batch, heads, seqlen_q]` or packed
+    /// `[heads, total_q]`).
+    #[inline(always)]
+    pub fn lse_index(&self, m: &MaskParams, b: usize, h: usize, row: usize) -> usize {
+        b * m.lse_batch_stride as usize + h * m.lse_head_stride as usize + self.q_start + row
+    }
+}
+
+/// Which scores of a (batch, head) exist and how they are modified. Positions are relative to
+/// the sequence; `off = n_k - n_q` aligns the window to the bottom-right corner (as causal).
+#[derive(Clone, Copy)]
+pub struct ScoreRules {
+    left: i32,
+    right: i32,
+    off: i32,
+    n_k: i32,
+    softcap_in: f32,
+    softcap_out: f32,
+    /// `slope / softmax_scale`: the ALiBi bias per unit of distance in raw-score units; 0 = none.
+    alibi: f32,
+}
+
+impl ScoreRules {
+    #[inline(always)]
+    pub unsafe fn new(m: &MaskParams, b: usize, h: usize, seq: &Sequence) -> Self {
+        let side = |w: i32| if w < 0 { UNBOUNDED } else { w.min(UNBOUNDED) };
+        let alibi = if m.alibi_slopes == 0 {
+            0.0
+        } else {
+            *(m.alibi_slopes as *const f32).add(b * m.alibi_batch_stride as usize + h) * m.inv_scale
+        };
+        ScoreRules {
+            left: side(m.window_left),
+            right: side(m.window_right),
+            off: seq.n_k as i32 - seq.n_q as i32,
+            n_k: seq.n_k as i32,
+            softcap_in: m.softcap_in,
+            softcap_out: m.softcap_out,
+            alibi,
+        }
+    }
+
+    /// The keys `[start, end)` that any of rows `row_lo..row_hi` sees (`end <= start`: none).
+    #[inline(always)]
+    pub fn key_range(&self, row_lo: usize, row_hi: usize) -> (usize, usize) {
+        let lo = (row_lo as i64 + self.off as i64 - self.left as i64).max(0);
+        let hi = (row_hi as i64 + self.off as i64 + self.right as i64).min(self.n_k as i64);
+        (lo as usize, hi.max(lo) as usize)
+    }
+
+    /// The rows `[start, end)` (of `n_q`) that see any of keys `key_lo..key_hi`.
+    #[inline(always)]
+    pub fn query_range(&self, key_lo: usize, key_hi: usize, n_q: usize) -> (usize, usize) {
+        let lo = (key_lo as i64 - self.off as i64 - self.right as i64).max(0);
+        let hi = (key_hi as i64 - self.off as i64 + self.left as i64).min(n_q as i64);
+        (lo as usize, hi.max(lo) as usize)
+    }
+
+    /// Whether row `row` sees key `col` (window and sequence end; rows past the end are the
+    /// caller's, whose statistics make them vanish).
+    #[inline(always)]
+    pub fn visible(&self, row: i32, col: i32) -> bool {
+        let d = col - row - self.off;
+        col < self.n_k && d >= -self.left && d <= self.right
+    }
+
+    /// Whether every score of rows `row_lo..row_hi` x keys `col_lo..col_hi` is visible (then no
+    /// per-element test is needed).
+    #[inline(always)]
+    pub fn all_visible(&self, row_lo: usize, row_hi: usize, col_lo: usize, col_hi: usize) -> bool {
+        let (row_lo, row_hi, col_lo, col_hi) = (row_lo as i64, row_hi as i64, col_lo as i64, col_hi as i64);
+        col_hi <= self.n_k as i64
+            && col_lo - (row_hi - 1) - self.off as i64 >= -(self.left as i64)
+            && (col_hi - 1) - row_lo - self.off as i64 <= self.right as i64
+    }
+
+    /// Whether scores are modified (softcap or ALiBi) and not merely masked.
+    #[inline(always)]
+    pub fn modifies(&self) -> bool {
+        self.softcap_in != 0.0 || self.alibi != 0.0
+    }
+
+    /// The modified raw score of `(row, col)` and `d score' / d score` (the softcap's `1 - tanh^2`;
+    /// 1 without it). tanh through `ex2` and `rcp` (relative errors ~2^-22) rather than
+    /// `tanh.approx` (~2^-11, as large as f16's rounding of a capped score).
+    #[inline(always)]
+    pub fn apply(&self, s: f32, row: i32, col: i32) -> (f32, f32) {
+        let (mut s, mut slope) = (s, 1.0);
+        if self.softcap_in != 0.0 {
+            // tanh(x) = 1 - 2 / (e^(2x) + 1): exact limits +-1 when e^(2x) overflows or vanishes.
+            let e = ex2(s * (self.softcap_in * 2.0 * core::f32::consts::LOG2_E));
+            let t = fma(-2.0, rcp(e + 1.0), 1.0);
+            s = self.softcap_out * t;
+            slope = fma(-t, t, 1.0);
+        }
+        if self.alibi != 0.0 {
+            let d = col - row - self.off;
+            s = fma(-self.alibi, d.unsigned_abs() as f32, s);
+        }
+        (s, slope)
+    }
+}
+
+/// The block mask of a head (see [`MaskParams::block_mask`]).
+#[derive(Clone, Copy)]
+pub struct BlockMask {
+    head: *const u8,
+    k_blocks: usize,
+}
+
+impl BlockMask {
+    #[inline(always)]
+    pub fn new(m: &MaskParams, h: usize) -> Self {
+        let head = if m.block_mask == 0 { core::ptr::null() } else { (m.block_mask + h as u64 * m.block_mask_head_stride) as *const u8 };
+        BlockMask { head, k_blocks: m.block_mask_k_blocks as usize }
+    }
+
+    /// Whether the kernel block holding score `(row, col)` (the kernels' blocks divide
+    /// `BLOCK_MASK_SIZE`) is computed.
+    #[inline(always)]
+    pub unsafe fn active(&self, row: usize, col: usize) -> bool {
+        self.head.is_null() || *self.head.add((row / BLOCK_MASK_SIZE) * self.k_blocks + col / BLOCK_MASK_SIZE) != 0
+    }
+}
+
+/// The dropout stream of a (batch, head), if dropout is on.
+#[derive(Clone, Copy)]
+pub struct Dropout {
+    rng: DropoutRng,
+    threshold: u32,
+    /// 1 / keep probability, folded into the output (forward) or into dP (backward).
+    pub scale: f32,
+}
+
+impl Dropout {
+    #[inline(always)]
+    pub fn new(m: &MaskParams, b: usize, h: usize, heads: u32) -> Self {
+        let rng = DropoutRng::new(m.dropout_seed, m.dropout_offset, b as u32, h as u32, heads);
+        Dropout { rng, threshold: m.dropout_threshold, scale: m.dropout_scale }
+    }
+
+    #[inline(always)]
+    pub fn on(&self) -> bool {
+        self.threshold <= 255
+    }
+
+    /// Keep bits of this lane's elements of `S` (rows = queries) in the 16 rows from `row16` and
+    /// the 32 keys from `col32` (both multiples of 16), in the m16n8 accumulator layout: bit `8 *
+    /// sub + 4 * e + 2 * half + ntpar` is row `g + 8 * half`, key `16 * sub + 8 * ntpar + 2 * t
+    /// + e`. One Philox call per lane: lanes `g` and `g ^ 1` compute the calls of the two 16-key
+    /// halves and swap the bytes the other needs (see the `philox` module). Whole warp.
+    #[inline(always)]
+    pub unsafe fn s_bits(&self, row16: usize, col32: usize, lane: usize) -> u32 {
+        let (g, t) = (lane as u32 / 4, lane as u32 % 4);
+        let odd = g % 2 == 1;
+        let call = [(col32 as u32 / 16 + g % 2) * 4 + t, (row16 as u32 / 16) * 4 + g / 2];
+        let bits = self.rng.keep_bits(call, self.threshold as u8);
+        let own = row_parity_half(bits, odd) as u32;
+        let other = shfl_xor_b32(row_parity_half(bits, !odd) as u32, 4);
+        if odd {
+            other | own << 8
+        } else {
+            own | other << 8
+        }
+    }
+
+    /// Keep bits of this lane's elements of `S^T` (rows = keys) in the 16 keys from `key16` and
+    /// the 32 queries from `q32`: bit `8 * sub + 4 * e + 2 * ntpar + half` is key `g + 8 * half`,
+    /// query `16 * sub + 8 * ntpar + 2 * t + e`. As [`Dropout::s_bits`], one call per lane.
+    #[inline(always)]
+    pub unsafe fn st_bits(&self, key16: usize, q32: usize, lane: usize) -> u32 {
+        let (g, t) = (lane as u32 / 4, lane as u32 % 4);
+        let odd = g % 2 == 1;
+        let call = [(key16 as u32 / 16) * 4 + g / 2, (q32 as u32 / 16 + g % 2) * 4 + t];
+        let bits = self.rng.keep_bits(call, self.threshold as u8);
+        let own = col_parity_half(bits, odd) as u32;
+        let other = shfl_xor_b32(col_parity_half(bits, !odd) as u32, 4);
+        if odd {
+            other | own << 8
+        } else {
+            own | other << 8
+        }
+    }
+}
