@@ -5,6 +5,7 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 use crate::error::{Error, Result};
 use crate::forward::{check_layout, validate_inputs, AttentionOptions, ForwardKernel};
 use crate::launch::{launch, strides_of, ParamBlock};
+use crate::masks::{self, MaskInputs, VarlenBatch, VarlenDevice};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{
@@ -30,19 +31,96 @@ pub fn backward<T: Element>(
     d_o: &Tensor<T>,
     opts: &AttentionOptions,
 ) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
+    backward_masked(q, k, v, o, lse, d_o, &MaskInputs::default(), opts)
+}
+
+/// [`backward()`] of [`crate::forward_masked`]: the same `inputs` and options as the forward.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_masked<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    o: &Tensor<T>,
+    lse: &Tensor<f32>,
+    d_o: &Tensor<T>,
+    inputs: &MaskInputs,
+    opts: &AttentionOptions,
+) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
     let dims = validate_backward(q, k, v, o, lse, d_o, opts)?;
+    crate::forward::check_masked_kernel(opts, masks::needs_masks(opts, inputs, false))?;
+    run_backward(q, k, v, o, lse, d_o, dims, inputs, None, opts)
+}
+
+/// [`backward()`] of [`crate::forward_varlen`]: packed `[total, heads, head_dim]` tensors, `lse`
+/// f32 `[heads, total_q]` as the forward returned it.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_varlen<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    o: &Tensor<T>,
+    lse: &Tensor<f32>,
+    d_o: &Tensor<T>,
+    batch: &VarlenBatch,
+    inputs: &MaskInputs,
+    opts: &AttentionOptions,
+) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
+    let dims = crate::forward::validate_packed(q, k, v, batch, opts)?;
+    for (name, t) in [("o", o), ("d_o", d_o)] {
+        if t.shape() != q.shape() || t.strides()[2] != 1 || t.strides()[..2].iter().any(|s| s % 8 != 0) {
+            return Err(Error::invalid(name, format!("must be shaped like q {:?} (last dim contiguous), got {t:?}", q.shape())));
+        }
+        if t.device() != q.device() {
+            return Err(Error::DeviceMismatch { a: "q", b: name });
+        }
+    }
+    if lse.shape() != [dims.heads, batch.total_q()] || !lse.is_contiguous() {
+        return Err(Error::invalid("lse", format!("must be a contiguous [heads, total_q] tensor, got {lse:?}")));
+    }
+    if lse.device() != q.device() {
+        return Err(Error::DeviceMismatch { a: "q", b: "lse" });
+    }
+    let cu = VarlenDevice::upload(q.device(), batch)?;
+    run_backward(q, k, v, o, lse, d_o, dims, inputs, Some(&cu), opts)
+}
+
+/// Allocates the outputs and the workspace, and runs the kernels.
+#[allow(clippy::too_many_arguments)]
+fn run_backward<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    o: &Tensor<T>,
+    lse: &Tensor<f32>,
+    d_o: &Tensor<T>,
+    dims: Shape,
+    inputs: &MaskInputs,
+    varlen: Option<&VarlenDevice>,
+    opts: &AttentionOptions,
+) -> Result<(Tensor<T>, Tensor<T>, Tensor<T>)> {
     let dev = q.device();
     let mut grads =
         Gradients { dq: dev.alloc::<T>(q.shape())?, dk: dev.alloc::<T>(k.shape())?, dv: dev.alloc::<T>(k.shape())? };
+    // Per (batch, head): the longest sequence's rows, rounded up (packed batches too).
     let stat_pitch = dims.seqlen_q.next_multiple_of(MmaBackwardConfig::STAT_ROW_ALIGN);
     let mut stats = dev.alloc::<f32>(&[2, dims.batch, dims.heads, stat_pitch])?;
     // The atomic dQ accumulates into zeros: [batch, heads, stat_pitch, padded head dim].
+    let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let atomic_dq = uses_tensor_cores(opts) && !opts.deterministic;
-    let acc_dim = backward_head_dim(T::DTYPE.expect("validated"), dims.head_dim, opts.causal);
+    let acc_dim = backward_head_dim(T::DTYPE.expect("validated"), dims.head_dim, opts.causal && !masked, masked);
     let mut dq_accum =
         if atomic_dq { Some(dev.zeros::<f32>(&[dims.batch, dims.heads, stat_pitch, acc_dim])?) } else { None };
-    launch_backward(q, k, v, o, lse, d_o, &mut stats, dq_accum.as_mut(), &mut grads, dims, stat_pitch, acc_dim, opts)?;
+    let work = Workspace { stats: &mut stats, dq_accum: dq_accum.as_mut(), stat_pitch, acc_dim };
+    launch_backward(q, k, v, o, lse, d_o, work, &mut grads, dims, opts, inputs, varlen)?;
     Ok((grads.dq, grads.dk, grads.dv))
+}
+
+/// The backward's f32 scratch: D and LSE*log2(e) per row, and the atomic dQ accumulator.
+struct Workspace<'a> {
+    stats: &'a mut Tensor<f32>,
+    dq_accum: Option<&'a mut Tensor<f32>>,
+    stat_pitch: usize,
+    acc_dim: usize,
 }
 
 /// The three outputs of a backward call.
@@ -149,8 +227,41 @@ fn preprocess_kernel_name(dtype: Dtype) -> &'static str {
 }
 
 /// The head dim the tensor-core backward is instantiated for (the row of `dq_accum`).
-fn backward_head_dim(dtype: Dtype, head_dim: usize, causal: bool) -> usize {
-    mma_backward_kernel(dtype, head_dim, causal).map_or(head_dim, |(_, c)| c.head_dim)
+fn backward_head_dim(dtype: Dtype, head_dim: usize, causal: bool, masked: bool) -> usize {
+    let kernel = if masked { mma_backward_masked_kernel(dtype, head_dim) } else { mma_backward_kernel(dtype, head_dim, causal) };
+    kernel.map_or(head_dim, |(_, c)| c.head_dim)
+}
+
+/// The masked dK/dV kernel (window, softcap, ALiBi, block mask, dropout, packed batches; causal
+/// as a window) for a head dim and its tiles.
+fn mma_backward_masked_kernel(dtype: Dtype, head_dim: usize) -> Option<(&'static str, MmaBackwardConfig)> {
+    if head_dim == 0 || head_dim % 8 != 0 {
+        return None;
+    }
+    let mut found: Option<(&'static str, MmaBackwardConfig)> = None;
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal) => {
+            if Dtype::$dtype == dtype && $d >= head_dim && found.is_none_or(|(_, c)| $d < c.head_dim) {
+                found = Some((stringify!($name), MmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, d_split: $ds }));
+            }
+        };
+    }
+    flashattn_kernels::for_each_mma_backward_masked_kernel!(row);
+    found
+}
+
+/// The masked deterministic dQ kernel for a head dim and its tiles.
+fn mma_backward_dq_masked_kernel(dtype: Dtype, head_dim: usize) -> Option<(&'static str, MmaBackwardDqConfig)> {
+    let mut found: Option<(&'static str, MmaBackwardDqConfig)> = None;
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
+            if Dtype::$dtype == dtype && $d >= head_dim && found.is_none_or(|(_, c)| $d < c.head_dim) {
+                found = Some((stringify!($name), MmaBackwardDqConfig { head_dim: $d, block_m: $bm, block_n: $bn }));
+            }
+        };
+    }
+    flashattn_kernels::for_each_mma_backward_dq_masked_kernel!(row);
+    found
 }
 
 fn unsupported_mma(head_dim: usize) -> Error {
@@ -226,14 +337,15 @@ fn launch_backward<T: Element>(
     o: &Tensor<T>,
     lse: &Tensor<f32>,
     d_o: &Tensor<T>,
-    stats: &mut Tensor<f32>,
-    dq_accum: Option<&mut Tensor<f32>>,
+    work: Workspace,
     grads: &mut Gradients<T>,
     dims: Shape,
-    stat_pitch: usize,
-    acc_dim: usize,
     opts: &AttentionOptions,
+    inputs: &MaskInputs,
+    varlen: Option<&VarlenDevice>,
 ) -> Result<()> {
+    let Workspace { stats, dq_accum, stat_pitch, acc_dim } = work;
+    let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let dtype = T::DTYPE.expect("validated");
     let scale = opts.softmax_scale.unwrap_or(1.0 / (dims.head_dim as f32).sqrt());
     let dev = q.device().clone();
@@ -259,6 +371,7 @@ fn launch_backward<T: Element>(
         }
         None => (0, None),
     };
+    let setup = masks::setup(&stream, &dev, &dims, scale, opts, inputs, varlen)?;
     let params = ParamBlock(BackwardParams {
         q: q_ptr,
         k: k_ptr,
@@ -290,6 +403,7 @@ fn launch_backward<T: Element>(
         scale,
         stat_pitch: stat_pitch as u32,
         acc_dim: acc_dim as u32,
+        mask: setup.params,
     });
     let (b, h, hkv) = (dims.batch as u32, dims.heads as u32, dims.heads_kv as u32);
     let warps = ScalarBackwardConfig::PREPROCESS_WARPS;
@@ -301,6 +415,9 @@ fn launch_backward<T: Element>(
     // touched by the atomic dK/dV kernel and then read by the conversion.
     unsafe {
         launch(&dev, preprocess_kernel_name(dtype), 0, (stat_pitch.div_ceil(warps) as u32, h, b), 32 * warps, &params)?;
+    }
+    if !uses_tensor_cores(opts) && masked {
+        return Err(Error::invalid("kernel", "the scalar backward has no masks; use Auto or TensorCore"));
     }
     if !uses_tensor_cores(opts) {
         let smem = ScalarBackwardConfig::new(dims.head_dim).smem_bytes();
@@ -322,8 +439,12 @@ fn launch_backward<T: Element>(
         }
         return Ok(());
     }
-    let (name, cfg) =
-        mma_backward_kernel(dtype, dims.head_dim, opts.causal).ok_or_else(|| unsupported_mma(dims.head_dim))?;
+    let (name, cfg) = if masked {
+        mma_backward_masked_kernel(dtype, dims.head_dim)
+    } else {
+        mma_backward_kernel(dtype, dims.head_dim, opts.causal)
+    }
+    .ok_or_else(|| unsupported_mma(dims.head_dim))?;
     let k_blocks = dims.seqlen_k.div_ceil(cfg.block_n) as u32;
     // The sm_90a PTX (compute capability 9.0) stages dQ in shared memory for bulk reductions.
     let smem = if dev.compute_capability() == (9, 0) { cfg.smem_bytes_sm90() } else { cfg.smem_bytes() };
@@ -333,8 +454,12 @@ fn launch_backward<T: Element>(
         let grid = (chunks.div_ceil(DQ_CONVERT_THREADS) as u32, h, b);
         unsafe { launch(&dev, dq_convert_kernel_name(dtype), 0, grid, DQ_CONVERT_THREADS, &params)? };
     } else {
-        let (name, cfg) =
-            mma_backward_dq_kernel(dtype, dims.head_dim, opts.causal).ok_or_else(|| unsupported_mma(dims.head_dim))?;
+        let (name, cfg) = if masked {
+            mma_backward_dq_masked_kernel(dtype, dims.head_dim)
+        } else {
+            mma_backward_dq_kernel(dtype, dims.head_dim, opts.causal)
+        }
+        .ok_or_else(|| unsupported_mma(dims.head_dim))?;
         let q_blocks = dims.seqlen_q.div_ceil(cfg.block_m) as u32;
         unsafe { launch(&dev, name, cfg.smem_bytes(), (q_blocks, h, b), cfg.threads(), &params)? };
     }

@@ -2,6 +2,7 @@
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 use crate::launch::{launch, strides_of, ParamBlock};
+use crate::masks::{self, MaskInputs, VarlenBatch, VarlenDevice};
 
 use crate::error::{Error, Result};
 use crate::shape::Shape;
@@ -26,9 +27,20 @@ pub struct AttentionOptions {
     /// backward's work) instead of adding it up with f32 atomics in unspecified order.
     /// The scalar backward is always deterministic.
     pub deterministic: bool,
-    /// Dropout probability of the attention weights, `0 <= p < 1` (0: none). Not implemented by
-    /// the GPU kernels yet: `forward` and `backward` return an error for `p > 0` rather than
-    /// ignore it. The mask it will draw is [`crate::dropout::dropout_mask`].
+    /// Sliding window (flash-attn's `window_size`): query `i` sees keys `j` with `i' - left <= j
+    /// <= i' + right`, `i' = i + seqlen_k - seqlen_q` (bottom-right aligned, as causal); `None`
+    /// is unbounded on that side. Combines with `causal` (which caps `right` at 0). Blocks
+    /// outside the window are skipped.
+    pub window_left: Option<usize>,
+    pub window_right: Option<usize>,
+    /// Softcap `c`: scaled scores `s` become `c * tanh(s / c)` before the softmax (Gemma-2,
+    /// Grok); 0 = off.
+    pub softcap: f32,
+    /// Dropout probability of the attention weights, `0 <= p < 1` (0: none). Element `(b, h, i,
+    /// j)` is kept iff its Philox4x32-10 byte (seed, offset, b, h, i, j) is at most
+    /// `keep_threshold(p)`, so `p` resolves to a multiple of 1/256; kept weights are scaled by
+    /// `1 / keep probability`. The backward regenerates the same mask; the CPU builds it with
+    /// [`crate::dropout::dropout_mask`].
     pub dropout_p: f32,
     /// Seed of the dropout mask (the Philox key).
     pub dropout_seed: u64,
@@ -44,6 +56,9 @@ impl Default for AttentionOptions {
             softmax_scale: None,
             kernel: ForwardKernel::Auto,
             deterministic: false,
+            window_left: None,
+            window_right: None,
+            softcap: 0.0,
             dropout_p: 0.0,
             dropout_seed: 0,
             dropout_offset: 0,
@@ -52,22 +67,10 @@ impl Default for AttentionOptions {
 }
 
 impl AttentionOptions {
-    /// `dropout_p` must lie in `[0, 1)`, and be 0 while the kernels have no dropout.
-    pub fn check_dropout(&self) -> Result<()> {
-        let p = self.dropout_p;
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::invalid("dropout_p", format!("{p} must be in [0, 1)")));
-        }
-        if p > 0.0 {
-            return Err(Error::invalid(
-                "dropout_p",
-                format!(
-                    "{p}: dropout is not implemented by the GPU kernels yet (use 0); \
-                     flashattn::dropout::dropout_mask builds its mask for the CPU reference"
-                ),
-            ));
-        }
-        Ok(())
+    /// Checks the mask options: windows at most 2^30, softcap finite and >= 0, `dropout_p` in
+    /// `[0, 1)`.
+    pub fn check_masks(&self) -> Result<()> {
+        masks::check_options(self)
     }
 }
 
@@ -107,12 +110,127 @@ pub fn forward<T: Element>(
     v: &Tensor<T>,
     opts: &AttentionOptions,
 ) -> Result<(Tensor<T>, Tensor<f32>)> {
+    forward_masked(q, k, v, &MaskInputs::default(), opts)
+}
+
+/// [`forward()`] with ALiBi slopes and/or a block-sparse mask (see [`crate::masks`]).
+pub fn forward_masked<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    inputs: &MaskInputs,
+    opts: &AttentionOptions,
+) -> Result<(Tensor<T>, Tensor<f32>)> {
     let dims = validate_inputs(q, k, v, opts)?;
+    check_masked_kernel(opts, masks::needs_masks(opts, inputs, false))?;
     let dev = q.device();
     let mut o = dev.alloc::<T>(&[dims.batch, dims.seqlen_q, dims.heads, dims.head_dim])?;
     let mut lse = dev.alloc::<f32>(&[dims.batch, dims.heads, dims.seqlen_q])?;
-    launch_forward(q, k, v, &mut o, &mut lse, dims, opts)?;
+    launch_forward(q, k, v, &mut o, &mut lse, dims, opts, inputs, None)?;
     Ok((o, lse))
+}
+
+/// Attention over a packed variable-length batch (flash-attn's `flash_attn_varlen_func`): `q`
+/// is `[total_q, heads, head_dim]`, `k` and `v` `[total_k, heads_kv, head_dim]`, sequence `b`
+/// being the rows `batch.sequence(b)` of each. Returns `o` (`[total_q, heads, head_dim]`) and
+/// the LSE, f32 `[heads, total_q]`. Every option and mask applies per sequence (causal and
+/// windows align each sequence's own corner).
+pub fn forward_varlen<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    batch: &VarlenBatch,
+    inputs: &MaskInputs,
+    opts: &AttentionOptions,
+) -> Result<(Tensor<T>, Tensor<f32>)> {
+    let dims = validate_packed(q, k, v, batch, opts)?;
+    let dev = q.device();
+    let mut o = dev.alloc::<T>(q.shape())?;
+    let mut lse = dev.alloc::<f32>(&[dims.heads, batch.total_q()])?;
+    let cu = VarlenDevice::upload(dev, batch)?;
+    launch_forward(q, k, v, &mut o, &mut lse, dims, opts, inputs, Some(&cu))?;
+    Ok((o, lse))
+}
+
+/// Packed `[total, heads, head_dim]` q, k, v matching `batch`; returns the problem with the
+/// longest sequences as its lengths.
+pub(crate) fn validate_packed<T: Element>(
+    q: &Tensor<T>,
+    k: &Tensor<T>,
+    v: &Tensor<T>,
+    batch: &VarlenBatch,
+    opts: &AttentionOptions,
+) -> Result<Shape> {
+    if T::DTYPE.is_none() {
+        return Err(Error::invalid("q", format!("dtype {} is not supported; use f16 or bf16", T::NAME)));
+    }
+    for (name, t, total) in [("q", q, batch.total_q()), ("k", k, batch.total_k()), ("v", v, batch.total_k())] {
+        let (shape, strides) = (t.shape(), t.strides());
+        if shape.len() != 3 || shape[0] != total {
+            return Err(Error::invalid(
+                name,
+                format!("must be a packed [total = {total}, heads, head_dim] tensor, got shape {shape:?}"),
+            ));
+        }
+        if strides[2] != 1 || strides[..2].iter().any(|s| s % 8 != 0) {
+            return Err(Error::invalid(
+                name,
+                format!("strides {strides:?}: the last dimension must be contiguous, the others multiples of 8"),
+            ));
+        }
+        if t.device() != q.device() {
+            return Err(Error::DeviceMismatch { a: "q", b: name });
+        }
+    }
+    let (qs, ks) = (q.shape(), k.shape());
+    if k.shape() != v.shape() {
+        return Err(Error::invalid("v", format!("shape {:?} differs from k's {ks:?}", v.shape())));
+    }
+    if ks[2] != qs[2] {
+        return Err(Error::invalid("k", format!("head_dim {} differs from q's head_dim {}", ks[2], qs[2])));
+    }
+    if qs[1] % ks[1] != 0 || qs[1] > 65535 {
+        return Err(Error::invalid(
+            "k",
+            format!("q's {} heads must be a multiple of k/v's {} heads and at most 65535", qs[1], ks[1]),
+        ));
+    }
+    if let Some(s) = opts.softmax_scale {
+        if !(s.is_finite() && s > 0.0) {
+            return Err(Error::invalid("softmax_scale", format!("{s} must be finite and positive")));
+        }
+    }
+    check_masked_kernel(opts, true)?;
+    if !tensor_core_supports(qs[2]) {
+        return Err(Error::UnsupportedHeadDim {
+            head_dim: qs[2],
+            kernel: "masked tensor-core forward",
+            supported: (8..=MmaForwardConfig::MAX_HEAD_DIM).step_by(8).collect(),
+        });
+    }
+    Ok(Shape {
+        batch: batch.batch(),
+        seqlen_q: batch.max_seqlen_q(),
+        seqlen_k: batch.max_seqlen_k(),
+        heads: qs[1],
+        heads_kv: ks[1],
+        head_dim: qs[2],
+    })
+}
+
+/// Masks run on the masked tensor-core kernels only: `Auto` or `TensorCore`.
+pub(crate) fn check_masked_kernel(opts: &AttentionOptions, masked: bool) -> Result<()> {
+    if masked && !matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::TensorCore) {
+        return Err(Error::invalid(
+            "kernel",
+            format!(
+                "{:?} has no masked build: windows, softcap, ALiBi, block masks, dropout and packed batches \
+                 run on ForwardKernel::Auto or TensorCore",
+                opts.kernel
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// [`forward()`] writing into caller-owned `o` (same shape as `q`, last dimension contiguous) and
@@ -142,7 +260,7 @@ pub fn forward_into<T: Element>(
             return Err(Error::DeviceMismatch { a: "q", b: name });
         }
     }
-    launch_forward(q, k, v, o, lse, dims, opts)
+    launch_forward(q, k, v, o, lse, dims, opts, &MaskInputs::default(), None)
 }
 
 /// Checks everything about q, k, v and the options, and reads off the dimensions.
@@ -199,10 +317,11 @@ pub fn validate_inputs<T: Element>(
             return Err(Error::invalid("softmax_scale", format!("{s} must be finite and positive")));
         }
     }
-    opts.check_dropout()?;
+    opts.check_masks()?;
+    check_masked_kernel(opts, masks::options_need_masks(opts))?;
     let cc = q.device().compute_capability();
     if matches!(
-        select_kernel(opts.kernel, dims.head_dim, opts.causal, Some(cc))?,
+        select_kernel(opts.kernel, dims.head_dim, opts.causal, false, Some(cc))?,
         ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }
     ) {
         let (major, minor) = cc;
@@ -254,14 +373,16 @@ pub fn tensor_core_supports(head_dim: usize) -> bool {
 /// 0.97-1.04x for mma.sync; its causal build exceeds the registers of 3 warpgroups, and the
 /// 128-row wgmma tiles lose at d = 64: 0.80-0.97x); the mma.sync kernel everywhere else.
 /// `compute_capability` None: a shape-only check, which any of them passes.
+/// `masked`: the call needs the masked builds, which only the mma.sync kernel has.
 fn select_kernel(
     choice: ForwardKernel,
     head_dim: usize,
     causal: bool,
+    masked: bool,
     compute_capability: Option<(i32, i32)>,
 ) -> Result<ForwardKernel> {
     let scalar_ok = ScalarForwardConfig::HEAD_DIMS.contains(&head_dim);
-    let hopper = compute_capability == Some((9, 0));
+    let hopper = compute_capability == Some((9, 0)) && !masked;
     match choice {
         ForwardKernel::Auto if hopper && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(128) => {
             Ok(ForwardKernel::Wgmma)
@@ -430,6 +551,30 @@ fn wgmma_kernel(
     })
 }
 
+/// The masked tensor-core forward for a head dim (padded up to its instantiation) and its tiles.
+pub fn mma_masked_kernel(dtype: Dtype, head_dim: usize) -> Option<(&'static str, MmaForwardConfig)> {
+    let padded = MmaForwardConfig::padded_head_dim(head_dim);
+    let mut found = None;
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal) => {
+            if found.is_none() && Dtype::$dtype == dtype && $d == padded {
+                let config = MmaForwardConfig {
+                    head_dim: $d,
+                    block_m: $bm,
+                    block_n: $bn,
+                    m_tiles: $mt,
+                    q_in_regs: $qr,
+                    stages: $st,
+                };
+                found = Some((stringify!($name), config));
+            }
+        };
+    }
+    flashattn_kernels::for_each_mma_forward_masked_kernel!(row);
+    found
+}
+
+#[allow(clippy::too_many_arguments)]
 fn launch_forward<T: Element>(
     q: &Tensor<T>,
     k: &Tensor<T>,
@@ -438,13 +583,21 @@ fn launch_forward<T: Element>(
     lse: &mut Tensor<f32>,
     dims: Shape,
     opts: &AttentionOptions,
+    inputs: &MaskInputs,
+    varlen: Option<&VarlenDevice>,
 ) -> Result<()> {
     let dtype = T::DTYPE.expect("validated");
     let scale = opts.softmax_scale.unwrap_or(1.0 / (dims.head_dim as f32).sqrt());
     let unsupported = || Error::UnsupportedHeadDim { head_dim: dims.head_dim, kernel: "forward", supported: vec![] };
+    let masked = masks::needs_masks(opts, inputs, varlen.is_some());
+    let cc = q.device().compute_capability();
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
     let (name, threads, block_m, smem) =
-        match select_kernel(opts.kernel, dims.head_dim, opts.causal, Some(q.device().compute_capability()))? {
+        match select_kernel(opts.kernel, dims.head_dim, opts.causal, masked, Some(cc))? {
+            ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
+                let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim).ok_or_else(unsupported)?;
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+            }
             ForwardKernel::Scalar => {
                 let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
                 let cfg = ScalarForwardConfig::new(dims.head_dim);
@@ -481,6 +634,7 @@ fn launch_forward<T: Element>(
     let (v_ptr, _gv) = v.data().device_ptr(&stream);
     let (o_ptr, _go) = o.data_mut().device_ptr_mut(&stream);
     let (lse_ptr, _gl) = lse.data_mut().device_ptr_mut(&stream);
+    let setup = masks::setup(&stream, &dev, &dims, scale, opts, inputs, varlen)?;
     let params = ParamBlock(ForwardParams {
         q: q_ptr,
         k: k_ptr,
@@ -498,6 +652,7 @@ fn launch_forward<T: Element>(
         seqlen_k: dims.seqlen_k as u32,
         head_dim: dims.head_dim as u32,
         scale_log2: scale * std::f32::consts::LOG2_E,
+        mask: setup.params,
     });
     let grid = (dims.seqlen_q.div_ceil(block_m) as u32, dims.heads as u32, dims.batch as u32);
     // SAFETY: the parameter block matches the kernel's signature; every pointer is a live
@@ -522,8 +677,9 @@ pub fn check_supported<T: Element>(q_shape: &[usize], opts: &AttentionOptions) -
     if T::DTYPE.is_none() {
         return Err(Error::invalid("q", format!("dtype {} is not supported; use f16 or bf16", T::NAME)));
     }
-    opts.check_dropout()?;
-    select_kernel(opts.kernel, q_shape[3], opts.causal, None).map(|_| ())
+    opts.check_masks()?;
+    check_masked_kernel(opts, masks::options_need_masks(opts))?;
+    select_kernel(opts.kernel, q_shape[3], opts.causal, masks::options_need_masks(opts), None).map(|_| ())
 }
 
 #[cfg(test)]
@@ -546,12 +702,26 @@ mod tests {
     #[test]
     fn auto_picks_wgmma_only_on_sm90() {
         let hopper = Some((9, 0));
-        let pick = |d, causal, cc| select_kernel(ForwardKernel::Auto, d, causal, cc).unwrap();
+        let pick = |d, causal, cc| select_kernel(ForwardKernel::Auto, d, causal, false, cc).unwrap();
         assert_eq!(pick(128, true, hopper), ForwardKernel::Wgmma);
         assert_eq!(pick(64, false, hopper), ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true });
         assert_eq!(pick(64, true, hopper), ForwardKernel::TensorCore);
         assert_eq!(pick(256, false, hopper), ForwardKernel::TensorCore);
         assert_eq!(pick(128, false, Some((8, 0))), ForwardKernel::TensorCore);
         assert_eq!(pick(128, false, None), ForwardKernel::TensorCore);
+        // Masks run on the masked mma.sync builds, whatever the device.
+        assert_eq!(select_kernel(ForwardKernel::Auto, 128, false, true, hopper).unwrap(), ForwardKernel::TensorCore);
+    }
+
+    #[test]
+    fn every_head_dim_has_a_masked_forward_whose_blocks_divide_the_mask_blocks() {
+        use flashattn_kernels::config::BLOCK_MASK_SIZE;
+        for dtype in [Dtype::F16, Dtype::Bf16] {
+            for d in (8..=256).step_by(8) {
+                let (name, c) = mma_masked_kernel(dtype, d).unwrap_or_else(|| panic!("no masked row for d={d}"));
+                assert!(c.is_valid() && c.head_dim >= d && name.contains("masked"), "{name} {c:?}");
+                assert!(BLOCK_MASK_SIZE % c.block_m == 0 && BLOCK_MASK_SIZE % c.block_n == 0, "{c:?}");
+            }
+        }
     }
 }

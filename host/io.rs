@@ -347,7 +347,7 @@ pub fn run_reference<T: FileElement>(inputs: &RunInputs<T>, opts: &AttentionOpti
             return Err(Error::invalid("softmax_scale", format!("{scale} must be finite and positive")));
         }
     }
-    opts.check_dropout()?;
+    opts.check_masks()?;
     let ref_opts = RefOptions {
         causal: opts.causal,
         softmax_scale: opts.softmax_scale.map_or(1.0 / (s.head_dim as f64).sqrt(), f64::from),

@@ -16,10 +16,14 @@ unsafe impl DeviceRepr for ParamBlock<ForwardParams> {}
 unsafe impl DeviceRepr for ParamBlock<BackwardParams> {}
 unsafe impl DeviceRepr for ParamBlock<StandardParams> {}
 
-/// Batch, row and head strides of a `[batch, seqlen, heads, head_dim]` tensor.
+/// Batch, row and head strides of a `[batch, seqlen, heads, head_dim]` tensor, or of a packed
+/// `[total, heads, head_dim]` one (batch stride 0: the kernels offset rows by the sequence start).
 pub(crate) fn strides_of<T: Element>(t: &Tensor<T>) -> Strides {
     let s = t.strides();
-    Strides { batch: s[0] as u64, row: s[1] as u64, head: s[2] as u64 }
+    match s.len() {
+        3 => Strides { batch: 0, row: s[0] as u64, head: s[1] as u64 },
+        _ => Strides { batch: s[0] as u64, row: s[1] as u64, head: s[2] as u64 },
+    }
 }
 
 /// Launches kernel `name` on the device's stream: `grid` CTAs of `threads` threads with `smem`

@@ -56,6 +56,32 @@ impl Element for f32 {
     }
 }
 
+/// Block masks (`crate::masks`): 0 = skip the block.
+impl Element for u8 {
+    const DTYPE: Option<Dtype> = None;
+    const NAME: &'static str = "u8";
+    const NAN: Self = u8::MAX;
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(x: f64) -> Self {
+        x.round() as u8
+    }
+}
+
+/// Sequence offsets of packed batches (`cu_seqlens`).
+impl Element for i32 {
+    const DTYPE: Option<Dtype> = None;
+    const NAME: &'static str = "i32";
+    const NAN: Self = i32::MIN;
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(x: f64) -> Self {
+        x.round() as i32
+    }
+}
+
 /// A tensor in device memory. Dropping it frees the memory.
 pub struct Tensor<T: Element> {
     data: CudaSlice<T>,
