@@ -351,7 +351,7 @@ pub fn run_reference<T: FileElement>(inputs: &RunInputs<T>, opts: &AttentionOpti
     let ref_opts = RefOptions {
         causal: opts.causal,
         softmax_scale: opts.softmax_scale.map_or(1.0 / (s.head_dim as f64).sqrt(), f64::from),
-        dropout: None,
+        ..RefOptions::new(s.head_dim)
     };
     let (q, k, v) = (to_f64(&inputs.q), to_f64(&inputs.k), to_f64(&inputs.v));
     let fwd = reference::forward(&q, &k, &v, &s, &ref_opts);

@@ -19,20 +19,33 @@
 //!
 //! # Semantics
 //!
-//! * Scores are `s_ij = softmax_scale * q_i . k_j`; masked entries are excluded
-//!   from the softmax entirely (not merely set to a large negative number).
-//! * `lse_i = ln(sum_j exp(s_ij))` over the allowed keys, natural log, of the
-//!   *scaled* scores, and of the softmax *before* dropout.
-//! * Causal masking uses FlashAttention >= 2.1's bottom-right alignment: query
-//!   row `i` may attend key `j` iff `j <= i + seqlen_k - seqlen_q`.
-//! * **Fully masked rows.** With causal masking and `seqlen_q > seqlen_k`, the
-//!   rows `i < seqlen_q - seqlen_k` have no allowed key. Such a row outputs
-//!   `o = 0` and `lse = -infinity`, and contributes zero to every gradient
-//!   (its `dq` row is zero). This matches FlashAttention's kernels.
-//! * Dropout (when given) multiplies the softmax probabilities by
-//!   `keep / (1 - p)` after the softmax and before `P V`. With `p >= 1`
-//!   everything is treated as dropped (factor 0) rather than producing
-//!   `inf * 0 = NaN`.
+//! Each score goes through these steps, in this order (as in FlashAttention):
+//!
+//! 1. `x_ij = softmax_scale * q_i . k_j`;
+//! 2. softcap (when `softcap > 0`): `x_ij = softcap * tanh(x_ij / softcap)`;
+//! 3. ALiBi (when slopes are given): `s_ij = x_ij - slope * |i + off - j|`;
+//! 4. masking (causal, sliding window, block mask, see [`is_allowed`]):
+//!    masked entries are excluded from the softmax entirely (not merely set to
+//!    a large negative number);
+//! 5. softmax over the allowed keys, `lse_i = ln(sum_j exp(s_ij))` (natural
+//!    log, of the scores after softcap and ALiBi, before dropout);
+//! 6. dropout (when given) multiplies the probabilities by `keep / (1 - p)`;
+//!    with `p >= 1` everything is treated as dropped (factor 0) rather than
+//!    producing `inf * 0 = NaN`;
+//! 7. `o_i = sum_j P_ij v_j`.
+//!
+//! `off = seqlen_k - seqlen_q` aligns the causal diagonal, the window and the
+//! ALiBi distance to the bottom-right corner (FlashAttention >= 2.1): with
+//! causal masking, query row `i` may attend key `j` iff `j <= i + off`.
+//!
+//! **Fully masked rows.** A row without any allowed key (causal with
+//! `seqlen_q > seqlen_k`, a window that misses every key, a zero block of the
+//! block mask) outputs `o = 0` and `lse = -infinity`, and contributes zero to
+//! every gradient (its `dq` row is zero). This matches FlashAttention's
+//! kernels.
+//!
+//! ALiBi biases are constants (no gradient); the softcap's `tanh` is
+//! differentiated through (`d s / d x = 1 - tanh^2`).
 //!
 //! Inputs are not validated (that is the caller's job); slice lengths are only
 //! checked with `debug_assert!`. Valid inputs never panic, including
@@ -46,11 +59,14 @@
 //! are accumulated in `f64` (i.e. at least as accurately as an `f32`
 //! accumulator) and every intermediate *matrix* (S, P, dP, dS, outputs) is
 //! rounded with the caller-supplied rounding function, e.g.
-//! [`round_to_bf16`] or [`round_to_f16`].
+//! [`round_to_bf16`] or [`round_to_f16`]. S is rounded once, as it enters the
+//! softmax (after scale, softcap and ALiBi).
 
 // ---------------------------------------------------------------------------
 // Shape and options
 // ---------------------------------------------------------------------------
+
+use std::ops::Range;
 
 pub use crate::shape::Shape;
 
@@ -81,20 +97,106 @@ impl Shape {
     }
 }
 
-/// Options of the reference computation.
+/// Options of the reference computation. Build them from [`RefOptions::new`]
+/// (everything off) with struct update syntax, e.g.
+/// `RefOptions { causal: true, softcap: 30.0, ..RefOptions::new(head_dim) }`.
 #[derive(Clone, Copy, Debug)]
 pub struct RefOptions<'a> {
+    /// Causal masking, bottom-right aligned: row `i` attends keys `j <= i + seqlen_k - seqlen_q`.
     pub causal: bool,
     pub softmax_scale: f64,
     /// Optional explicit dropout keep-mask [batch, heads, seqlen_q, seqlen_k] (true = kept) and drop probability p;
     /// kept probabilities are scaled by 1/(1-p) (applied after softmax, before P·V). LSE is of the undropped softmax.
     pub dropout: Option<(&'a [bool], f64)>,
+    /// Sliding window, left part (FlashAttention's `window_size[0]`): row `i` attends keys
+    /// `j >= i + seqlen_k - seqlen_q - left`. `None` = unbounded.
+    pub window_left: Option<usize>,
+    /// Sliding window, right part (FlashAttention's `window_size[1]`): row `i` attends keys
+    /// `j <= i + seqlen_k - seqlen_q + right`. `None` = unbounded; `Some(0)` is causal masking.
+    pub window_right: Option<usize>,
+    /// Score soft-capping `s = softcap * tanh(s / softcap)` applied to the scaled score; `0.0` = off.
+    pub softcap: f64,
+    /// ALiBi slopes, one per query head (`heads` values, shared by every batch) or
+    /// `[batch, heads]` row-major (`batch * heads` values). Adds `-slope * |i + seqlen_k - seqlen_q - j|`
+    /// to the score after the softcap.
+    pub alibi_slopes: Option<&'a [f64]>,
+    /// Block-sparse mask; see [`RefBlockMask`].
+    pub block_mask: Option<RefBlockMask<'a>>,
 }
 
 impl RefOptions<'_> {
-    /// Non-causal, `softmax_scale = 1/sqrt(head_dim)`, no dropout.
+    /// Non-causal, `softmax_scale = 1/sqrt(head_dim)`, no dropout, no window,
+    /// no softcap, no ALiBi, no block mask.
     pub fn new(head_dim: usize) -> Self {
-        RefOptions { causal: false, softmax_scale: 1.0 / (head_dim as f64).sqrt(), dropout: None }
+        RefOptions {
+            causal: false,
+            softmax_scale: 1.0 / (head_dim as f64).sqrt(),
+            dropout: None,
+            window_left: None,
+            window_right: None,
+            softcap: 0.0,
+            alibi_slopes: None,
+            block_mask: None,
+        }
+    }
+}
+
+/// A block-sparse attention mask: one flag per (`block` x `block`) tile of the
+/// score matrix, layout `[heads, ceil(seqlen_q / block), ceil(seqlen_k / block)]`
+/// row-major. Score `(h, i, j)` is allowed only if the flag of its tile is nonzero.
+/// The last block row/column may be partial. The mask is the same for every batch.
+#[derive(Clone, Copy, Debug)]
+pub struct RefBlockMask<'a> {
+    pub data: &'a [u8],
+    /// 1 (one mask shared by all query heads) or `shape.heads` (one per query head).
+    pub heads: usize,
+    /// Tile size in both dimensions (e.g. 128); must be nonzero.
+    pub block: usize,
+}
+
+impl RefBlockMask<'_> {
+    /// Number of block rows `ceil(seqlen_q / block)` of a shape.
+    pub fn block_rows(&self, shape: &Shape) -> usize {
+        shape.seqlen_q.div_ceil(self.block)
+    }
+
+    /// Number of block columns `ceil(seqlen_k / block)` of a shape.
+    pub fn block_cols(&self, shape: &Shape) -> usize {
+        shape.seqlen_k.div_ceil(self.block)
+    }
+
+    /// Length `data` must have for a shape.
+    pub fn required_len(&self, shape: &Shape) -> usize {
+        self.heads * self.block_rows(shape) * self.block_cols(shape)
+    }
+
+    /// Whether the tile holding score `(h, i, j)` is enabled.
+    pub fn allows(&self, shape: &Shape, h: usize, i: usize, j: usize) -> bool {
+        self.block_row(shape, h, i).allows(j)
+    }
+}
+
+impl<'a> RefBlockMask<'a> {
+    /// The flags of the block row holding query row `i` of head `h`.
+    fn block_row(&self, shape: &Shape, h: usize, i: usize) -> BlockRow<'a> {
+        let head = if self.heads == 1 { 0 } else { h };
+        let cols = self.block_cols(shape);
+        let start = (head * self.block_rows(shape) + i / self.block) * cols;
+        let data: &'a [u8] = self.data;
+        BlockRow { flags: &data[start..start + cols], block: self.block }
+    }
+}
+
+/// One block row of a [`RefBlockMask`]: a flag per block column.
+#[derive(Clone, Copy)]
+struct BlockRow<'a> {
+    flags: &'a [u8],
+    block: usize,
+}
+
+impl BlockRow<'_> {
+    fn allows(&self, j: usize) -> bool {
+        self.flags[j / self.block] != 0
     }
 }
 
@@ -118,26 +220,52 @@ pub struct RefGradients {
 // Masking
 // ---------------------------------------------------------------------------
 
-/// Returns true when query row i may attend key j. Causal uses BOTTOM-RIGHT alignment (FlashAttention >= 2.1):
-/// allowed iff j <= i + seqlen_k - seqlen_q (compute in i64). Non-causal: always true.
-pub fn is_allowed(shape: &Shape, causal: bool, i: usize, j: usize) -> bool {
-    if !causal {
-        return true;
-    }
-    // i64 because `seqlen_k - seqlen_q` is negative when seqlen_q > seqlen_k.
-    (j as i64) <= (i as i64) + (shape.seqlen_k as i64) - (shape.seqlen_q as i64)
+/// Whether query row `i` of query head `h` may attend key `j` (the same for every batch).
+///
+/// With `off = seqlen_k - seqlen_q` (bottom-right alignment; `i64` because it
+/// is negative when `seqlen_q > seqlen_k`), the key is allowed iff all of
+/// * causal: `j <= i + off`,
+/// * window left: `j >= i + off - left`,
+/// * window right: `j <= i + off + right`,
+/// * block mask: the tile of `(h, i, j)` is enabled,
+///
+/// hold for the options that are set.
+pub fn is_allowed(shape: &Shape, opts: &RefOptions, h: usize, i: usize, j: usize) -> bool {
+    let diag = diagonal(shape, i);
+    let key = j as i64;
+    (!opts.causal || key <= diag)
+        && opts.window_left.is_none_or(|left| key >= diag.saturating_sub(signed(left)))
+        && opts.window_right.is_none_or(|right| key <= diag.saturating_add(signed(right)))
+        && opts.block_mask.is_none_or(|mask| mask.allows(shape, h, i, j))
 }
 
-/// Number of keys row `i` may attend. The allowed keys always form the prefix
-/// `0..n` (for both masking modes), which lets the kernels loop over a plain
-/// range instead of testing every `(i, j)` pair. Consistent with [`is_allowed`].
-fn allowed_keys(shape: &Shape, causal: bool, i: usize) -> usize {
-    if !causal {
-        return shape.seqlen_k;
+/// `x` as `i64`, saturating (window sizes may be given as "huge" instead of `None`).
+fn signed(x: usize) -> i64 {
+    i64::try_from(x).unwrap_or(i64::MAX)
+}
+
+/// The key on the (bottom-right aligned) diagonal of query row `i`: `i + seqlen_k - seqlen_q`.
+fn diagonal(shape: &Shape, i: usize) -> i64 {
+    i as i64 + shape.seqlen_k as i64 - shape.seqlen_q as i64
+}
+
+/// The keys row `i` may attend under the causal and window rules: always a
+/// contiguous range (possibly empty). The block mask is applied on top of it.
+/// Consistent with [`is_allowed`].
+fn key_range(shape: &Shape, opts: &RefOptions, i: usize) -> Range<usize> {
+    let diag = diagonal(shape, i);
+    let n = shape.seqlen_k as i64;
+    let first = opts.window_left.map_or(0, |left| diag.saturating_sub(signed(left)));
+    let mut last = n - 1;
+    if opts.causal {
+        last = last.min(diag);
     }
-    let last = (i as i64) + (shape.seqlen_k as i64) - (shape.seqlen_q as i64);
-    // `last + 1` keys are allowed, clamped to [0, seqlen_k].
-    (last + 1).clamp(0, shape.seqlen_k as i64) as usize
+    if let Some(right) = opts.window_right {
+        last = last.min(diag.saturating_add(signed(right)));
+    }
+    let start = first.clamp(0, n) as usize;
+    let end = (last + 1).clamp(0, n) as usize;
+    start..end.max(start)
 }
 
 // ---------------------------------------------------------------------------
@@ -424,6 +552,76 @@ fn row_dropout<'a>(opts: &RefOptions<'a>, shape: &Shape, b: usize, h: usize, i: 
 }
 
 // ---------------------------------------------------------------------------
+// Score modifications and masks of one row
+// ---------------------------------------------------------------------------
+
+/// The keys one query row may attend: the causal/window range, thinned out
+/// by the row's block-mask flags. Matches [`is_allowed`].
+struct RowKeys<'a> {
+    range: Range<usize>,
+    blocks: Option<BlockRow<'a>>,
+}
+
+impl RowKeys<'_> {
+    /// Replaces the contents of `keys` with the allowed keys, in increasing order.
+    fn collect_into(&self, keys: &mut Vec<usize>) {
+        keys.clear();
+        keys.extend(self.range.clone().filter(|&j| self.blocks.is_none_or(|row| row.allows(j))));
+    }
+}
+
+/// The allowed keys of row `(h, i)` (the same for every batch).
+fn row_keys<'a>(opts: &RefOptions<'a>, shape: &Shape, h: usize, i: usize) -> RowKeys<'a> {
+    RowKeys { range: key_range(shape, opts, i), blocks: opts.block_mask.map(|mask| mask.block_row(shape, h, i)) }
+}
+
+/// Turns the dot products `q_i . k_j` of one query row into the scores that
+/// enter the softmax (steps 1-3 of the module docs: scale, softcap, ALiBi).
+#[derive(Clone, Copy)]
+struct RowScores {
+    scale: f64,
+    /// Off when `<= 0`.
+    softcap: f64,
+    /// 0 without ALiBi: the bias is then `-0.0`, which leaves every score bit-identical.
+    alibi_slope: f64,
+    /// The row's diagonal key `i + seqlen_k - seqlen_q`, from which ALiBi distances are measured.
+    diag: i64,
+}
+
+impl RowScores {
+    /// The score of key `j` from `qk = q_i . k_j`, and its derivative `d score / d qk`
+    /// (the scale times the softcap's `1 - tanh^2`; the ALiBi bias is a constant).
+    fn score(&self, qk: f64, j: usize) -> (f64, f64) {
+        let x = self.scale * qk;
+        let (capped, dcap) = if self.softcap > 0.0 {
+            let t = (x / self.softcap).tanh();
+            (self.softcap * t, 1.0 - t * t)
+        } else {
+            (x, 1.0)
+        };
+        let distance = (self.diag - j as i64).abs() as f64;
+        (capped - self.alibi_slope * distance, self.scale * dcap)
+    }
+}
+
+/// ALiBi slope of (batch `b`, query head `h`): `slopes[h]` for per-head slopes,
+/// `slopes[b * heads + h]` for `[batch, heads]` slopes; 0 without ALiBi.
+fn alibi_slope(opts: &RefOptions, shape: &Shape, b: usize, h: usize) -> f64 {
+    opts.alibi_slopes
+        .map_or(0.0, |slopes| if slopes.len() == shape.heads { slopes[h] } else { slopes[b * shape.heads + h] })
+}
+
+/// The score modifications of row `(b, h, i)`.
+fn row_scores(opts: &RefOptions, shape: &Shape, b: usize, h: usize, i: usize) -> RowScores {
+    RowScores {
+        scale: opts.softmax_scale,
+        softcap: opts.softcap,
+        alibi_slope: alibi_slope(opts, shape, b, h),
+        diag: diagonal(shape, i),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Per-row kernels
 // ---------------------------------------------------------------------------
 
@@ -431,20 +629,40 @@ fn row_dropout<'a>(opts: &RefOptions<'a>, shape: &Shape, b: usize, h: usize, i: 
 struct RowContext<'a, 'r, R: Rounding> {
     k: Rows<'a>,
     v: Rows<'a>,
-    /// Number of allowed keys (a prefix, see [`allowed_keys`]).
-    n_keys: usize,
-    scale: f64,
+    keys: RowKeys<'a>,
+    scores: RowScores,
     dropout: Option<RowDropout<'a>>,
     round: &'r R,
 }
 
-/// Fills `probs` with the softmax of the scaled scores of `q_row` against the
-/// first `n_keys` keys and returns the row's log-sum-exp (`-inf` for an empty
-/// row). The max is subtracted before `exp` so large scores cannot overflow.
-/// Scores are `round(q.k) * scale`; probabilities are left unrounded.
-fn softmax_row<R: Rounding>(q_row: &[f64], ctx: &RowContext<R>, probs: &mut Vec<f64>) -> f64 {
+/// Buffers of one row, reused across rows so the passes do not allocate per
+/// row. Entry `t` of `probs`, `dscore` and `dprobs` belongs to key `keys[t]`.
+#[derive(Default)]
+struct RowScratch {
+    /// The allowed keys, increasing.
+    keys: Vec<usize>,
+    probs: Vec<f64>,
+    /// `d score / d (q . k)` of each key (see [`RowScores::score`]).
+    dscore: Vec<f64>,
+    /// Backward only.
+    dprobs: Vec<f64>,
+}
+
+/// Fills `keys` with the row's allowed keys, `probs` with the softmax of their
+/// scores against `q_row` and `dscore` with the score derivatives, and returns
+/// the row's log-sum-exp (`-inf` for a row without allowed keys). The max is
+/// subtracted before `exp` so large scores cannot overflow. Scores are rounded
+/// as they enter the softmax; probabilities are left unrounded.
+fn softmax_row<R: Rounding>(q_row: &[f64], ctx: &RowContext<R>, scratch: &mut RowScratch) -> f64 {
+    let RowScratch { keys, probs, dscore, .. } = scratch;
+    ctx.keys.collect_into(keys);
     probs.clear();
-    probs.extend((0..ctx.n_keys).map(|j| ctx.round.apply(dot(q_row, ctx.k.row(j))) * ctx.scale));
+    dscore.clear();
+    for &j in keys.iter() {
+        let (score, derivative) = ctx.scores.score(dot(q_row, ctx.k.row(j)), j);
+        probs.push(ctx.round.apply(score));
+        dscore.push(derivative);
+    }
     if probs.is_empty() {
         return f64::NEG_INFINITY;
     }
@@ -461,11 +679,11 @@ fn softmax_row<R: Rounding>(q_row: &[f64], ctx: &RowContext<R>, probs: &mut Vec<
 }
 
 /// Forward of one query row: writes `o_row` and returns the lse.
-/// `o = round(sum_j round(P_j * dropout_j) v_j)`.
-fn attend_row<R: Rounding>(q_row: &[f64], ctx: &RowContext<R>, probs: &mut Vec<f64>, o_row: &mut [f64]) -> f64 {
-    let lse = softmax_row(q_row, ctx, probs);
+/// `o = round(sum_j round(P_j * dropout_j) v_j)` over the allowed keys.
+fn attend_row<R: Rounding>(q_row: &[f64], ctx: &RowContext<R>, scratch: &mut RowScratch, o_row: &mut [f64]) -> f64 {
+    let lse = softmax_row(q_row, ctx, scratch);
     o_row.fill(0.0);
-    for (j, &p) in probs.iter().enumerate() {
+    for (&j, &p) in scratch.keys.iter().zip(&scratch.probs) {
         let weight = ctx.round.apply(p * dropout_factor(ctx.dropout, j));
         // No skipping of zero weights: 0 * NaN must still poison the output,
         // exactly as a dense P·V would.
@@ -482,34 +700,29 @@ struct RowGrads<'g, 'd> {
     dv: &'d mut RowsMut<'g>,
 }
 
-/// Scratch buffers reused across rows so the backward does not allocate per row.
-#[derive(Default)]
-struct Scratch {
-    probs: Vec<f64>,
-    dprobs: Vec<f64>,
-}
-
 /// Backward of one query row: sets `dq_row` and accumulates into `dk`, `dv`.
 ///
 /// With `P` the softmax, `Pd = P * m/(1-p)` and `O = Pd V`:
 /// `dV_j += Pd_j dO`, `dP_j = (dO . V_j) * m_j/(1-p)`,
 /// `D = sum_j P_j dP_j` (equals `dO . O`, also with dropout, because `O` is
-/// built from `Pd`), `dS_j = P_j (dP_j - D)`,
-/// `dQ = scale sum_j dS_j K_j`, `dK_j += scale dS_j Q`.
+/// built from `Pd`), `dS_j = P_j (dP_j - D)` (w.r.t. the score entering the
+/// softmax), then the chain rule to the dot product, `dX_j = dS_j * dscore_j`
+/// (scale and softcap), and `dQ = sum_j dX_j K_j`, `dK_j += dX_j Q`.
+/// Masked keys contribute nothing; a row without allowed keys has `dQ = 0`.
 fn backward_row<R: Rounding>(
     q_row: &[f64],
     do_row: &[f64],
     ctx: &RowContext<R>,
     grads: RowGrads,
-    scratch: &mut Scratch,
+    scratch: &mut RowScratch,
 ) {
-    let Scratch { probs, dprobs } = scratch;
-    softmax_row(q_row, ctx, probs);
+    softmax_row(q_row, ctx, scratch);
+    let RowScratch { keys, probs, dscore, dprobs } = scratch;
     let round = ctx.round;
 
     // Pass 1: dV and dP (the dropout mask is applied to both, like in forward).
     dprobs.clear();
-    for (j, &p) in probs.iter().enumerate() {
+    for (&j, &p) in keys.iter().zip(probs.iter()) {
         let factor = dropout_factor(ctx.dropout, j);
         axpy(grads.dv.row_mut(j), round.apply(p * factor), do_row);
         let d_pdrop = round.apply(dot(do_row, ctx.v.row(j)));
@@ -520,13 +733,10 @@ fn backward_row<R: Rounding>(
     round_all(probs, round);
     let delta = dot(probs, dprobs);
     grads.dq_row.fill(0.0);
-    for (j, (&p, &dp)) in probs.iter().zip(dprobs.iter()).enumerate() {
-        let ds = round.apply(p * (dp - delta));
-        axpy(grads.dq_row, ds, ctx.k.row(j));
-        axpy(grads.dk.row_mut(j), ctx.scale * ds, q_row);
-    }
-    for x in grads.dq_row.iter_mut() {
-        *x *= ctx.scale;
+    for (t, &j) in keys.iter().enumerate() {
+        let dx = round.apply(probs[t] * (dprobs[t] - delta)) * dscore[t];
+        axpy(grads.dq_row, dx, ctx.k.row(j));
+        axpy(grads.dk.row_mut(j), dx, q_row);
     }
 }
 
@@ -541,6 +751,14 @@ fn debug_check_inputs(q: &[f64], k: &[f64], v: &[f64], shape: &Shape, opts: &Ref
     if let Some((mask, _)) = opts.dropout {
         debug_assert_eq!(mask.len(), shape.mask_len(), "dropout mask length");
     }
+    if let Some(slopes) = opts.alibi_slopes {
+        let n = slopes.len();
+        debug_assert!(n == shape.heads || n == shape.batch * shape.heads, "{n} ALiBi slopes");
+    }
+    if let Some(mask) = opts.block_mask {
+        debug_assert!(mask.heads == 1 || mask.heads == shape.heads, "block mask heads {}", mask.heads);
+        debug_assert_eq!(mask.data.len(), mask.required_len(shape), "block mask length");
+    }
 }
 
 fn row_context<'a, 'r, R: Rounding>(
@@ -553,8 +771,8 @@ fn row_context<'a, 'r, R: Rounding>(
     RowContext {
         k,
         v,
-        n_keys: allowed_keys(shape, opts.causal, i),
-        scale: opts.softmax_scale,
+        keys: row_keys(opts, shape, h, i),
+        scores: row_scores(opts, shape, b, h, i),
         dropout: row_dropout(opts, shape, b, h, i),
         round,
     }
@@ -572,7 +790,7 @@ fn forward_impl<R: Rounding>(
     let d = shape.head_dim;
     let mut o = vec![0.0; shape.q_len()];
     let mut lse = vec![0.0; shape.lse_len()];
-    let mut probs = Vec::with_capacity(shape.seqlen_k);
+    let mut scratch = RowScratch::default();
     let mut kv = KvHeadBuffers::default();
     for b in 0..shape.batch {
         let mut loaded = None;
@@ -587,7 +805,7 @@ fn forward_impl<R: Rounding>(
                 let ctx = row_context((kv.k_rows(d), kv.v_rows(d)), shape, opts, round, (b, h, i));
                 let off = shape.q_offset(b, i, h);
                 let o_row = &mut o[off..off + d];
-                lse[shape.lse_index(b, h, i)] = attend_row(&q[off..off + d], &ctx, &mut probs, o_row);
+                lse[shape.lse_index(b, h, i)] = attend_row(&q[off..off + d], &ctx, &mut scratch, o_row);
             }
         }
     }
@@ -609,7 +827,7 @@ fn backward_impl<R: Rounding>(
     let mut dq = vec![0.0; shape.q_len()];
     let mut dk = vec![0.0; shape.kv_len()];
     let mut dv = vec![0.0; shape.kv_len()];
-    let mut scratch = Scratch::default();
+    let mut scratch = RowScratch::default();
     let mut kv = KvHeadBuffers::default();
     // Per-(batch, K/V head) gradient accumulators; GQA: all query heads of a
     // group add into the same buffers, which are written out once per group.
@@ -655,8 +873,8 @@ fn backward_impl<R: Rounding>(
 // ---------------------------------------------------------------------------
 
 /// Exact f64 attention forward: `o` `[batch, seqlen_q, heads, head_dim]` and
-/// `lse` `[batch, heads, seqlen_q]` (natural log, of the scaled, undropped
-/// scores; `-inf` for fully masked rows, whose `o` is 0).
+/// `lse` `[batch, heads, seqlen_q]` (natural log, of the scores after scale,
+/// softcap and ALiBi, before dropout; `-inf` for fully masked rows, whose `o` is 0).
 pub fn forward(q: &[f64], k: &[f64], v: &[f64], shape: &Shape, opts: &RefOptions) -> RefForward {
     forward_impl(q, k, v, shape, opts, &Exact)
 }
@@ -668,8 +886,9 @@ pub fn backward(q: &[f64], k: &[f64], v: &[f64], d_o: &[f64], shape: &Shape, opt
 }
 
 /// "The same math done naively in the input precision" (FlashAttention's test rule baseline, like PyTorch on fp16/bf16 tensors):
-/// S = (q·k^T) accumulated in f32-like precision then ROUNDED with `round`, scaled, softmax computed in f64 then P ROUNDED with `round`,
-/// O = P·V accumulated then ROUNDED with `round`. (Dropout applied to P before rounding if given.) Returns o only.
+/// S = q·k^T accumulated in f32-like precision, scaled, soft-capped and ALiBi-biased, then ROUNDED with `round` as it
+/// enters the softmax; softmax computed in f64 then P ROUNDED with `round`; O = P·V accumulated then ROUNDED with `round`.
+/// (Dropout applied to P before rounding if given.) Masks are applied exactly as in [`forward`]. Returns o only.
 ///
 /// Accumulation is done in f64, which is at least as accurate as an f32
 /// accumulator, so the baseline error is dominated by the roundings.
@@ -688,8 +907,9 @@ pub fn forward_rounded(
 ///
 /// Concretely: S and P as in [`forward_rounded`]; `Pd = round(P * dropout)`;
 /// `dPd = round(dO . V_j)`, `dP = round(dPd * dropout)`; `P` is rounded before
-/// the softmax backward; `dS = round(P (dP - D))`; dq, dk, dv are rounded once
-/// after full (f64) accumulation.
+/// the softmax backward; `dS = round(P (dP - D))`, then multiplied (unrounded)
+/// by the scale and the softcap derivative; dq, dk, dv are rounded once after
+/// full (f64) accumulation.
 pub fn backward_rounded(
     q: &[f64],
     k: &[f64],
@@ -721,8 +941,7 @@ pub fn forward_row(
     let ctx = row_context(kv_rows, shape, opts, &Exact, (b, h, i));
     let off = shape.q_offset(b, i, h);
     let mut o_row = vec![0.0; shape.head_dim];
-    let mut probs = Vec::with_capacity(ctx.n_keys);
-    let lse = attend_row(&q[off..off + shape.head_dim], &ctx, &mut probs, &mut o_row);
+    let lse = attend_row(&q[off..off + shape.head_dim], &ctx, &mut RowScratch::default(), &mut o_row);
     (o_row, lse)
 }
 
@@ -738,21 +957,65 @@ mod tests {
         Shape { batch: 1, seqlen_q: sq, seqlen_k: sk, heads: 1, heads_kv: 1, head_dim: 1 }
     }
 
+    /// Every combination of causal, window and block mask on small shapes:
+    /// the keys a row visits are exactly those [`is_allowed`] accepts.
     #[test]
-    fn allowed_keys_is_the_prefix_of_is_allowed() {
+    fn row_keys_are_the_keys_of_is_allowed() {
+        let windows = [None, Some(0), Some(1), Some(3), Some(usize::MAX)];
+        // Per-head block mask (block 2) for 2 heads; heads differ.
+        let flags = [1, 0, 1, 0, 1, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 0, 1];
+        let mut visited = Vec::new();
+        let mut cases = 0;
         for sq in 1..7 {
             for sk in 1..7 {
-                let s = shape(sq, sk);
+                let s = Shape { heads: 2, ..shape(sq, sk) };
+                let n = 2 * sq.div_ceil(2) * sk.div_ceil(2);
+                let block_masks = [None, Some(RefBlockMask { data: &flags[..n], heads: 2, block: 2 })];
                 for causal in [false, true] {
-                    for i in 0..sq {
-                        let n = allowed_keys(&s, causal, i);
-                        for j in 0..sk {
-                            assert_eq!(is_allowed(&s, causal, i, j), j < n, "sq={sq} sk={sk} i={i} j={j}");
+                    for (window_left, window_right) in windows.iter().flat_map(|&l| windows.map(|r| (l, r))) {
+                        for block_mask in block_masks {
+                            let opts =
+                                RefOptions { causal, window_left, window_right, block_mask, ..RefOptions::new(1) };
+                            for (h, i) in (0..2).flat_map(|h| (0..sq).map(move |i| (h, i))) {
+                                row_keys(&opts, &s, h, i).collect_into(&mut visited);
+                                let expected: Vec<usize> =
+                                    (0..sk).filter(|&j| is_allowed(&s, &opts, h, i, j)).collect();
+                                assert_eq!(visited, expected, "{opts:?} sq={sq} sk={sk} h={h} i={i}");
+                                cases += usize::from(!expected.is_empty() && expected.len() < sk);
+                            }
                         }
                     }
                 }
             }
         }
+        assert!(cases > 1000, "too few partially masked rows: {cases}");
+    }
+
+    #[test]
+    fn is_allowed_follows_the_window_formula() {
+        // seqlen_q = 3, seqlen_k = 5: off = 2, row 1's diagonal key is 3.
+        let s = shape(3, 5);
+        let window = RefOptions { window_left: Some(1), window_right: Some(1), ..RefOptions::new(1) };
+        let allowed: Vec<usize> = (0..5).filter(|&j| is_allowed(&s, &window, 0, 1, j)).collect();
+        assert_eq!(allowed, [2, 3, 4]);
+        let left_only = RefOptions { window_left: Some(0), ..RefOptions::new(1) };
+        assert_eq!((0..5).filter(|&j| is_allowed(&s, &left_only, 0, 1, j)).collect::<Vec<_>>(), [3, 4]);
+        let causal_window = RefOptions { causal: true, ..window };
+        assert_eq!((0..5).filter(|&j| is_allowed(&s, &causal_window, 0, 1, j)).collect::<Vec<_>>(), [2, 3]);
+    }
+
+    #[test]
+    fn score_applies_scale_softcap_then_alibi() {
+        let plain = RowScores { scale: 0.5, softcap: 0.0, alibi_slope: 0.0, diag: 3 };
+        assert_eq!(plain.score(3.0, 0), (1.5, 0.5));
+        let capped = RowScores { softcap: 2.0, ..plain };
+        let t = 0.75f64.tanh();
+        assert_eq!(capped.score(3.0, 0), (2.0 * t, 0.5 * (1.0 - t * t)));
+        // ALiBi after the cap, distance |3 - 5| = 2, no effect on the derivative.
+        let alibi = RowScores { alibi_slope: 0.25, ..capped };
+        assert_eq!(alibi.score(3.0, 5), (2.0 * t - 0.5, 0.5 * (1.0 - t * t)));
+        // A zero slope leaves the score bit-identical, even -0.0.
+        assert_eq!(plain.score(-0.0, 9).0.to_bits(), (-0.0f64).to_bits());
     }
 
     #[test]
