@@ -1,0 +1,357 @@
+//! Masks and score modifications on the GPU (windows, softcap, ALiBi, block-sparse masks,
+//! dropout, packed variable-length batches), forward and backward, against the f64 CPU reference
+//! with FlashAttention's rules (2x the naive error for O, 3x for gradients). Outputs come from
+//! a NaN-poisoned memory pool, so an element never written fails. Need a CUDA GPU.
+use flashattn::accuracy::{check_backward, check_forward, randn, random_qkv, BackwardCheck, ForwardCheck};
+use flashattn::dropout::{dropout_mask, reference_p};
+use flashattn::masks::BLOCK_MASK_SIZE;
+use flashattn::reference::{RefBlockMask, RefOptions};
+use flashattn::{
+    backward_masked, backward_varlen, forward_masked, forward_varlen, AttentionOptions, Device, Element, Error,
+    ForwardKernel, MaskInputs, Shape, Tensor, VarlenBatch,
+};
+use half::{bf16, f16};
+use rand::{Rng, SeedableRng};
+
+mod common;
+use common::{device, shape};
+
+/// Frees a NaN-filled buffer so that the next allocations of the stream-ordered pool likely
+/// reuse poisoned memory.
+fn poison_pool(dev: &Device, bytes: usize) {
+    drop(dev.upload(&vec![f32::NAN; bytes / 4], &[bytes / 4]).unwrap());
+}
+
+/// One masked problem: options plus the tensor inputs (host copies).
+#[derive(Clone, Debug)]
+struct MaskCase {
+    shape: Shape,
+    opts: AttentionOptions,
+    /// `[heads]` or `[batch, heads]`.
+    alibi: Option<Vec<f32>>,
+    /// (mask `[mask_heads, q_blocks, k_blocks]`, mask_heads).
+    block_mask: Option<(Vec<u8>, usize)>,
+    seed: u64,
+}
+
+impl MaskCase {
+    fn new(shape: Shape, opts: AttentionOptions, seed: u64) -> Self {
+        MaskCase { shape, opts, alibi: None, block_mask: None, seed }
+    }
+    fn alibi(mut self, per_batch: bool) -> Self {
+        let n = if per_batch { self.shape.batch * self.shape.heads } else { self.shape.heads };
+        // ALiBi's geometric slopes, varied per entry.
+        self.alibi = Some((0..n).map(|i| 0.5f32.powi(1 + (i % 8) as i32)).collect());
+        self
+    }
+    /// A random block mask of about `density`, with the first block row empty (those rows see
+    /// no key: zeros out, LSE -inf, zero gradients).
+    fn block_mask(mut self, density: f64, per_head: bool) -> Self {
+        let s = &self.shape;
+        let (qb, kb) = (s.seqlen_q.div_ceil(BLOCK_MASK_SIZE), s.seqlen_k.div_ceil(BLOCK_MASK_SIZE));
+        let heads = if per_head { s.heads } else { 1 };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0xb10c);
+        let mut mask: Vec<u8> = (0..heads * qb * kb).map(|_| rng.random_bool(density) as u8).collect();
+        for h in 0..heads {
+            mask[h * qb * kb..][..kb].fill(0);
+        }
+        self.block_mask = Some((mask, heads));
+        self
+    }
+    fn label(&self) -> String {
+        let o = &self.opts;
+        format!(
+            "{:?} causal={} window=({:?},{:?}) softcap={} dropout={} alibi={} blocks={} det={}",
+            self.shape,
+            o.causal,
+            o.window_left,
+            o.window_right,
+            o.softcap,
+            o.dropout_p,
+            self.alibi.as_ref().map_or(0, |a| a.len()),
+            self.block_mask.as_ref().map_or(0, |m| m.1),
+            o.deterministic
+        )
+    }
+}
+
+/// The reference options of a case (dropout mask built on the CPU from the same Philox stream).
+fn ref_options<'a>(
+    case: &'a MaskCase,
+    alibi: &'a Option<Vec<f64>>,
+    drop_mask: &'a Option<Vec<bool>>,
+) -> RefOptions<'a> {
+    let o = &case.opts;
+    RefOptions {
+        causal: o.causal,
+        window_left: o.window_left,
+        window_right: o.window_right,
+        softcap: o.softcap as f64,
+        alibi_slopes: alibi.as_deref(),
+        block_mask: case.block_mask.as_ref().map(|(m, h)| RefBlockMask { data: m, heads: *h, block: BLOCK_MASK_SIZE }),
+        dropout: drop_mask.as_ref().map(|m| (m.as_slice(), reference_p(o.dropout_p))),
+        ..RefOptions::new(case.shape.head_dim)
+    }
+}
+
+/// Forward and backward of a case on the GPU, each checked against the reference.
+fn run<T: Element>(dev: &Device, case: &MaskCase) -> (ForwardCheck, BackwardCheck) {
+    let s = &case.shape;
+    let (qh, kh, vh) = random_qkv::<T>(s, case.seed);
+    let doh: Vec<T> = randn(s.q_len(), &mut rand::rngs::StdRng::seed_from_u64(case.seed ^ 0xd0));
+    let q_shape = [s.batch, s.seqlen_q, s.heads, s.head_dim];
+    let kv_shape = [s.batch, s.seqlen_k, s.heads_kv, s.head_dim];
+    let q = dev.upload(&qh, &q_shape).unwrap();
+    let k = dev.upload(&kh, &kv_shape).unwrap();
+    let v = dev.upload(&vh, &kv_shape).unwrap();
+    let d_o = dev.upload(&doh, &q_shape).unwrap();
+    let alibi = case.alibi.as_ref().map(|a| {
+        let shape = if a.len() == s.heads { vec![s.heads] } else { vec![s.batch, s.heads] };
+        dev.upload(a, &shape).unwrap()
+    });
+    let block_mask = case.block_mask.as_ref().map(|(m, heads)| {
+        let shape = [*heads, s.seqlen_q.div_ceil(BLOCK_MASK_SIZE), s.seqlen_k.div_ceil(BLOCK_MASK_SIZE)];
+        dev.upload(m, &shape).unwrap()
+    });
+    let inputs = MaskInputs { alibi_slopes: alibi.as_ref(), block_mask: block_mask.as_ref() };
+    poison_pool(dev, 4 * (s.q_len() + s.lse_len()) + (1 << 20));
+    let (o, lse) = forward_masked(&q, &k, &v, &inputs, &case.opts).unwrap();
+    poison_pool(dev, 4 * (2 * s.q_len() + 2 * s.kv_len()) + (1 << 20));
+    let (dq, dk, dv) = backward_masked(&q, &k, &v, &o, &lse, &d_o, &inputs, &case.opts).unwrap();
+
+    let alibi64 = case.alibi.as_ref().map(|a| a.iter().map(|&x| x as f64).collect());
+    let o_ = &case.opts;
+    let drop_mask = (o_.dropout_p > 0.0).then(|| dropout_mask(s, o_.dropout_p, o_.dropout_seed, o_.dropout_offset));
+    let ref_opts = ref_options(case, &alibi64, &drop_mask);
+    let fwd = check_forward(&qh, &kh, &vh, s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap());
+    let (dq, dk, dv) = (dq.to_host().unwrap(), dk.to_host().unwrap(), dv.to_host().unwrap());
+    let bwd = check_backward(&qh, &kh, &vh, &doh, s, &ref_opts, &dq, &dk, &dv);
+    (fwd, bwd)
+}
+
+/// Runs every case in both dtypes (alternating by index), printing one line each; fails listing
+/// every failure.
+fn run_all(cases: &[MaskCase]) {
+    let dev = device();
+    let mut failures = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let (name, (fwd, bwd)) = if i % 2 == 0 { ("bf16", run::<bf16>(&dev, case)) } else { ("f16", run::<f16>(&dev, case)) };
+        let line = format!("{name} {}: fwd {fwd} | bwd {bwd}", case.label());
+        println!("{line}");
+        if !(fwd.passed() && bwd.passed()) {
+            failures.push(line);
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+fn opts() -> AttentionOptions {
+    AttentionOptions::default()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn sliding_window_alone_and_with_causal() {
+    let mut cases = Vec::new();
+    for (i, (n_q, n_k)) in [(97, 1025), (1025, 97), (300, 300), (1, 513)].into_iter().enumerate() {
+        for (causal, left, right) in [(false, Some(64), Some(32)), (true, Some(100), None), (false, None, Some(0)), (false, Some(0), None)] {
+            let o = AttentionOptions { causal, window_left: left, window_right: right, ..opts() };
+            cases.push(MaskCase::new(shape(1, n_q, n_k, 2, 1, 64), o, 100 + i as u64));
+        }
+    }
+    run_all(&cases);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn softcap_and_alibi() {
+    let s = shape(2, 257, 300, 4, 2, 64);
+    run_all(&[
+        MaskCase::new(s, AttentionOptions { softcap: 2.0, ..opts() }, 1),
+        MaskCase::new(s, AttentionOptions { softcap: 10.0, causal: true, ..opts() }, 2),
+        MaskCase::new(s, opts(), 3).alibi(false),
+        MaskCase::new(s, AttentionOptions { causal: true, ..opts() }, 4).alibi(true),
+        MaskCase::new(s, AttentionOptions { softcap: 3.0, window_left: Some(50), ..opts() }, 5).alibi(true),
+    ]);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn block_sparse_masks_with_empty_rows() {
+    let s = shape(1, 300, 1025, 4, 2, 64);
+    run_all(&[
+        MaskCase::new(s, opts(), 11).block_mask(0.5, false),
+        MaskCase::new(s, opts(), 12).block_mask(0.3, true),
+        MaskCase::new(s, AttentionOptions { causal: true, ..opts() }, 13).block_mask(0.6, true),
+        MaskCase::new(shape(2, 640, 640, 2, 2, 128), opts(), 14).block_mask(0.25, true),
+        MaskCase::new(s, opts(), 15).block_mask(0.0, false),
+    ]);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn dropout_reproduces_the_cpu_mask() {
+    let mut cases = Vec::new();
+    for (i, p) in [0.1f32, 0.5].into_iter().enumerate() {
+        for causal in [false, true] {
+            let o = AttentionOptions { dropout_p: p, dropout_seed: 1234 + i as u64, dropout_offset: 7, causal, ..opts() };
+            cases.push(MaskCase::new(shape(2, 257, 300, 4, 2, 64), o, 20 + i as u64));
+            cases.push(MaskCase::new(shape(1, 97, 1025, 2, 1, 128), o, 30 + i as u64));
+        }
+    }
+    run_all(&cases);
+}
+
+/// Everything at once (GQA, causal, window, softcap, per-batch ALiBi, per-head block mask with
+/// empty rows, dropout) at every head dim, atomic and deterministic dQ.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn all_masks_combined_at_every_head_dim() {
+    let mut cases = Vec::new();
+    for (i, d) in [32, 64, 72, 96, 128, 160, 192, 224, 256].into_iter().enumerate() {
+        let o = AttentionOptions {
+            causal: i % 2 == 0,
+            window_left: Some(150),
+            softcap: 4.0,
+            dropout_p: 0.1,
+            dropout_seed: 99,
+            deterministic: i % 3 == 0,
+            ..opts()
+        };
+        cases.push(MaskCase::new(shape(2, 300, 385, 4, 2, d), o, 40 + i as u64).alibi(true).block_mask(0.7, true));
+    }
+    run_all(&cases);
+}
+
+/// Observed drop fraction of the kernels' mask within 0.01 of p. The forward with q = 0 (uniform
+/// weights 1 / n_k) and one-hot V columns returns `keep(i, j) / (n_k * keep probability)` in
+/// column j of O: the GPU's own mask, compared element by element with the CPU's.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_dropout_mask_matches_the_cpu_and_drops_p() {
+    let dev = device();
+    let (n_q, n_k, d) = (512, 128, 128);
+    let s = shape(1, n_q, n_k, 2, 2, d);
+    for p in [0.1f32, 0.5] {
+        let opts = AttentionOptions { dropout_p: p, dropout_seed: 5, dropout_offset: 3, ..opts() };
+        let q = dev.upload(&vec![bf16::ZERO; s.q_len()], &[1, n_q, 2, d]).unwrap();
+        let k = dev.upload(&random_qkv::<bf16>(&s, 1).1, &[1, n_k, 2, d]).unwrap();
+        let mut vh = vec![bf16::ZERO; s.kv_len()];
+        for j in 0..n_k {
+            for h in 0..2 {
+                vh[(j * 2 + h) * d + j] = bf16::ONE;
+            }
+        }
+        let v = dev.upload(&vh, &[1, n_k, 2, d]).unwrap();
+        let (o, _) = forward_masked(&q, &k, &v, &MaskInputs::default(), &opts).unwrap();
+        let o = o.to_host().unwrap();
+        let cpu = dropout_mask(&s, p, 5, 3);
+        let (mut kept, mut mismatches) = (0usize, 0usize);
+        for h in 0..2 {
+            for i in 0..n_q {
+                for j in 0..n_k {
+                    let gpu_kept = o[(i * 2 + h) * d + j].to_f32() > 0.0;
+                    kept += gpu_kept as usize;
+                    mismatches += (gpu_kept != cpu[(h * n_q + i) * n_k + j]) as usize;
+                }
+            }
+        }
+        let dropped = 1.0 - kept as f64 / (2 * n_q * n_k) as f64;
+        println!("p {p}: dropped {dropped:.4}, {mismatches} elements differ from the CPU mask");
+        assert_eq!(mismatches, 0, "p {p}");
+        assert!((dropped - p as f64).abs() <= 0.01, "p {p}: dropped {dropped}");
+    }
+}
+
+/// Packed batches mixing lengths 1, 97 and 1025 (queries and keys differ), each sequence checked
+/// against the reference run on it alone.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn varlen_batches_match_each_sequence_alone() {
+    let dev = device();
+    let (heads, heads_kv, d) = (4, 2, 64);
+    let lens_q = [1usize, 97, 1025, 300];
+    let lens_k = [97usize, 1025, 1, 300];
+    let batch = VarlenBatch::from_lengths(&lens_q, &lens_k).unwrap();
+    let mut failures = Vec::new();
+    for (i, o) in [
+        opts(),
+        AttentionOptions { causal: true, ..opts() },
+        AttentionOptions { causal: true, window_left: Some(64), softcap: 5.0, ..opts() },
+        AttentionOptions { dropout_p: 0.1, dropout_seed: 3, deterministic: true, ..opts() },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let total = Shape {
+            batch: 1,
+            seqlen_q: batch.total_q(),
+            seqlen_k: batch.total_k(),
+            heads,
+            heads_kv,
+            head_dim: d,
+        };
+        let (qh, kh, vh) = random_qkv::<bf16>(&total, 60 + i as u64);
+        let doh: Vec<bf16> = randn(total.q_len(), &mut rand::rngs::StdRng::seed_from_u64(61 + i as u64));
+        let q = dev.upload(&qh, &[batch.total_q(), heads, d]).unwrap();
+        let k = dev.upload(&kh, &[batch.total_k(), heads_kv, d]).unwrap();
+        let v = dev.upload(&vh, &[batch.total_k(), heads_kv, d]).unwrap();
+        let d_o = dev.upload(&doh, &[batch.total_q(), heads, d]).unwrap();
+        poison_pool(&dev, 16 * total.q_len() + (1 << 20));
+        let (out, lse) = forward_varlen(&q, &k, &v, &batch, &MaskInputs::default(), &o).unwrap();
+        poison_pool(&dev, 16 * total.q_len() + 16 * total.kv_len());
+        let (dq, dk, dv) = backward_varlen(&q, &k, &v, &out, &lse, &d_o, &batch, &MaskInputs::default(), &o).unwrap();
+        let [out, dq, dk, dv] = [&out, &dq, &dk, &dv].map(|t| t.to_host().unwrap());
+        let lse = lse.to_host().unwrap();
+        for b in 0..batch.batch() {
+            let (q0, n_q, k0, n_k) = batch.sequence(b);
+            let s = shape(1, n_q, n_k, heads, heads_kv, d);
+            let rows = |x: &[bf16], start: usize, n: usize, h: usize| x[start * h * d..(start + n) * h * d].to_vec();
+            let (qs, ks, vs, dos) = (rows(&qh, q0, n_q, heads), rows(&kh, k0, n_k, heads_kv), rows(&vh, k0, n_k, heads_kv), rows(&doh, q0, n_q, heads));
+            // Sequence b draws the dropout stream of batch entry b: offset + b * heads.
+            let drop = (o.dropout_p > 0.0)
+                .then(|| dropout_mask(&s, o.dropout_p, o.dropout_seed, o.dropout_offset + (b * heads) as u64));
+            let case = MaskCase::new(s, o, 0);
+            let ref_opts = ref_options(&case, &None, &drop);
+            let lse_b: Vec<f32> = (0..heads).flat_map(|h| lse[h * batch.total_q() + q0..][..n_q].to_vec()).collect();
+            let fwd = check_forward(&qs, &ks, &vs, &s, &ref_opts, &rows(&out, q0, n_q, heads), &lse_b);
+            let bwd = check_backward(&qs, &ks, &vs, &dos, &s, &ref_opts, &rows(&dq, q0, n_q, heads), &rows(&dk, k0, n_k, heads_kv), &rows(&dv, k0, n_k, heads_kv));
+            let line = format!("varlen {} seq {b} ({n_q} x {n_k}): fwd {fwd} | bwd {bwd}", case.label());
+            println!("{line}");
+            if !(fwd.passed() && bwd.passed()) {
+                failures.push(line);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Bad mask inputs are errors, never launches.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn bad_mask_inputs_are_errors() {
+    let dev = device();
+    let s = shape(1, 300, 300, 4, 2, 64);
+    let (qh, kh, _) = random_qkv::<bf16>(&s, 1);
+    let q = dev.upload(&qh, &[1, 300, 4, 64]).unwrap();
+    let k = dev.upload(&kh, &[1, 300, 2, 64]).unwrap();
+    let invalid = |r: Result<(Tensor<bf16>, Tensor<f32>), Error>, arg: &str| match r {
+        Err(Error::InvalidArgument { arg: a, .. }) if a == arg => {}
+        other => panic!("{arg}: expected an InvalidArgument error, got {other:?}"),
+    };
+    let wrong_mask = dev.upload(&[1u8; 4], &[1, 2, 2]).unwrap();
+    invalid(forward_masked(&q, &k, &k, &MaskInputs { block_mask: Some(&wrong_mask), ..Default::default() }, &opts()), "block_mask");
+    let wrong_slopes = dev.upload(&[0.5f32; 3], &[3]).unwrap();
+    invalid(forward_masked(&q, &k, &k, &MaskInputs { alibi_slopes: Some(&wrong_slopes), ..Default::default() }, &opts()), "alibi_slopes");
+    let scalar = AttentionOptions { kernel: ForwardKernel::Scalar, window_left: Some(3), ..opts() };
+    invalid(forward_masked(&q, &k, &k, &MaskInputs::default(), &scalar), "kernel");
+    invalid(forward_masked(&q, &k, &k, &MaskInputs::default(), &AttentionOptions { softcap: -1.0, ..opts() }), "softcap");
+    invalid(forward_masked(&q, &k, &k, &MaskInputs::default(), &AttentionOptions { dropout_p: 1.0, ..opts() }), "dropout_p");
+    // Packed tensors whose totals disagree with the offsets.
+    let batch = VarlenBatch::from_lengths(&[100, 100], &[100, 100]).unwrap();
+    let qp = dev.upload(&qh[..300 * 4 * 64], &[300, 4, 64]).unwrap();
+    let kp = dev.upload(&kh[..200 * 2 * 64], &[200, 2, 64]).unwrap();
+    invalid(forward_varlen(&qp, &kp, &kp, &batch, &MaskInputs::default(), &opts()), "q");
+    assert!(VarlenBatch::new(&[0, 5, 3], &[0, 5, 6]).is_err());
+    assert!(VarlenBatch::new(&[1, 5], &[0, 5]).is_err());
+}
