@@ -29,6 +29,7 @@
 pub mod accuracy;
 pub mod backward;
 pub mod bench;
+pub mod bench_masks;
 pub mod dropout;
 pub mod error;
 pub mod forward;

@@ -254,6 +254,9 @@ fn backward_rejects_bad_input() {
         ..opts
     };
     assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &tiles)), "kernel");
-    let dropout = AttentionOptions { dropout_p: 0.1, ..opts };
+    let dropout = AttentionOptions { dropout_p: 1.5, ..opts };
     assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &dropout)), "dropout_p");
+    // The scalar backward has no masks.
+    let scalar_dropout = AttentionOptions { dropout_p: 0.1, ..SCALAR };
+    assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &scalar_dropout)), "kernel");
 }

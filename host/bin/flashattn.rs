@@ -38,6 +38,10 @@ enum Command {
     Check(CheckArgs),
     /// Benchmark sweep; writes benches/results/<gpu>.json.
     Bench(BenchArgs),
+    /// Benchmarks of the masks: dropout overhead, block-sparse density sweep at N = 16k, packed
+    /// variable-length batches against dense ones; `--long`: N = 64k dense and N = 256k
+    /// block-sparse forward + backward.
+    BenchMasks(BenchMasksArgs),
     /// Attention on tensors from a safetensors file: reads q, k, v ([batch, seqlen, heads,
     /// head_dim], all F16 or all BF16; k and v may have fewer heads, GQA) and optionally `do`
     /// (the gradient of o, shaped like q); writes o, lse (F32 [batch, heads, seqlen_q], natural
@@ -57,6 +61,25 @@ enum Command {
         #[arg(long, value_enum, default_value = "sm90a")]
         arch: Arch,
     },
+}
+
+#[derive(Parser)]
+struct BenchMasksArgs {
+    /// Fewer shapes (one N for dropout).
+    #[arg(long)]
+    quick: bool,
+    /// Only the long sequences (N = 65536 dense, N = 262144 block-sparse at 5%).
+    #[arg(long)]
+    long: bool,
+    /// Results file to append the rows to (default benches/results/<gpu>-masks.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Device-call label stored with the rows.
+    #[arg(long)]
+    call: Option<String>,
+    /// Milliseconds of measurement per timed call.
+    #[arg(long, default_value_t = 300.0)]
+    budget_ms: f64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -209,6 +232,7 @@ fn main() -> ExitCode {
             DtypeArg::F16 => check::<f16>(&a),
         },
         Command::Bench(a) => bench(&a),
+        Command::BenchMasks(a) => bench_masks(&a),
         Command::Run(a) => run(&a),
         Command::Plot { results, out } => plot(&results, out),
         Command::Ptx { arch } => {
@@ -547,5 +571,41 @@ fn plot(results: &std::path::Path, out: Option<PathBuf>) -> Result<bool> {
     if let Some(f) = flashattn::plot::plot_memory(&file.rows, &file.device, &dir)? {
         println!("wrote {}", f.display());
     }
+    Ok(true)
+}
+
+fn bench_masks(args: &BenchMasksArgs) -> Result<bool> {
+    use flashattn::bench_masks::{dropout_rows, format_mask_table, long_sparse_rows, sparsity_rows, varlen_rows};
+    let dev = Device::new(0)?;
+    let budget = args.budget_ms;
+    let mut rows = Vec::new();
+    if args.long {
+        eprintln!("long sequences (B = 1, H = 16, d = 128)");
+        rows.extend(long_sparse_rows(&dev, 65536, 1.0, budget)?);
+        rows.extend(long_sparse_rows(&dev, 262144, 0.05, budget)?);
+    } else {
+        eprintln!("dropout");
+        rows.extend(dropout_rows(&dev, if args.quick { &[4096] } else { &[1024, 4096, 16384] }, budget)?);
+        eprintln!("block-sparse, N = 16384");
+        rows.extend(sparsity_rows(&dev, 16384, budget)?);
+        eprintln!("packed batches");
+        rows.extend(varlen_rows(&dev, 2048, 8, budget)?);
+    }
+    for r in &mut rows {
+        r.call = args.call.clone();
+    }
+    println!("{}", format_mask_table(&rows));
+    let path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("benches/results/{}-masks.json", device_slug(dev.name()))));
+    let mut file = if path.exists() {
+        BenchFile::read(&path)?
+    } else {
+        BenchFile { device: dev.name().to_string(), rows: Vec::new() }
+    };
+    file.rows.extend(rows);
+    file.write(&path)?;
+    println!("rows appended to {}", path.display());
     Ok(true)
 }
