@@ -107,7 +107,8 @@ fn run_backward<T: Element>(
     // The atomic dQ accumulates into zeros: [batch, heads, stat_pitch, padded head dim].
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let atomic_dq = uses_tensor_cores(opts) && !opts.deterministic;
-    let acc_dim = backward_head_dim(T::DTYPE.expect("validated"), dims.head_dim, opts.causal && !masked, masked);
+    let mods = masks::needs_mods(opts, inputs);
+    let acc_dim = backward_head_dim(T::DTYPE.expect("validated"), dims.head_dim, opts.causal && !masked, masked, mods);
     let mut dq_accum =
         if atomic_dq { Some(dev.zeros::<f32>(&[dims.batch, dims.heads, stat_pitch, acc_dim])?) } else { None };
     let work = Workspace { stats: &mut stats, dq_accum: dq_accum.as_mut(), stat_pitch, acc_dim };
@@ -227,21 +228,22 @@ fn preprocess_kernel_name(dtype: Dtype) -> &'static str {
 }
 
 /// The head dim the tensor-core backward is instantiated for (the row of `dq_accum`).
-fn backward_head_dim(dtype: Dtype, head_dim: usize, causal: bool, masked: bool) -> usize {
-    let kernel = if masked { mma_backward_masked_kernel(dtype, head_dim) } else { mma_backward_kernel(dtype, head_dim, causal) };
+fn backward_head_dim(dtype: Dtype, head_dim: usize, causal: bool, masked: bool, mods: bool) -> usize {
+    let kernel =
+        if masked { mma_backward_masked_kernel(dtype, head_dim, mods) } else { mma_backward_kernel(dtype, head_dim, causal) };
     kernel.map_or(head_dim, |(_, c)| c.head_dim)
 }
 
 /// The masked dK/dV kernel (window, softcap, ALiBi, block mask, dropout, packed batches; causal
 /// as a window) for a head dim and its tiles.
-fn mma_backward_masked_kernel(dtype: Dtype, head_dim: usize) -> Option<(&'static str, MmaBackwardConfig)> {
+fn mma_backward_masked_kernel(dtype: Dtype, head_dim: usize, mods: bool) -> Option<(&'static str, MmaBackwardConfig)> {
     if head_dim == 0 || head_dim % 8 != 0 {
         return None;
     }
     let mut found: Option<(&'static str, MmaBackwardConfig)> = None;
     macro_rules! row {
-        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal) => {
-            if Dtype::$dtype == dtype && $d >= head_dim && found.is_none_or(|(_, c)| $d < c.head_dim) {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $mods:literal) => {
+            if Dtype::$dtype == dtype && $mods == mods && $d >= head_dim && found.is_none_or(|(_, c)| $d < c.head_dim) {
                 found = Some((stringify!($name), MmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, d_split: $ds }));
             }
         };
@@ -251,11 +253,11 @@ fn mma_backward_masked_kernel(dtype: Dtype, head_dim: usize) -> Option<(&'static
 }
 
 /// The masked deterministic dQ kernel for a head dim and its tiles.
-fn mma_backward_dq_masked_kernel(dtype: Dtype, head_dim: usize) -> Option<(&'static str, MmaBackwardDqConfig)> {
+fn mma_backward_dq_masked_kernel(dtype: Dtype, head_dim: usize, mods: bool) -> Option<(&'static str, MmaBackwardDqConfig)> {
     let mut found: Option<(&'static str, MmaBackwardDqConfig)> = None;
     macro_rules! row {
-        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
-            if Dtype::$dtype == dtype && $d >= head_dim && found.is_none_or(|(_, c)| $d < c.head_dim) {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mods:literal) => {
+            if Dtype::$dtype == dtype && $mods == mods && $d >= head_dim && found.is_none_or(|(_, c)| $d < c.head_dim) {
                 found = Some((stringify!($name), MmaBackwardDqConfig { head_dim: $d, block_m: $bm, block_n: $bn }));
             }
         };
@@ -346,6 +348,7 @@ fn launch_backward<T: Element>(
 ) -> Result<()> {
     let Workspace { stats, dq_accum, stat_pitch, acc_dim } = work;
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
+    let mods = masks::needs_mods(opts, inputs);
     let dtype = T::DTYPE.expect("validated");
     let scale = opts.softmax_scale.unwrap_or(1.0 / (dims.head_dim as f32).sqrt());
     let dev = q.device().clone();
@@ -440,7 +443,7 @@ fn launch_backward<T: Element>(
         return Ok(());
     }
     let (name, cfg) = if masked {
-        mma_backward_masked_kernel(dtype, dims.head_dim)
+        mma_backward_masked_kernel(dtype, dims.head_dim, mods)
     } else {
         mma_backward_kernel(dtype, dims.head_dim, opts.causal)
     }
@@ -455,7 +458,7 @@ fn launch_backward<T: Element>(
         unsafe { launch(&dev, dq_convert_kernel_name(dtype), 0, grid, DQ_CONVERT_THREADS, &params)? };
     } else {
         let (name, cfg) = if masked {
-            mma_backward_dq_masked_kernel(dtype, dims.head_dim)
+            mma_backward_dq_masked_kernel(dtype, dims.head_dim, mods)
         } else {
             mma_backward_dq_kernel(dtype, dims.head_dim, opts.causal)
         }

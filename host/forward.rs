@@ -551,13 +551,14 @@ fn wgmma_kernel(
     })
 }
 
-/// The masked tensor-core forward for a head dim (padded up to its instantiation) and its tiles.
-pub fn mma_masked_kernel(dtype: Dtype, head_dim: usize) -> Option<(&'static str, MmaForwardConfig)> {
+/// The masked tensor-core forward for a head dim (padded up to its instantiation) and its tiles;
+/// `mods`: the build with softcap, ALiBi and dropout.
+pub fn mma_masked_kernel(dtype: Dtype, head_dim: usize, mods: bool) -> Option<(&'static str, MmaForwardConfig)> {
     let padded = MmaForwardConfig::padded_head_dim(head_dim);
     let mut found = None;
     macro_rules! row {
-        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal) => {
-            if found.is_none() && Dtype::$dtype == dtype && $d == padded {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal, $mods:literal) => {
+            if found.is_none() && Dtype::$dtype == dtype && $d == padded && $mods == mods {
                 let config = MmaForwardConfig {
                     head_dim: $d,
                     block_m: $bm,
@@ -595,7 +596,8 @@ fn launch_forward<T: Element>(
     let (name, threads, block_m, smem) =
         match select_kernel(opts.kernel, dims.head_dim, opts.causal, masked, Some(cc))? {
             ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
-                let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim).ok_or_else(unsupported)?;
+                let mods = masks::needs_mods(opts, inputs);
+                let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim, mods).ok_or_else(unsupported)?;
                 (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
             }
             ForwardKernel::Scalar => {
@@ -718,9 +720,13 @@ mod tests {
         use flashattn_kernels::config::BLOCK_MASK_SIZE;
         for dtype in [Dtype::F16, Dtype::Bf16] {
             for d in (8..=256).step_by(8) {
-                let (name, c) = mma_masked_kernel(dtype, d).unwrap_or_else(|| panic!("no masked row for d={d}"));
-                assert!(c.is_valid() && c.head_dim >= d && name.contains("masked"), "{name} {c:?}");
-                assert!(BLOCK_MASK_SIZE % c.block_m == 0 && BLOCK_MASK_SIZE % c.block_n == 0, "{c:?}");
+                for mods in [false, true] {
+                    let (name, c) =
+                        mma_masked_kernel(dtype, d, mods).unwrap_or_else(|| panic!("no masked row for d={d}"));
+                    assert!(c.is_valid() && c.head_dim >= d && name.contains("masked"), "{name} {c:?}");
+                    assert_eq!(name.contains("_mods_"), mods, "{name}");
+                    assert!(BLOCK_MASK_SIZE % c.block_m == 0 && BLOCK_MASK_SIZE % c.block_n == 0, "{c:?}");
+                }
             }
         }
     }

@@ -143,6 +143,13 @@ pub(crate) fn needs_masks(opts: &AttentionOptions, inputs: &MaskInputs, varlen: 
     options_need_masks(opts) || inputs.alibi_slopes.is_some() || inputs.block_mask.is_some() || varlen
 }
 
+/// Whether a call needs the score modifications (softcap, ALiBi, dropout): the masked kernels'
+/// `mods` builds, whose per-element work needs smaller tiles. Windows, block masks and packed
+/// batches alone run the lighter builds.
+pub(crate) fn needs_mods(opts: &AttentionOptions, inputs: &MaskInputs) -> bool {
+    opts.softcap != 0.0 || opts.dropout_p > 0.0 || inputs.alibi_slopes.is_some()
+}
+
 /// Checks the scalar mask options (windows, softcap, dropout probability).
 pub(crate) fn check_options(opts: &AttentionOptions) -> Result<()> {
     for (name, w) in [("window_left", opts.window_left), ("window_right", opts.window_right)] {

@@ -170,13 +170,14 @@ pub unsafe fn dkdv_mma<
     const DS: usize,
     const CAUSAL: bool,
     const MASKED: bool,
+    const MODS: bool,
 >(
     p: &BackwardParams,
 ) {
     let cfg = MmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN, d_split: DS };
     const {
         assert!(BM % SLICE_M == 0 && D / 8 / DS <= MAX_DT && BN / 16 * DS * 32 <= 1024);
-        assert!(!MASKED || (!CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0));
+        assert!((MASKED || !MODS) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0));
     };
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
@@ -328,10 +329,10 @@ pub unsafe fn dkdv_mma<
         // Masked builds: the rules of this query head (ALiBi slopes are per head), whether this
         // block needs the per-element window test, and the dropout stream of (b, hq).
         let rules = ScoreRules::new(&p.mask, b, hq, &seq);
-        let modifies = MASKED && rules.modifies();
+        let modifies = MODS && rules.modifies();
         let masks = MASKED && !rules.all_visible(row0, row0 + BM, key0, key0 + BN);
         let dropout = Dropout::new(&p.mask, b, hq, p.heads);
-        let drop = MASKED && dropout.on();
+        let drop = MODS && dropout.on();
         let write_ds = with_dq && d_part == 0; // warps of a d-split compute the same dS
         let mut slice = 0;
         while slice < BM / SLICE_M {
@@ -527,13 +528,14 @@ pub unsafe fn dq_mma<
     const BN: usize,
     const CAUSAL: bool,
     const MASKED: bool,
+    const MODS: bool,
 >(
     p: &BackwardParams,
 ) {
     let cfg = MmaBackwardDqConfig { head_dim: D, block_m: BM, block_n: BN };
     const {
         assert!(BN / 8 <= MAX_NT && D / 8 <= MAX_DQT);
-        assert!(!MASKED || (!CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
+        assert!((MASKED || !MODS) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
     };
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
@@ -655,9 +657,9 @@ pub unsafe fn dq_mma<
         let first_row = row0 + warp_row;
         let needs_mask = !MASKED
             && (col0 + BN > n_k || (CAUSAL && (col0 + BN - 1) as i64 > first_row as i64 + n_k as i64 - n_q as i64));
-        let modifies = MASKED && rules.modifies();
+        let modifies = MODS && rules.modifies();
         let masks = MASKED && !rules.all_visible(first_row, first_row + 16, col0, col0 + BN);
-        let drop = MASKED && dropout.on();
+        let drop = MODS && dropout.on();
         // Dropout keep bits of this warp's 16 rows, one u32 per 32 keys (see `s_bits`).
         let mut keep = [0u32; MAX_NT / 4];
         if drop {

@@ -19,17 +19,17 @@ macro_rules! mma_forward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $st, $causal, false>(&p)
+            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $st, $causal, false, false>(&p)
         }
     };
 }
 crate::for_each_mma_forward_kernel!(mma_forward_entry);
 
 macro_rules! mma_forward_masked_entry {
-    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal) => {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal, $mods:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $st, false, true>(&p)
+            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $st, false, true, $mods>(&p)
         }
     };
 }
@@ -71,7 +71,7 @@ macro_rules! mma_backward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            dkdv_mma::<crate::element::$dtype, $d, $bm, $bn, $ds, $causal, false>(&p)
+            dkdv_mma::<crate::element::$dtype, $d, $bm, $bn, $ds, $causal, false, false>(&p)
         }
     };
 }
@@ -81,7 +81,7 @@ macro_rules! mma_backward_dq_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            dq_mma::<crate::element::$dtype, $d, $bm, $bn, $causal, false>(&p)
+            dq_mma::<crate::element::$dtype, $d, $bm, $bn, $causal, false, false>(&p)
         }
     };
 }
@@ -133,20 +133,20 @@ macro_rules! wgmma_forward_entry {
 crate::for_each_wgmma_forward_kernel!(wgmma_forward_entry);
 
 macro_rules! mma_backward_masked_entry {
-    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal) => {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $mods:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            dkdv_mma::<crate::element::$dtype, $d, $bm, $bn, $ds, false, true>(&p)
+            dkdv_mma::<crate::element::$dtype, $d, $bm, $bn, $ds, false, true, $mods>(&p)
         }
     };
 }
 crate::for_each_mma_backward_masked_kernel!(mma_backward_masked_entry);
 
 macro_rules! mma_backward_dq_masked_entry {
-    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mods:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            dq_mma::<crate::element::$dtype, $d, $bm, $bn, false, true>(&p)
+            dq_mma::<crate::element::$dtype, $d, $bm, $bn, false, true, $mods>(&p)
         }
     };
 }

@@ -59,6 +59,7 @@ pub unsafe fn forward_mma<
     const STAGES: usize,
     const CAUSAL: bool,
     const MASKED: bool,
+    const MODS: bool,
 >(
     p: &ForwardParams,
 ) {
@@ -69,7 +70,7 @@ pub unsafe fn forward_mma<
     const {
         assert!(MT <= MAX_MT && BN / 8 <= MAX_NT && D / 8 <= MAX_DT && D / 16 <= MAX_KT && (STAGES == 1 || STAGES == 2));
         // Masked builds: causal is a window, and block-mask blocks hold whole kernel blocks.
-        assert!(!MASKED || (!CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
+        assert!((MASKED || !MODS) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
     };
     let nt_s = BN / 8; // n-tiles of S
     let dt_o = D / 8; // n-tiles of O
@@ -254,7 +255,7 @@ pub unsafe fn forward_mma<
         let warp_first_row = row0 + warp_row;
         if MASKED {
             let warp_rows = (warp_first_row, warp_first_row + 16 * MT);
-            let modifies = rules.modifies();
+            let modifies = MODS && rules.modifies();
             let masks = !rules.all_visible(warp_rows.0, warp_rows.1, col0, col0 + BN);
             if modifies || masks {
                 let mut mt = 0;
@@ -315,7 +316,7 @@ pub unsafe fn forward_mma<
         let mut p_frag = [[[0u32; 4]; MAX_NT / 2]; MAX_MT];
         let mut alpha = [[1.0f32; 2]; MAX_MT];
         let mut rescale = false;
-        let drop = MASKED && dropout.on();
+        let drop = MODS && dropout.on();
         let mut mt = 0;
         while mt < MT {
             // Dropout keep bits of this m-tile's elements, one u32 per 32 keys (see `s_bits`).
@@ -475,7 +476,7 @@ pub unsafe fn forward_mma<
             l += shfl_xor_f32(l, 2);
             // A row with no visible key (causal, n_q > n_k) has l = 0: output 0, LSE -inf.
             let mut inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-            if MASKED && dropout.on() {
+            if MODS && dropout.on() {
                 inv *= dropout.scale; // 1 / keep probability, folded into the normalisation
             }
             let r_local = warp_row + 16 * mt + g + 8 * half;

@@ -89,29 +89,46 @@ macro_rules! for_each_mma_forward_kernel {
     };
 }
 
-/// The masked tensor-core forward (window, softcap, ALiBi, block mask, dropout, packed
-/// variable-length batches; causal is a window): `callback!(name, Dtype, head_dim, block_m,
-/// block_n, m_tiles, q_in_regs, stages)`, the non-causal tiles of `for_each_mma_forward_kernel`
-/// (block sizes divide `BLOCK_MASK_SIZE`). One row per head dim and dtype.
+/// The masked tensor-core forward: `callback!(name, Dtype, head_dim, block_m, block_n, m_tiles,
+/// q_in_regs, stages, mods)`. `mods` false: windows (causal is one), block masks and packed
+/// batches, on the plain kernels' non-causal tiles; `mods` true adds softcap, ALiBi and dropout,
+/// whose per-element work needs smaller tiles to stay clear of spills. Block sizes divide
+/// `BLOCK_MASK_SIZE`. One row per head dim, dtype and `mods`.
 #[macro_export]
 macro_rules! for_each_mma_forward_masked_kernel {
     ($m:ident) => {
-        $m!(flash_fwd_mma_masked_f16_d32, F16, 32, 128, 64, 2, false, 2);
-        $m!(flash_fwd_mma_masked_bf16_d32, Bf16, 32, 128, 64, 2, false, 2);
-        $m!(flash_fwd_mma_masked_f16_d64, F16, 64, 128, 64, 2, false, 2);
-        $m!(flash_fwd_mma_masked_bf16_d64, Bf16, 64, 128, 64, 2, false, 2);
-        $m!(flash_fwd_mma_masked_f16_d96, F16, 96, 128, 64, 2, false, 2);
-        $m!(flash_fwd_mma_masked_bf16_d96, Bf16, 96, 128, 64, 2, false, 2);
-        $m!(flash_fwd_mma_masked_f16_d128, F16, 128, 128, 64, 1, false, 2);
-        $m!(flash_fwd_mma_masked_bf16_d128, Bf16, 128, 128, 64, 1, false, 2);
-        $m!(flash_fwd_mma_masked_f16_d160, F16, 160, 128, 64, 1, false, 2);
-        $m!(flash_fwd_mma_masked_bf16_d160, Bf16, 160, 128, 64, 1, false, 2);
-        $m!(flash_fwd_mma_masked_f16_d192, F16, 192, 128, 64, 1, false, 2);
-        $m!(flash_fwd_mma_masked_bf16_d192, Bf16, 192, 128, 64, 1, false, 2);
-        $m!(flash_fwd_mma_masked_f16_d224, F16, 224, 128, 64, 1, false, 2);
-        $m!(flash_fwd_mma_masked_bf16_d224, Bf16, 224, 128, 64, 1, false, 2);
-        $m!(flash_fwd_mma_masked_f16_d256, F16, 256, 64, 64, 1, false, 1);
-        $m!(flash_fwd_mma_masked_bf16_d256, Bf16, 256, 64, 64, 1, false, 1);
+        $m!(flash_fwd_mma_masked_f16_d32, F16, 32, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_masked_bf16_d32, Bf16, 32, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_masked_f16_d64, F16, 64, 128, 128, 2, false, 2, false);
+        $m!(flash_fwd_mma_masked_bf16_d64, Bf16, 64, 128, 128, 2, false, 2, false);
+        $m!(flash_fwd_mma_masked_f16_d96, F16, 96, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_masked_bf16_d96, Bf16, 96, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_masked_f16_d128, F16, 128, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_masked_bf16_d128, Bf16, 128, 128, 64, 2, false, 2, false);
+        $m!(flash_fwd_mma_masked_f16_d160, F16, 160, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_masked_bf16_d160, Bf16, 160, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_masked_f16_d192, F16, 192, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_masked_bf16_d192, Bf16, 192, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_masked_f16_d224, F16, 224, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_masked_bf16_d224, Bf16, 224, 128, 64, 1, false, 2, false);
+        $m!(flash_fwd_mma_masked_f16_d256, F16, 256, 64, 64, 1, false, 1, false);
+        $m!(flash_fwd_mma_masked_bf16_d256, Bf16, 256, 64, 64, 1, false, 1, false);
+        $m!(flash_fwd_mma_masked_mods_f16_d32, F16, 32, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_bf16_d32, Bf16, 32, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_f16_d64, F16, 64, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_bf16_d64, Bf16, 64, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_f16_d96, F16, 96, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_bf16_d96, Bf16, 96, 128, 64, 2, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_f16_d128, F16, 128, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_bf16_d128, Bf16, 128, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_f16_d160, F16, 160, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_bf16_d160, Bf16, 160, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_f16_d192, F16, 192, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_bf16_d192, Bf16, 192, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_f16_d224, F16, 224, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_bf16_d224, Bf16, 224, 128, 64, 1, false, 2, true);
+        $m!(flash_fwd_mma_masked_mods_f16_d256, F16, 256, 64, 64, 1, false, 1, true);
+        $m!(flash_fwd_mma_masked_mods_bf16_d256, Bf16, 256, 64, 64, 1, false, 1, true);
     };
 }
 
@@ -289,46 +306,74 @@ macro_rules! for_each_mma_backward_dq_kernel {
 }
 
 /// The masked dK/dV backward (see `for_each_mma_forward_masked_kernel`): `callback!(name, Dtype,
-/// head_dim, block_m, block_n, d_split)`, the non-causal tiles.
+/// head_dim, block_m, block_n, d_split, mods)`, the non-causal tiles.
 #[macro_export]
 macro_rules! for_each_mma_backward_masked_kernel {
     ($m:ident) => {
-        $m!(flash_bwd_dkdv_mma_masked_f16_d32, F16, 32, 128, 128, 1);
-        $m!(flash_bwd_dkdv_mma_masked_bf16_d32, Bf16, 32, 128, 128, 1);
-        $m!(flash_bwd_dkdv_mma_masked_f16_d64, F16, 64, 128, 128, 1);
-        $m!(flash_bwd_dkdv_mma_masked_bf16_d64, Bf16, 64, 128, 128, 1);
-        $m!(flash_bwd_dkdv_mma_masked_f16_d96, F16, 96, 64, 128, 1);
-        $m!(flash_bwd_dkdv_mma_masked_bf16_d96, Bf16, 96, 64, 128, 1);
-        $m!(flash_bwd_dkdv_mma_masked_f16_d128, F16, 128, 64, 128, 1);
-        $m!(flash_bwd_dkdv_mma_masked_bf16_d128, Bf16, 128, 64, 128, 1);
-        $m!(flash_bwd_dkdv_mma_masked_f16_d160, F16, 160, 64, 64, 2);
-        $m!(flash_bwd_dkdv_mma_masked_bf16_d160, Bf16, 160, 64, 64, 2);
-        $m!(flash_bwd_dkdv_mma_masked_f16_d192, F16, 192, 64, 64, 2);
-        $m!(flash_bwd_dkdv_mma_masked_bf16_d192, Bf16, 192, 64, 64, 2);
-        $m!(flash_bwd_dkdv_mma_masked_f16_d256, F16, 256, 32, 64, 2);
-        $m!(flash_bwd_dkdv_mma_masked_bf16_d256, Bf16, 256, 32, 64, 2);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d32, F16, 32, 128, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d32, Bf16, 32, 128, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d64, F16, 64, 128, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d64, Bf16, 64, 128, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d96, F16, 96, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d96, Bf16, 96, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d128, F16, 128, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d128, Bf16, 128, 64, 128, 1, false);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d160, F16, 160, 64, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d160, Bf16, 160, 64, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d192, F16, 192, 64, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d192, Bf16, 192, 64, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_masked_f16_d256, F16, 256, 32, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_masked_bf16_d256, Bf16, 256, 32, 64, 2, false);
+        $m!(flash_bwd_dkdv_mma_masked_mods_f16_d32, F16, 32, 128, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_bf16_d32, Bf16, 32, 128, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_f16_d64, F16, 64, 128, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_bf16_d64, Bf16, 64, 128, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_f16_d96, F16, 96, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_bf16_d96, Bf16, 96, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_f16_d128, F16, 128, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_bf16_d128, Bf16, 128, 64, 128, 1, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_f16_d160, F16, 160, 64, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_bf16_d160, Bf16, 160, 64, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_f16_d192, F16, 192, 64, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_bf16_d192, Bf16, 192, 64, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_f16_d256, F16, 256, 32, 64, 2, true);
+        $m!(flash_bwd_dkdv_mma_masked_mods_bf16_d256, Bf16, 256, 32, 64, 2, true);
     };
 }
 
-/// The masked deterministic dQ: `callback!(name, Dtype, head_dim, block_m, block_n)`, the
+/// The masked deterministic dQ: `callback!(name, Dtype, head_dim, block_m, block_n, mods)`, the
 /// non-causal tiles.
 #[macro_export]
 macro_rules! for_each_mma_backward_dq_masked_kernel {
     ($m:ident) => {
-        $m!(flash_bwd_dq_mma_masked_f16_d32, F16, 32, 64, 64);
-        $m!(flash_bwd_dq_mma_masked_bf16_d32, Bf16, 32, 64, 64);
-        $m!(flash_bwd_dq_mma_masked_f16_d64, F16, 64, 64, 64);
-        $m!(flash_bwd_dq_mma_masked_bf16_d64, Bf16, 64, 64, 64);
-        $m!(flash_bwd_dq_mma_masked_f16_d96, F16, 96, 64, 64);
-        $m!(flash_bwd_dq_mma_masked_bf16_d96, Bf16, 96, 64, 64);
-        $m!(flash_bwd_dq_mma_masked_f16_d128, F16, 128, 64, 64);
-        $m!(flash_bwd_dq_mma_masked_bf16_d128, Bf16, 128, 64, 64);
-        $m!(flash_bwd_dq_mma_masked_f16_d160, F16, 160, 64, 32);
-        $m!(flash_bwd_dq_mma_masked_bf16_d160, Bf16, 160, 64, 32);
-        $m!(flash_bwd_dq_mma_masked_f16_d192, F16, 192, 64, 32);
-        $m!(flash_bwd_dq_mma_masked_bf16_d192, Bf16, 192, 64, 32);
-        $m!(flash_bwd_dq_mma_masked_f16_d256, F16, 256, 64, 32);
-        $m!(flash_bwd_dq_mma_masked_bf16_d256, Bf16, 256, 64, 32);
+        $m!(flash_bwd_dq_mma_masked_f16_d32, F16, 32, 64, 64, false);
+        $m!(flash_bwd_dq_mma_masked_bf16_d32, Bf16, 32, 64, 64, false);
+        $m!(flash_bwd_dq_mma_masked_f16_d64, F16, 64, 64, 64, false);
+        $m!(flash_bwd_dq_mma_masked_bf16_d64, Bf16, 64, 64, 64, false);
+        $m!(flash_bwd_dq_mma_masked_f16_d96, F16, 96, 64, 64, false);
+        $m!(flash_bwd_dq_mma_masked_bf16_d96, Bf16, 96, 64, 64, false);
+        $m!(flash_bwd_dq_mma_masked_f16_d128, F16, 128, 64, 64, false);
+        $m!(flash_bwd_dq_mma_masked_bf16_d128, Bf16, 128, 64, 64, false);
+        $m!(flash_bwd_dq_mma_masked_f16_d160, F16, 160, 64, 32, false);
+        $m!(flash_bwd_dq_mma_masked_bf16_d160, Bf16, 160, 64, 32, false);
+        $m!(flash_bwd_dq_mma_masked_f16_d192, F16, 192, 64, 32, false);
+        $m!(flash_bwd_dq_mma_masked_bf16_d192, Bf16, 192, 64, 32, false);
+        $m!(flash_bwd_dq_mma_masked_f16_d256, F16, 256, 64, 32, false);
+        $m!(flash_bwd_dq_mma_masked_bf16_d256, Bf16, 256, 64, 32, false);
+        $m!(flash_bwd_dq_mma_masked_mods_f16_d32, F16, 32, 64, 64, true);
+        $m!(flash_bwd_dq_mma_masked_mods_bf16_d32, Bf16, 32, 64, 64, true);
+        $m!(flash_bwd_dq_mma_masked_mods_f16_d64, F16, 64, 64, 64, true);
+        $m!(flash_bwd_dq_mma_masked_mods_bf16_d64, Bf16, 64, 64, 64, true);
+        $m!(flash_bwd_dq_mma_masked_mods_f16_d96, F16, 96, 64, 64, true);
+        $m!(flash_bwd_dq_mma_masked_mods_bf16_d96, Bf16, 96, 64, 64, true);
+        $m!(flash_bwd_dq_mma_masked_mods_f16_d128, F16, 128, 64, 64, true);
+        $m!(flash_bwd_dq_mma_masked_mods_bf16_d128, Bf16, 128, 64, 64, true);
+        $m!(flash_bwd_dq_mma_masked_mods_f16_d160, F16, 160, 64, 32, true);
+        $m!(flash_bwd_dq_mma_masked_mods_bf16_d160, Bf16, 160, 64, 32, true);
+        $m!(flash_bwd_dq_mma_masked_mods_f16_d192, F16, 192, 64, 32, true);
+        $m!(flash_bwd_dq_mma_masked_mods_bf16_d192, Bf16, 192, 64, 32, true);
+        $m!(flash_bwd_dq_mma_masked_mods_f16_d256, F16, 256, 64, 32, true);
+        $m!(flash_bwd_dq_mma_masked_mods_bf16_d256, Bf16, 256, 64, 32, true);
     };
 }
 
