@@ -10,6 +10,7 @@ use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{
     Dtype, MmaBackwardConfig, MmaBackwardDqConfig, MmaForwardConfig, ScalarBackwardConfig, DQ_CONVERT_THREADS,
+    MASKED_SCRATCH_BYTES,
 };
 use flashattn_kernels::params::BackwardParams;
 
@@ -451,6 +452,8 @@ fn launch_backward<T: Element>(
     let k_blocks = dims.seqlen_k.div_ceil(cfg.block_n) as u32;
     // The sm_90a PTX (compute capability 9.0) stages dQ in shared memory for bulk reductions.
     let smem = if dev.compute_capability() == (9, 0) { cfg.smem_bytes_sm90() } else { cfg.smem_bytes() };
+    // Masked builds park a block index per warp past the tiles.
+    let smem = if masked { smem + MASKED_SCRATCH_BYTES } else { smem };
     unsafe { launch(&dev, name, smem, (k_blocks, hkv, b), cfg.threads(), &params)? };
     if dq_accum_ptr != 0 {
         let chunks = dims.seqlen_q * dims.head_dim / 8;

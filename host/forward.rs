@@ -7,7 +7,9 @@ use crate::masks::{self, MaskInputs, VarlenBatch, VarlenDevice};
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
-use flashattn_kernels::config::{Dtype, MmaForwardConfig, ScalarForwardConfig, WgmmaForwardConfig};
+use flashattn_kernels::config::{
+    Dtype, MmaForwardConfig, ScalarForwardConfig, WgmmaForwardConfig, MASKED_SCRATCH_BYTES,
+};
 use flashattn_kernels::params::ForwardParams;
 
 /// Options of an attention call (the names follow flash-attn and PyTorch SDPA).
@@ -598,7 +600,7 @@ fn launch_forward<T: Element>(
             ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
                 let mods = masks::needs_mods(opts, inputs);
                 let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim, mods).ok_or_else(unsupported)?;
-                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes() + MASKED_SCRATCH_BYTES)
             }
             ForwardKernel::Scalar => {
                 let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;

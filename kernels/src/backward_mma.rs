@@ -31,6 +31,7 @@ use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
     fence_proxy_async_shared,
 };
+use crate::arch::sm80::ld_shared_b32;
 use crate::config::{MmaBackwardConfig, MmaBackwardDqConfig, BLOCK_MASK_SIZE, DQ_CONVERT_THREADS};
 use crate::element::Element;
 use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
@@ -238,17 +239,23 @@ pub unsafe fn dkdv_mma<
     // Iteration `it` -> (query head, first row) of its block: heads of the group outermost.
     let block_of =
         |it: usize| (h_kv * group + it / blocks_per_head.max(1), (first_block + it % blocks_per_head.max(1)) * BM);
-    let skipped = |it: usize| {
-        let (hq, row0) = block_of(it);
-        MASKED && !BlockMask::new(&p.mask, hq).active(row0, key0)
-    };
-    let next_it = |it: usize| {
-        let mut next = it + 1;
-        while MASKED && next < total && skipped(next) {
-            next += 1;
+    // Masked builds: the first iteration >= it whose block the block mask keeps (warp-wide scans
+    // down each head's mask column).
+    let first_kept = |it: usize| {
+        let mut it = it;
+        let per_head = blocks_per_head.max(1); // (total is 0 when it is 0; max keeps the panic path out)
+        while it < total {
+            let (gi, i) = (it / per_head, first_block + it % per_head);
+            let mask = BlockMask::new(&p.mask, h_kv * group + gi);
+            let kept = mask.first_active_query_block(key0, i, end_block, BM, lane);
+            if kept < end_block {
+                return gi * per_head + kept - first_block;
+            }
+            it = (gi + 1) * per_head; // this head has no more: the next head's first block
         }
-        next
+        total
     };
+    let next_it = |it: usize| if MASKED { first_kept(it + 1) } else { it + 1 };
     let load_block = |it: usize, stage: u32| {
         // Re-read (opaque to LLVM), so that the per-thread copy offsets are recomputed at each
         // block instead of being hoisted out of the loop and kept alive in (scarce) registers.
@@ -290,7 +297,7 @@ pub unsafe fn dkdv_mma<
     let (kv_row, k_end) = (k_start + key0, k_start + n_k);
     copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, kv_row, k_end, BN, head_dim, k_s, pitch, tid, threads);
     copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, kv_row, k_end, BN, head_dim, v_s, pitch, tid, threads);
-    let first = if MASKED && total > 0 && skipped(0) { next_it(0) } else { 0 };
+    let first = if MASKED { first_kept(0) } else { 0 };
     if first < total {
         load_block(first, 0);
     }
@@ -310,10 +317,18 @@ pub unsafe fn dkdv_mma<
         let (hq, row0) = block_of(it);
         cp_async_wait_group::<0>(); // this block (and K, V) landed for this thread ...
         _syncthreads(); // ... and for all; every warp is done with the previous block's buffers.
-        // (`next_it` is evaluated here and again at the bottom rather than kept alive across
-        // the loop body: one register fewer in a kernel at the 255 limit.)
-        if next_it(it) < total {
-            load_block(next_it(it), 1 - stage);
+        // Plain builds evaluate `it + 1` here and again at the bottom rather than keep it alive
+        // across the loop body (one register fewer in a kernel at the 255 limit); masked builds
+        // scan the block mask once.
+        // (Masked builds park it in this warp's scratch slot past the tiles until the bottom.)
+        let launch_smem = if cfg!(flashattn_sm90a) { cfg.smem_bytes_sm90() } else { cfg.smem_bytes() };
+        let slot = smem + (launch_smem + 4 * warp) as u32;
+        let next = if MASKED { next_it(it) } else { it + 1 };
+        if MASKED {
+            st_shared_b32(slot, next as u32);
+        }
+        if next < total {
+            load_block(next, 1 - stage);
         }
         cp_async_commit_group();
         let q_st = q_s + stage * tile_bytes;
@@ -480,7 +495,7 @@ pub unsafe fn dkdv_mma<
             let block_rows = (p.dq_accum as *mut f32).add(((b * heads + hq) * stat_pitch + row0) * D);
             add_dq_block::<D, BM>(&acc, nt_w, block_rows, 16 * m_tile, col_tile0, lane, cfg);
         }
-        it = next_it(it);
+        it = if MASKED { ld_shared_b32(slot) as usize } else { it + 1 };
         iteration += 1;
     }
 
@@ -584,18 +599,9 @@ pub unsafe fn dq_mma<
             if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
         (0, kv_end.div_ceil(BN))
     };
-    let next_block = |j: usize| {
-        let mut next = j + 1;
-        while MASKED && next < n_blocks && !block_mask.active(row0, next * BN) {
-            next += 1;
-        }
-        next
-    };
-    let first = if MASKED && first_block < n_blocks && !block_mask.active(row0, first_block * BN) {
-        next_block(first_block)
-    } else {
-        first_block
-    };
+    let next_block =
+        |j: usize| if MASKED { block_mask.first_active_key_block(row0, j + 1, n_blocks, BN, lane) } else { j + 1 };
+    let first = if MASKED { block_mask.first_active_key_block(row0, first_block, n_blocks, BN, lane) } else { first_block };
     let q_row = q_start + row0;
     copy_tile_async::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, head_dim, q_s, pitch, tid, threads);
     copy_tile_async::<D>(p.d_o, &p.do_strides, b, h, q_row, q_end, BM, head_dim, do_s, pitch, tid, threads);
@@ -623,7 +629,7 @@ pub unsafe fn dq_mma<
         let col0 = j * BN;
         cp_async_wait_group::<0>();
         _syncthreads(); // K_j, V_j landed for all; the other stage is no longer read
-        let next = next_block(j);
+        let next = next_block(j); // (masked builds: a warp-wide scan of the block mask)
         if next < n_blocks {
             let (ks, vs) = (k_s + (1 - stage) * stage_bytes, v_s + (1 - stage) * stage_bytes);
             let kv_row = k_start + next * BN;
@@ -726,7 +732,7 @@ pub unsafe fn dq_mma<
             }
             kk += 1;
         }
-        j = next_block(j);
+        j = if MASKED { next } else { j + 1 };
         iteration += 1;
     }
 

@@ -13,6 +13,11 @@ pub enum Dtype {
 /// block lies in one mask block and is skipped whole.
 pub const BLOCK_MASK_SIZE: usize = 128;
 
+/// Shared memory the masked tensor-core kernels take beyond their tiles: one 4-byte slot per warp
+/// (at most 32 warps), where each warp parks the index of the next kept block between its uses
+/// (a block-mask scan is too costly to repeat and a register too scarce to hold it).
+pub const MASKED_SCRATCH_BYTES: usize = 128;
+
 /// The scalar (CUDA-core FMA) forward kernel: one thread owns one query row.
 ///
 /// Why these numbers: 64 threads (2 warps) and 64 query rows per CTA keep enough CTAs in flight at

@@ -25,6 +25,7 @@ use crate::arch::sm80::{
     cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_shared_v4_b32, ldmatrix_x4,
     ldmatrix_x4_trans, lg2, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
 };
+use crate::arch::sm80::ld_shared_b32;
 use crate::config::{MmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::Element;
 use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
@@ -126,18 +127,11 @@ pub unsafe fn forward_mma<
             if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
         (0, kv_end.div_ceil(BN))
     };
-    let next_block = |j: usize| {
-        let mut next = j + 1;
-        while MASKED && next < n_blocks && !block_mask.active(row0, next * BN) {
-            next += 1;
-        }
-        next
-    };
-    let first = if MASKED && first_block < n_blocks && !block_mask.active(row0, first_block * BN) {
-        next_block(first_block)
-    } else {
-        first_block
-    };
+    let lane_id = tid % 32;
+    let next_block =
+        |j: usize| if MASKED { block_mask.first_active_key_block(row0, j + 1, n_blocks, BN, lane_id) } else { j + 1 };
+    let first =
+        if MASKED { block_mask.first_active_key_block(row0, first_block, n_blocks, BN, lane_id) } else { first_block };
     let (q_end, k_end) = (q_start + n_q, k_start + n_k); // row bounds in the (packed) tensors
 
     // Prologue: group 0 = Q + K_first; with two stages, group 1 = V_first (one stage: V_j is
@@ -177,6 +171,13 @@ pub unsafe fn forward_mma<
         let parity = if MASKED { iteration } else { j }; // (plain builds: the same, one counter)
         let stage = if STAGES == 2 { (parity % 2) as u32 } else { 0 };
         let col0 = j * BN;
+        // Masked builds scan the block mask for the next kept block once and park it in this
+        // warp's scratch slot (read back where needed); plain builds recompute j + 1.
+        let slot = q_s + (cfg.smem_bytes() + 4 * warp) as u32;
+        if MASKED {
+            st_shared_b32(slot, next_block(j) as u32);
+        }
+        let next_block = |j: usize| if MASKED { ld_shared_b32(slot) as usize } else { j + 1 };
         if STAGES == 2 {
             cp_async_wait_group::<1>(); // K_j (and Q) have landed for this thread ...
             _syncthreads(); // ... and for every thread; stage 1 - j%2 is no longer read.

@@ -3,7 +3,7 @@
 //! score rules of a (batch, head) (window, softcap, ALiBi), the block mask and the dropout
 //! stream. Every rule is off at its neutral value, so one build serves any mix; the plain builds
 //! never touch these (their PTX is unchanged).
-use crate::arch::sm80::{ex2, fma, rcp, shfl_xor_b32};
+use crate::arch::sm80::{ex2, fma, rcp, shfl_xor_b32, vote_ballot};
 use crate::config::BLOCK_MASK_SIZE;
 use crate::params::MaskParams;
 use crate::philox::{col_parity_half, row_parity_half, DropoutRng};
@@ -161,6 +161,53 @@ impl BlockMask {
     #[inline(always)]
     pub unsafe fn active(&self, row: usize, col: usize) -> bool {
         self.head.is_null() || *self.head.add((row / BLOCK_MASK_SIZE) * self.k_blocks + col / BLOCK_MASK_SIZE) != 0
+    }
+
+    /// The first kernel block `j' >= j` (blocks of `bn` keys, rows from `row`) that is computed,
+    /// or `end`. The warp reads 32 mask bytes at once and takes the first set lane (a ballot), so
+    /// a sparse row costs one load latency per 32 mask blocks, not one per block. Whole warp.
+    #[inline(always)]
+    pub unsafe fn first_active_key_block(&self, row: usize, j: usize, end: usize, bn: usize, lane: usize) -> usize {
+        if self.head.is_null() || j >= end {
+            return j;
+        }
+        let per = BLOCK_MASK_SIZE / bn; // kernel blocks per mask block
+        let mask_row = self.head.add((row / BLOCK_MASK_SIZE) * self.k_blocks);
+        let mut mb = j / per;
+        let mask_end = end.div_ceil(per);
+        while mb < mask_end {
+            let m = mb + lane;
+            let set = vote_ballot(m < mask_end && *mask_row.add(m) != 0);
+            if set != 0 {
+                let first = mb + set.trailing_zeros() as usize;
+                return (if first == j / per { j } else { first * per }).min(end);
+            }
+            mb += 32;
+        }
+        end
+    }
+
+    /// The first query block `i' >= i` (blocks of `bm` rows) whose mask block with key `key` is
+    /// computed, or `end`: [`BlockMask::first_active_key_block`] down a mask column.
+    #[inline(always)]
+    pub unsafe fn first_active_query_block(&self, key: usize, i: usize, end: usize, bm: usize, lane: usize) -> usize {
+        if self.head.is_null() || i >= end {
+            return i;
+        }
+        let per = BLOCK_MASK_SIZE / bm;
+        let mask_col = self.head.add(key / BLOCK_MASK_SIZE);
+        let mut mb = i / per;
+        let mask_end = end.div_ceil(per);
+        while mb < mask_end {
+            let m = mb + lane;
+            let set = vote_ballot(m < mask_end && *mask_col.add(m * self.k_blocks) != 0);
+            if set != 0 {
+                let first = mb + set.trailing_zeros() as usize;
+                return (if first == i / per { i } else { first * per }).min(end);
+            }
+            mb += 32;
+        }
+        end
     }
 }
 

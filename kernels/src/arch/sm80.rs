@@ -196,6 +196,14 @@ pub fn rcp(x: f32) -> f32 {
     r
 }
 
+/// `ld.shared.b32`
+#[inline(always)]
+pub unsafe fn ld_shared_b32(addr: u32) -> u32 {
+    let r: u32;
+    asm!("ld.shared.b32 {0}, [{1}];", out(reg32) r, in(reg32) addr, options(nostack, readonly));
+    r
+}
+
 /// `st.shared.b32`
 #[inline(always)]
 pub unsafe fn st_shared_b32(addr: u32, v: u32) {
@@ -232,6 +240,15 @@ pub unsafe fn vote_any(pred: bool) -> bool {
     asm!("{{ .reg .pred p, q; setp.ne.u32 p, {1}, 0; vote.sync.any.pred q, p, 0xffffffff; selp.u32 {0}, 1, 0, q; }}",
          out(reg32) r, in(reg32) pred as u32, options(nostack, nomem));
     r != 0
+}
+
+/// `vote.sync.ballot.b32` over all 32 lanes: bit `l` is lane `l`'s predicate.
+#[inline(always)]
+pub unsafe fn vote_ballot(pred: bool) -> u32 {
+    let r: u32;
+    asm!("{{ .reg .pred p; setp.ne.u32 p, {1}, 0; vote.sync.ballot.b32 {0}, p, 0xffffffff; }}",
+         out(reg32) r, in(reg32) pred as u32, options(nostack, nomem));
+    r
 }
 
 /// `ld.shared.v2.f32` (8-byte aligned address).
