@@ -577,6 +577,30 @@ pub fn mma_masked_kernel(dtype: Dtype, head_dim: usize, mods: bool) -> Option<(&
     found
 }
 
+/// Whether `Auto` runs a masked call on the wgmma kernel: compute capability 9.0, head dims that
+/// pad to 128, and only windows, block masks and packed batches (softcap, ALiBi and dropout have
+/// mma.sync builds only).
+fn wgmma_masked_applies(opts: &AttentionOptions, inputs: &MaskInputs, head_dim: usize, cc: (i32, i32)) -> bool {
+    cc == (9, 0) && !masks::needs_mods(opts, inputs) && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(128)
+}
+
+/// The masked wgmma forward (head dims padded to 128) and its configuration.
+fn wgmma_masked_kernel(dtype: Dtype) -> Option<(&'static str, WgmmaForwardConfig)> {
+    let mut found = None;
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
+            if found.is_none() && Dtype::$dtype == dtype {
+                found = Some((
+                    stringify!($name),
+                    WgmmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, pipelined: true },
+                ));
+            }
+        };
+    }
+    flashattn_kernels::for_each_wgmma_forward_masked_kernel!(row);
+    found
+}
+
 #[allow(clippy::too_many_arguments)]
 fn launch_forward<T: Element>(
     q: &Tensor<T>,
@@ -597,6 +621,10 @@ fn launch_forward<T: Element>(
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
     let (name, threads, block_m, smem) =
         match select_kernel(opts.kernel, dims.head_dim, opts.causal, masked, Some(cc))? {
+            ForwardKernel::Auto if masked && wgmma_masked_applies(opts, inputs, dims.head_dim, cc) => {
+                let (name, cfg) = wgmma_masked_kernel(dtype).ok_or_else(unsupported)?;
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+            }
             ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
                 let mods = masks::needs_mods(opts, inputs);
                 let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim, mods).ok_or_else(unsupported)?;

@@ -155,8 +155,11 @@ fn sliding_window_alone_and_with_causal() {
     let mut cases = Vec::new();
     for (i, (n_q, n_k)) in [(97, 1025), (1025, 97), (300, 300), (1, 513)].into_iter().enumerate() {
         for (causal, left, right) in [(false, Some(64), Some(32)), (true, Some(100), None), (false, None, Some(0)), (false, Some(0), None)] {
-            let o = AttentionOptions { causal, window_left: left, window_right: right, ..opts() };
-            cases.push(MaskCase::new(shape(1, n_q, n_k, 2, 1, 64), o, 100 + i as u64));
+            // d = 128 runs the masked wgmma kernel on compute capability 9.0, d = 64 mma.sync.
+            for d in [64, 128] {
+                let o = AttentionOptions { causal, window_left: left, window_right: right, ..opts() };
+                cases.push(MaskCase::new(shape(1, n_q, n_k, 2, 1, d), o, 100 + i as u64));
+            }
         }
     }
     run_all(&cases);
@@ -185,6 +188,11 @@ fn block_sparse_masks_with_empty_rows() {
         MaskCase::new(s, AttentionOptions { causal: true, ..opts() }, 13).block_mask(0.6, true),
         MaskCase::new(shape(2, 640, 640, 2, 2, 128), opts(), 14).block_mask(0.25, true),
         MaskCase::new(s, opts(), 15).block_mask(0.0, false),
+        // d = 128: the wgmma kernel under Auto on compute capability 9.0; mma.sync forced.
+        MaskCase::new(shape(2, 700, 1025, 4, 1, 128), opts(), 16).block_mask(0.4, true),
+        MaskCase::new(shape(2, 700, 1025, 4, 1, 128), AttentionOptions { causal: true, ..opts() }, 17).block_mask(0.5, false),
+        MaskCase::new(shape(1, 700, 1025, 4, 1, 128), AttentionOptions { kernel: ForwardKernel::TensorCore, ..opts() }, 18)
+            .block_mask(0.4, true),
     ]);
 }
 
@@ -268,8 +276,14 @@ fn gpu_dropout_mask_matches_the_cpu_and_drops_p() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn varlen_batches_match_each_sequence_alone() {
+    for d in [64, 128] {
+        varlen_case(d);
+    }
+}
+
+fn varlen_case(d: usize) {
     let dev = device();
-    let (heads, heads_kv, d) = (4, 2, 64);
+    let (heads, heads_kv) = (4, 2);
     let lens_q = [1usize, 97, 1025, 300];
     let lens_k = [97usize, 1025, 1, 300];
     let batch = VarlenBatch::from_lengths(&lens_q, &lens_k).unwrap();

@@ -125,12 +125,23 @@ macro_rules! wgmma_forward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $pipe:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, $pipe, $causal>(&p)
+            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, $pipe, $causal, false>(&p)
         }
     };
 }
 #[cfg(flashattn_sm90a)]
 crate::for_each_wgmma_forward_kernel!(wgmma_forward_entry);
+
+macro_rules! wgmma_forward_masked_entry {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
+            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, true, false, true>(&p)
+        }
+    };
+}
+#[cfg(flashattn_sm90a)]
+crate::for_each_wgmma_forward_masked_kernel!(wgmma_forward_masked_entry);
 
 macro_rules! mma_backward_masked_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $mods:literal) => {

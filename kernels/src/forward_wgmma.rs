@@ -32,8 +32,9 @@ use crate::arch::sm90::{
     fence_proxy_async_shared, fence_regs_f32, fence_regs_u32, smem_desc, wgmma_commit_group, wgmma_fence,
     wgmma_wait_group, SWIZZLE_128B,
 };
-use crate::config::WgmmaForwardConfig;
+use crate::config::{WgmmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::WgmmaElement;
+use crate::masking::{BlockMask, ScoreRules, Sequence};
 use crate::params::{ForwardParams, Strides};
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
 
@@ -147,6 +148,10 @@ struct Cta<'a> {
     t: usize,
     /// First sequence row of this thread's warp (16 rows per warp).
     warp_first_row: usize,
+    /// Masked builds: where this sequence starts in the (packed) tensors, and its window.
+    q_start: usize,
+    k_start: usize,
+    rules: ScoreRules,
     scale_log2: f32,
     k_s: u32,
     v_s: u32,
@@ -165,18 +170,18 @@ struct RowState {
 }
 
 impl Cta<'_> {
-    /// Issues the copy of K block `j` into K stage `j % 2`.
+    /// Issues the copy of K block `j` into K stage `stage`.
     #[inline(always)]
-    unsafe fn load_k<const D: usize, const BN: usize>(&self, j: usize) {
-        let dst = self.k_s + ((j % 2) * self.kv_bytes) as u32;
+    unsafe fn load_k<const D: usize, const BN: usize>(&self, j: usize, stage: usize) {
+        let dst = self.k_s + (stage * self.kv_bytes) as u32;
         let p = self.p;
         copy_tile_sw128::<D>(
             p.k,
             &p.k_strides,
             self.b,
             self.h_kv,
-            j * BN,
-            self.n_k,
+            self.k_start + j * BN,
+            self.k_start + self.n_k,
             BN,
             self.head_dim,
             dst,
@@ -185,18 +190,18 @@ impl Cta<'_> {
         );
     }
 
-    /// Issues the copy of V block `j` into V stage `j % 2`.
+    /// Issues the copy of V block `j` into V stage `stage`.
     #[inline(always)]
-    unsafe fn load_v<const D: usize, const BN: usize>(&self, j: usize) {
-        let dst = self.v_s + ((j % 2) * self.kv_bytes) as u32;
+    unsafe fn load_v<const D: usize, const BN: usize>(&self, j: usize, stage: usize) {
+        let dst = self.v_s + (stage * self.kv_bytes) as u32;
         let p = self.p;
         copy_tile_sw128::<D>(
             p.v,
             &p.v_strides,
             self.b,
             self.h_kv,
-            j * BN,
-            self.n_k,
+            self.k_start + j * BN,
+            self.k_start + self.n_k,
             BN,
             self.head_dim,
             dst,
@@ -211,9 +216,9 @@ impl Cta<'_> {
     unsafe fn issue_s<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize>(
         &self,
         s: &mut [f32; MAX_S],
-        j: usize,
+        stage: usize,
     ) {
-        let k_stage = self.k_desc + ((j % 2) * self.kv_bytes >> 4) as u64;
+        let k_stage = self.k_desc + ((stage * self.kv_bytes) >> 4) as u64;
         let mut kk = 0;
         while kk < D / 16 {
             wgmma_ss::<E, BN>(s, self.q_desc + k_major_step(BM, kk), k_stage + k_major_step(BN, kk), (kk > 0) as u32);
@@ -227,9 +232,9 @@ impl Cta<'_> {
         &self,
         acc_o: &mut [f32; MAX_O],
         p_frag: &[[u32; 4]; MAX_KV],
-        j: usize,
+        stage: usize,
     ) {
-        let v_stage = self.v_desc + ((j % 2) * self.kv_bytes >> 4) as u64;
+        let v_stage = self.v_desc + ((stage * self.kv_bytes) >> 4) as u64;
         let mut kk = 0;
         while kk < BN / 16 {
             wgmma_rs::<E, D>(acc_o, p_frag[kk], v_stage + mn_major_step(kk), 1);
@@ -240,9 +245,34 @@ impl Cta<'_> {
     /// Masks the scores of block `j` that this thread's rows must not see, only where the block
     /// crosses the sequence end or (causal) the diagonal of some row of this warp.
     /// `s[4 nt + e]`: row g + 8 (e / 2), column 8 nt + 2 t + e % 2 of the block.
+    /// Masked builds: the window (and the sequence end), tested per element only in blocks not
+    /// wholly visible to this warp's rows.
     #[inline(always)]
-    fn mask<const BN: usize, const CAUSAL: bool>(&self, s: &mut [f32; MAX_S], j: usize) {
+    fn mask<const BN: usize, const CAUSAL: bool, const MASKED: bool>(&self, s: &mut [f32; MAX_S], j: usize) {
         let (n_q, n_k, col0) = (self.n_q as i64, self.n_k, j * BN);
+        if MASKED {
+            let rows = (self.warp_first_row, self.warp_first_row + 16);
+            if self.rules.all_visible(rows.0, rows.1, col0, col0 + BN) {
+                return;
+            }
+            let mut half = 0;
+            while half < 2 {
+                let row = (self.warp_first_row + self.g + 8 * half) as i32;
+                let mut nt = 0;
+                while nt < BN / 8 {
+                    let mut e = 0;
+                    while e < 2 {
+                        if !self.rules.visible(row, (col0 + nt * 8 + 2 * self.t + e) as i32) {
+                            s[4 * nt + 2 * half + e] = f32::NEG_INFINITY;
+                        }
+                        e += 1;
+                    }
+                    nt += 1;
+                }
+                half += 1;
+            }
+            return;
+        }
         let crosses_end = col0 + BN > n_k;
         let crosses_diag = CAUSAL && (col0 + BN - 1) as i64 > self.warp_first_row as i64 + n_k as i64 - n_q;
         if !(crosses_end || crosses_diag) {
@@ -361,6 +391,7 @@ pub unsafe fn forward_wgmma<
     const BN: usize,
     const PIPELINED: bool,
     const CAUSAL: bool,
+    const MASKED: bool,
 >(
     p: &ForwardParams,
 ) {
@@ -368,6 +399,8 @@ pub unsafe fn forward_wgmma<
     const {
         assert!(WgmmaForwardConfig { head_dim: D, block_m: BM, block_n: BN, pipelined: PIPELINED }.is_valid());
         assert!(BN / 2 <= MAX_S && D / 2 <= MAX_O && BN / 16 <= MAX_KV);
+        // Masked builds (windows, block masks, packed batches): pipelined, causal as a window.
+        assert!(!MASKED || (PIPELINED && !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0));
     };
     let tid = _thread_idx_x() as usize;
     let wg = tid / 128; // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
@@ -375,13 +408,22 @@ pub unsafe fn forward_wgmma<
     let lane = tid % 32;
     // Causal: the last query blocks see the most keys; launching them first keeps the heaviest
     // CTAs out of the tail wave.
-    let m_block = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
+    let m_block =
+        if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
     let row0 = m_block as usize * BM;
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     // heads_kv divides heads (validated on the host); max(1) keeps core's division panic out.
     let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
-    let (n_q, n_k) = (p.seqlen_q as usize, p.seqlen_k as usize);
+    let seq = if MASKED {
+        Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k)
+    } else {
+        Sequence { q_start: 0, n_q: p.seqlen_q as usize, k_start: 0, n_k: p.seqlen_k as usize }
+    };
+    let (n_q, n_k) = (seq.n_q, seq.n_k);
+    if MASKED && row0 >= n_q {
+        return; // a shorter entry of a packed batch
+    }
 
     let kv_bytes = cfg.tile_bytes(BN);
     let q_s = aligned_smem_base();
@@ -402,6 +444,9 @@ pub unsafe fn forward_wgmma<
         g: lane / 4,
         t: lane % 4,
         warp_first_row: row0 + wg * 64 + warp * 16,
+        q_start: seq.q_start,
+        k_start: seq.k_start,
+        rules: ScoreRules::new(&p.mask, b, h, &seq),
         scale_log2: p.scale_log2,
         k_s,
         v_s,
@@ -414,28 +459,38 @@ pub unsafe fn forward_wgmma<
 
     // Bottom-right causal alignment: row i sees keys j <= i + n_k - n_q; the tile's last row
     // bounds what any row of it sees, so later blocks are never loaded.
-    let kv_end =
-        if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
-    let n_blocks = kv_end.div_ceil(BN);
+    // Masked builds: the keys the window shows these rows, the blocks the block mask keeps.
+    let (first_block, n_blocks) = if MASKED {
+        let (lo, hi) = cta.rules.key_range(row0, (row0 + BM).min(n_q));
+        (lo / BN, hi.div_ceil(BN))
+    } else {
+        let kv_end =
+            if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
+        (0, kv_end.div_ceil(BN))
+    };
+    let blocks = BlockMask::new(&p.mask, h);
+    let kept_from = |j: usize| if MASKED { blocks.first_active_key_block(row0, j, n_blocks, BN, lane) } else { j };
+    let first = kept_from(first_block);
 
-    // Prologue: group 0 = Q + K_0, group 1 = V_0.
-    copy_tile_sw128::<D>(p.q, &p.q_strides, b, h, row0, n_q, BM, cta.head_dim, q_s, tid, cta.threads);
-    if n_blocks > 0 {
-        cta.load_k::<D, BN>(0);
+    // Prologue: group 0 = Q + K_first, group 1 = V_first.
+    let (q_row, q_end) = (seq.q_start + row0, seq.q_start + n_q);
+    copy_tile_sw128::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, cta.head_dim, q_s, tid, cta.threads);
+    if first < n_blocks {
+        cta.load_k::<D, BN>(first, 0);
     }
     cp_async_commit_group();
-    if n_blocks > 0 {
-        cta.load_v::<D, BN>(0);
+    if first < n_blocks {
+        cta.load_v::<D, BN>(first, 0);
     }
     cp_async_commit_group();
 
     let mut st = RowState { acc_o: [0.0; MAX_O], row_max: [f32::NEG_INFINITY; 2], row_sum: [0.0; 2] };
     if PIPELINED {
-        pipelined_loop::<E, D, BM, BN, CAUSAL>(&cta, &mut st, n_blocks);
+        pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED>(&cta, &mut st, first, n_blocks, |j| kept_from(j + 1));
     } else {
         serial_loop::<E, D, BM, BN, CAUSAL>(&cta, &mut st, n_blocks);
     }
-    epilogue::<E, D, BM>(&cta, &st, q_s, row0, h, wg * 64 + warp * 16, lane);
+    epilogue::<E, D, BM, MASKED>(&cta, &st, q_s, row0, h, wg * 64 + warp * 16, lane, &seq);
 }
 
 /// The first schedule: per block, `S = Q K_j^T` and wait, softmax, `O += P V_j` and wait. Each
@@ -453,19 +508,19 @@ unsafe fn serial_loop<E: WgmmaElement, const D: usize, const BM: usize, const BN
         fence_proxy_async_shared(); // ... are visible to wgmma's async proxy ...
         _syncthreads(); // ... for every thread; every S and P V MMA of block j - 1 has completed.
         if j + 1 < n_blocks {
-            cta.load_k::<D, BN>(j + 1); // into the stage K_{j-1} used
+            cta.load_k::<D, BN>(j + 1, (j + 1) % 2); // into the stage K_{j-1} used
         }
         cp_async_commit_group();
 
         let mut s = [0.0f32; MAX_S];
         fence_regs_f32(&mut s);
         wgmma_fence();
-        cta.issue_s::<E, D, BM, BN>(&mut s, j);
+        cta.issue_s::<E, D, BM, BN>(&mut s, j % 2);
         wgmma_commit_group();
         wgmma_wait_group::<0>();
         fence_regs_f32(&mut s);
 
-        cta.mask::<BN, CAUSAL>(&mut s, j);
+        cta.mask::<BN, CAUSAL, false>(&mut s, j);
         let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
         let mut p_frag = pack_p::<E, BN>(&s);
         rescale_o::<D>(&mut st.acc_o, alpha, rescale);
@@ -474,14 +529,14 @@ unsafe fn serial_loop<E: WgmmaElement, const D: usize, const BM: usize, const BN
         fence_proxy_async_shared();
         _syncthreads(); // ... for every thread; V stage 1 - j%2 is no longer read.
         if j + 1 < n_blocks {
-            cta.load_v::<D, BN>(j + 1);
+            cta.load_v::<D, BN>(j + 1, (j + 1) % 2);
         }
         cp_async_commit_group();
 
         fence_regs_f32(&mut st.acc_o);
         fence_p(&mut p_frag, BN / 16);
         wgmma_fence();
-        cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, j);
+        cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, j % 2);
         wgmma_commit_group();
         wgmma_wait_group::<0>();
         fence_regs_f32(&mut st.acc_o);
@@ -498,23 +553,36 @@ unsafe fn serial_loop<E: WgmmaElement, const D: usize, const BM: usize, const BN
 /// Loads: K_{j+1} and V_j are issued at the top of iteration j (one CTA barrier per block):
 /// K_{j+1} reuses K_{j-1}'s stage (S_{j-1} completed in iteration j - 1) and V_j reuses
 /// V_{j-2}'s (P V_{j-2} completed in iteration j - 1).
+///
+/// Blocks run from `first` through `next(j)` while below `n_blocks` (plain builds: every block;
+/// masked builds: the kept ones); stages alternate per processed block (`it`).
 #[inline(always)]
-unsafe fn pipelined_loop<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize, const CAUSAL: bool>(
+unsafe fn pipelined_loop<
+    E: WgmmaElement,
+    const D: usize,
+    const BM: usize,
+    const BN: usize,
+    const CAUSAL: bool,
+    const MASKED: bool,
+>(
     cta: &Cta,
     st: &mut RowState,
+    first: usize,
     n_blocks: usize,
+    next: impl Fn(usize) -> usize,
 ) {
-    if n_blocks == 0 {
+    if first >= n_blocks {
         return;
     }
-    // Block 0: S_0 alone. Groups in flight: [Q, K_0], [V_0].
-    cp_async_wait_group::<1>(); // Q and K_0 have landed for this thread ...
+    // The first block: S alone. Groups in flight: [Q, K_first], [V_first].
+    cp_async_wait_group::<1>(); // Q and K_first have landed for this thread ...
     fence_proxy_async_shared();
     _syncthreads(); // ... and for every thread.
-    if n_blocks > 1 {
-        cta.load_k::<D, BN>(1);
+    let second = next(first);
+    if second < n_blocks {
+        cta.load_k::<D, BN>(second, 1);
     }
-    cp_async_commit_group(); // in flight: [V_0], [K_1]
+    cp_async_commit_group(); // in flight: [V_first], [K_second]
     let mut s = [0.0f32; MAX_S];
     fence_regs_f32(&mut s);
     wgmma_fence();
@@ -522,22 +590,25 @@ unsafe fn pipelined_loop<E: WgmmaElement, const D: usize, const BM: usize, const
     wgmma_commit_group();
     wgmma_wait_group::<0>();
     fence_regs_f32(&mut s);
-    cta.mask::<BN, CAUSAL>(&mut s, 0);
+    cta.mask::<BN, CAUSAL, MASKED>(&mut s, first);
     // O is zero: alpha needs no application.
     let _ = softmax::<BN>(&mut s, st, cta.scale_log2);
     let mut p_frag = pack_p::<E, BN>(&s);
 
-    let mut j = 1;
+    let mut j = second;
+    let mut it = 1; // (plain builds: it == j, and only j is kept)
     while j < n_blocks {
-        // In flight: [V_{j-1}], [K_j] (the last two groups): both are needed now.
+        let it_now = if MASKED { it } else { j };
+        // In flight: [V_prev], [K_j] (the last two groups): both are needed now.
         cp_async_wait_group::<0>();
         fence_proxy_async_shared();
-        _syncthreads(); // every thread's copies are visible; S_{j-1} and P V_{j-2} are complete
-        if j + 1 < n_blocks {
-            cta.load_k::<D, BN>(j + 1);
+        _syncthreads(); // every thread's copies are visible; S_prev and P V of the one before are complete
+        let j_next = next(j);
+        if j_next < n_blocks {
+            cta.load_k::<D, BN>(j_next, (it_now + 1) % 2);
         }
         cp_async_commit_group();
-        cta.load_v::<D, BN>(j);
+        cta.load_v::<D, BN>(j, it_now % 2);
         cp_async_commit_group();
 
         let mut s = [0.0f32; MAX_S];
@@ -545,30 +616,32 @@ unsafe fn pipelined_loop<E: WgmmaElement, const D: usize, const BM: usize, const
         fence_regs_f32(&mut st.acc_o);
         fence_p(&mut p_frag, BN / 16);
         wgmma_fence();
-        cta.issue_s::<E, D, BM, BN>(&mut s, j);
+        cta.issue_s::<E, D, BM, BN>(&mut s, it_now % 2);
         wgmma_commit_group();
-        cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, j - 1);
+        cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, (it_now + 1) % 2);
         wgmma_commit_group();
-        wgmma_wait_group::<1>(); // S_j is complete; P V_{j-1} may still run
+        wgmma_wait_group::<1>(); // S_j is complete; the previous P V may still run
         fence_regs_f32(&mut s);
-        cta.mask::<BN, CAUSAL>(&mut s, j);
+        cta.mask::<BN, CAUSAL, MASKED>(&mut s, j);
         let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
         wgmma_wait_group::<0>(); // P V_{j-1} is complete: O and P_{j-1} are free
         fence_regs_f32(&mut st.acc_o);
         fence_p(&mut p_frag, BN / 16);
         rescale_o::<D>(&mut st.acc_o, alpha, rescale);
         p_frag = pack_p::<E, BN>(&s);
-        j += 1;
+        j = if MASKED { j_next } else { j + 1 };
+        it += 1;
     }
+    let last_stage = if MASKED { (it + 1) % 2 } else { (n_blocks + 1) % 2 };
 
-    // The last P V. In flight: [K_n (empty)], [V_{n-1}].
+    // The last P V. In flight: [K (empty)], [V_last].
     cp_async_wait_group::<0>();
     fence_proxy_async_shared();
     _syncthreads();
     fence_regs_f32(&mut st.acc_o);
     fence_p(&mut p_frag, BN / 16);
     wgmma_fence();
-    cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, n_blocks - 1);
+    cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, last_stage);
     wgmma_commit_group();
     wgmma_wait_group::<0>();
     fence_regs_f32(&mut st.acc_o);
@@ -578,7 +651,8 @@ unsafe fn pipelined_loop<E: WgmmaElement, const D: usize, const BM: usize, const
 /// conflict-free 4-byte writes), writes 16-byte chunks of the real columns, and the LSE (natural
 /// log) once per row. `r_warp`: this warp's first row in the tile.
 #[inline(always)]
-unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize, const MASKED: bool>(
     cta: &Cta,
     st: &RowState,
     q_s: u32,
@@ -586,6 +660,7 @@ unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize>(
     h: usize,
     r_warp: usize,
     lane: usize,
+    seq: &Sequence,
 ) {
     let p = cta.p;
     let (g, t, n_q) = (cta.g, cta.t, cta.n_q);
@@ -612,7 +687,9 @@ unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize>(
         if t == 0 && row < n_q {
             let m = st.row_max[half];
             let lse = if l > 0.0 { LN2 * (m * cta.scale_log2 + lg2(l)) } else { f32::NEG_INFINITY };
-            st_global_f32((p.lse as *mut f32).add((cta.b * p.heads as usize + h) * n_q + row), lse);
+            let index =
+                if MASKED { seq.lse_index(&p.mask, cta.b, h, row) } else { (cta.b * p.heads as usize + h) * n_q + row };
+            st_global_f32((p.lse as *mut f32).add(index), lse);
         }
         half += 1;
     }
@@ -624,7 +701,8 @@ unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize>(
         let row = row0 + r_warp + r;
         if row < n_q {
             let v = ld_shared_v4_b32(q_s + sw128_chunk_offset(BM, r_warp + r, c) as u32);
-            let dst = (p.o as *mut u16).add((p.o_strides.offset(cta.b, row, h) + (c * 8) as u64) as usize);
+            let dst =
+                (p.o as *mut u16).add((p.o_strides.offset(cta.b, cta.q_start + row, h) + (c * 8) as u64) as usize);
             st_global_v4_b32(dst as *mut u8, v);
         }
         idx += 32;

@@ -171,6 +171,17 @@ macro_rules! for_each_wgmma_forward_kernel {
     };
 }
 
+/// The masked Hopper forward (sm_90a PTX only): windows (causal is one), block masks and packed
+/// batches on the wgmma kernel's pipelined schedule, `callback!(name, Dtype, head_dim, block_m,
+/// block_n)`; softcap, ALiBi and dropout run on the mma.sync `mods` builds.
+#[macro_export]
+macro_rules! for_each_wgmma_forward_masked_kernel {
+    ($m:ident) => {
+        $m!(flash_fwd_wgmma_masked_f16_d128, F16, 128, 128, 128);
+        $m!(flash_fwd_wgmma_masked_bf16_d128, Bf16, 128, 128, 128);
+    };
+}
+
 /// The scalar backward: `callback!(name, Dq | Dv | Dk, Dtype, head_dim, causal)`.
 #[macro_export]
 macro_rules! for_each_scalar_backward_kernel {
