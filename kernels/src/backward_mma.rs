@@ -395,7 +395,7 @@ pub unsafe fn dkdv_mma<
                 half += 1;
             }
             // Dropout keep bits of this warp's 16 keys x the slice's 32 queries (see `st_bits`).
-            let keep = if drop { dropout.st_bits(key0 + warp_key, row0 + q0, lane) } else { 0 };
+            let keep = if drop { dropout.st_bits(key0 + warp_key, row0 + q0, lane) } else { [0; 2] };
             let mut nt = 0;
             while nt < SLICE_M / 8 {
                 let q_col = q0 + nt * 8 + 2 * t;
@@ -425,7 +425,7 @@ pub unsafe fn dkdv_mma<
                         pv[e] = pe;
                         if drop {
                             // dV takes the dropped, rescaled P; dS = P * (dP o Z / keep - D).
-                            let kept = (keep >> (8 * (nt / 2) + 4 * e + 2 * (nt % 2) + half)) & 1 != 0;
+                            let kept = (keep[e] >> (8 * (2 * (nt % 2) + half) + 7 - nt / 2)) & 1 != 0;
                             pv[e] = if kept { pe * dropout.scale } else { 0.0 };
                             dp = if kept { dp * dropout.scale } else { 0.0 };
                         }
@@ -666,8 +666,8 @@ pub unsafe fn dq_mma<
         let modifies = MODS && rules.modifies();
         let masks = MASKED && !rules.all_visible(first_row, first_row + 16, col0, col0 + BN);
         let drop = MODS && dropout.on();
-        // Dropout keep bits of this warp's 16 rows, one u32 per 32 keys (see `s_bits`).
-        let mut keep = [0u32; MAX_NT / 4];
+        // Dropout keep flags of this warp's 16 rows, two words per 32 keys (see `s_bits`).
+        let mut keep = [[0u32; 2]; MAX_NT / 4];
         if drop {
             let mut kp = 0;
             while kp < nt_s / 4 {
@@ -708,7 +708,7 @@ pub unsafe fn dq_mma<
                     }
                     let mut dp = dpv[nt][2 * half + e];
                     if drop {
-                        let kept = (keep[nt / 4] >> (8 * ((nt % 4) / 2) + 4 * e + 2 * half + nt % 2)) & 1 != 0;
+                        let kept = (keep[nt / 4][e] >> (8 * (2 * half + nt % 2) + 7 - (nt % 4) / 2)) & 1 != 0;
                         dp = if kept { dp * dropout.scale } else { 0.0 };
                     }
                     dsv[e] = pe * (dp - delta[half]) * cap_slope;

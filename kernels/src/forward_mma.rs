@@ -320,8 +320,8 @@ pub unsafe fn forward_mma<
         let drop = MODS && dropout.on();
         let mut mt = 0;
         while mt < MT {
-            // Dropout keep bits of this m-tile's elements, one u32 per 32 keys (see `s_bits`).
-            let mut keep = [0u32; MAX_NT / 4];
+            // Dropout keep flags of this m-tile's elements, two words per 32 keys (see `s_bits`).
+            let mut keep = [[0u32; 2]; MAX_NT / 4];
             if drop {
                 let mut kp = 0;
                 while kp < nt_s / 4 {
@@ -363,9 +363,9 @@ pub unsafe fn forward_mma<
                     let mut p1 = ex2(fma(s[mt][nt][2 * half + 1], scale_log2, -m_scaled));
                     sum += p0 + p1; // the softmax normaliser is of the undropped weights
                     if drop {
-                        let bits = keep[nt / 4] >> (8 * ((nt % 4) / 2) + 2 * half + nt % 2);
-                        p0 = if bits & 1 != 0 { p0 } else { 0.0 };
-                        p1 = if bits & 16 != 0 { p1 } else { 0.0 };
+                        let bit = 8 * (2 * half + nt % 2) + 7 - (nt % 4) / 2;
+                        p0 = if (keep[nt / 4][0] >> bit) & 1 != 0 { p0 } else { 0.0 };
+                        p1 = if (keep[nt / 4][1] >> bit) & 1 != 0 { p1 } else { 0.0 };
                     }
                     // Accumulator layout -> A layout of P V's k-step nt / 2: n-tile 2k gives
                     // a0 (row g) / a1 (row g+8), n-tile 2k+1 gives a2 / a3.
