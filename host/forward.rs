@@ -621,7 +621,11 @@ fn launch_forward<T: Element>(
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
     let (name, threads, block_m, smem) =
         match select_kernel(opts.kernel, dims.head_dim, opts.causal, masked, Some(cc))? {
-            ForwardKernel::Auto if masked && wgmma_masked_applies(opts, inputs, dims.head_dim, cc) => {
+            // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
+            // Auto's choice only.)
+            ForwardKernel::TensorCore
+                if masked && opts.kernel == ForwardKernel::Auto && wgmma_masked_applies(opts, inputs, dims.head_dim, cc) =>
+            {
                 let (name, cfg) = wgmma_masked_kernel(dtype).ok_or_else(unsupported)?;
                 (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
             }

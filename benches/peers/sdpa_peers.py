@@ -21,6 +21,10 @@ ap.add_argument("--dims", default="64,128,256")
 ap.add_argument("--dtype", default="bf16", choices=["bf16", "f16"])
 ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "peers.json"))
 ap.add_argument("--no-bwd", action="store_true")
+ap.add_argument("--dropout", type=float, default=0.0,
+                help="dropout_p of every call (rows' impl gets a -dropout-P suffix), to price dropout beside ours")
+ap.add_argument("--seqs", default=None, help="comma-separated N list (default: 512..16384, or --quick's)")
+ap.add_argument("--backends", default="fa2,cudnn,math")
 ap.add_argument("--memory", action="store_true", help="peak fwd+bwd memory vs N (B=1, H=16, d=128)")
 ap.add_argument("--memory-seqlens", default="1024,2048,4096,8192,16384,32768,65536")
 args = ap.parse_args()
@@ -28,7 +32,12 @@ args = ap.parse_args()
 dev = "cuda"
 dtype = {"bf16": torch.bfloat16, "f16": torch.float16}[args.dtype]
 backends = {"fa2": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
+backends = {k: v for k, v in backends.items() if k in args.backends.split(",")}
 seqs = [1024, 4096] if args.quick else [512, 1024, 2048, 4096, 8192, 16384]
+if args.seqs:
+    seqs = [int(x) for x in args.seqs.split(",")]
+p_drop = args.dropout
+suffix = f"-dropout-{p_drop:g}" if p_drop > 0 else ""
 rows = []
 torch.manual_seed(0)
 
@@ -72,7 +81,7 @@ def memory_sweep():
 
 for d in ([] if args.memory else [int(x) for x in args.dims.split(",")]):
     H = 2048 // d
-    for causal in [False, True]:
+    for causal in ([False] if p_drop > 0 else [False, True]):
         for N in seqs:
             B = max(1, 16384 // N)
             q, k, v = (torch.randn(B, H, N, d, device=dev, dtype=dtype, requires_grad=True) for _ in range(3))
@@ -81,10 +90,10 @@ for d in ([] if args.memory else [int(x) for x in args.dims.split(",")]):
             for name, be in backends.items():
                 if name == "math" and N > 8192:
                     continue  # the N x N matrix alone would be tens of GB
-                base_row = {"dtype": args.dtype, "d": d, "causal": causal, "N": N, "B": B, "H": H, "impl": name}
+                base_row = {"dtype": args.dtype, "d": d, "causal": causal, "N": N, "B": B, "H": H, "impl": name + suffix}
                 try:
                     with sdpa_kernel(be):
-                        fwd = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                        fwd = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=p_drop)
                         with torch.no_grad():
                             fwd()
                             torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
@@ -96,7 +105,7 @@ for d in ([] if args.memory else [int(x) for x in args.dims.split(",")]):
                         if not args.no_bwd:
                             def fb():
                                 q.grad = k.grad = v.grad = None
-                                F.scaled_dot_product_attention(q, k, v, is_causal=causal).backward(do)
+                                F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=p_drop).backward(do)
                             fb(); torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
                             q.grad = k.grad = v.grad = None
                             mem0 = torch.cuda.memory_allocated()
