@@ -94,9 +94,18 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64) -> Result<Vec<Be
     for &d in &[64, 128] {
         for &n in ns {
             let dims = Shape { batch: 16384 / n, seqlen_q: n, seqlen_k: n, heads: 2048 / d, heads_kv: 2048 / d, head_dim: d };
+            // Zero ALiBi slopes select the `mods` build with nothing to do: its tiles' own cost,
+            // apart from dropout's.
+            let zero_slopes = dev.upload(&vec![0.0f32; dims.heads], &[dims.heads])?;
             let variants = [
                 Variant { label: "flash".into(), opts: Default::default(), inputs: Default::default(), density: 1.0 },
                 Variant { label: "flash-masked-noop".into(), opts: masked_noop(), inputs: Default::default(), density: 1.0 },
+                Variant {
+                    label: "flash-mods-noop".into(),
+                    opts: Default::default(),
+                    inputs: MaskInputs { alibi_slopes: Some(&zero_slopes), ..Default::default() },
+                    density: 1.0,
+                },
                 Variant {
                     label: "flash-dropout-0.1".into(),
                     opts: AttentionOptions { dropout_p: 0.1, dropout_seed: 1, ..Default::default() },
