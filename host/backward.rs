@@ -108,7 +108,7 @@ fn run_backward<T: Element>(
     // The atomic dQ accumulates into zeros: [batch, heads, stat_pitch, padded head dim].
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let atomic_dq = uses_tensor_cores(opts) && !opts.deterministic;
-    let mods = masks::needs_mods(opts, inputs);
+    let mods = masks::mods_build(opts, inputs);
     let acc_dim = backward_head_dim(T::DTYPE.expect("validated"), dims.head_dim, opts.causal && !masked, masked, mods);
     let mut dq_accum =
         if atomic_dq { Some(dev.zeros::<f32>(&[dims.batch, dims.heads, stat_pitch, acc_dim])?) } else { None };
@@ -229,7 +229,7 @@ fn preprocess_kernel_name(dtype: Dtype) -> &'static str {
 }
 
 /// The head dim the tensor-core backward is instantiated for (the row of `dq_accum`).
-fn backward_head_dim(dtype: Dtype, head_dim: usize, causal: bool, masked: bool, mods: bool) -> usize {
+fn backward_head_dim(dtype: Dtype, head_dim: usize, causal: bool, masked: bool, mods: u32) -> usize {
     let kernel =
         if masked { mma_backward_masked_kernel(dtype, head_dim, mods) } else { mma_backward_kernel(dtype, head_dim, causal) };
     kernel.map_or(head_dim, |(_, c)| c.head_dim)
@@ -237,7 +237,7 @@ fn backward_head_dim(dtype: Dtype, head_dim: usize, causal: bool, masked: bool, 
 
 /// The masked dK/dV kernel (window, softcap, ALiBi, block mask, dropout, packed batches; causal
 /// as a window) for a head dim and its tiles.
-fn mma_backward_masked_kernel(dtype: Dtype, head_dim: usize, mods: bool) -> Option<(&'static str, MmaBackwardConfig)> {
+fn mma_backward_masked_kernel(dtype: Dtype, head_dim: usize, mods: u32) -> Option<(&'static str, MmaBackwardConfig)> {
     if head_dim == 0 || head_dim % 8 != 0 {
         return None;
     }
@@ -254,7 +254,7 @@ fn mma_backward_masked_kernel(dtype: Dtype, head_dim: usize, mods: bool) -> Opti
 }
 
 /// The masked deterministic dQ kernel for a head dim and its tiles.
-fn mma_backward_dq_masked_kernel(dtype: Dtype, head_dim: usize, mods: bool) -> Option<(&'static str, MmaBackwardDqConfig)> {
+fn mma_backward_dq_masked_kernel(dtype: Dtype, head_dim: usize, mods: u32) -> Option<(&'static str, MmaBackwardDqConfig)> {
     let mut found: Option<(&'static str, MmaBackwardDqConfig)> = None;
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mods:literal) => {
@@ -349,7 +349,7 @@ fn launch_backward<T: Element>(
 ) -> Result<()> {
     let Workspace { stats, dq_accum, stat_pitch, acc_dim } = work;
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
-    let mods = masks::needs_mods(opts, inputs);
+    let mods = masks::mods_build(opts, inputs);
     let dtype = T::DTYPE.expect("validated");
     let scale = opts.softmax_scale.unwrap_or(1.0 / (dims.head_dim as f32).sqrt());
     let dev = q.device().clone();

@@ -112,6 +112,13 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64) -> Result<Vec<Be
                     inputs: Default::default(),
                     density: 1.0,
                 },
+                // The same dropout on the `mods` build (zero ALiBi slopes select it).
+                Variant {
+                    label: "flash-dropout-0.1-mods".into(),
+                    opts: AttentionOptions { dropout_p: 0.1, dropout_seed: 1, ..Default::default() },
+                    inputs: MaskInputs { alibi_slopes: Some(&zero_slopes), ..Default::default() },
+                    density: 1.0,
+                },
             ];
             rows.extend(time_variants(dev, dims, &variants, budget_ms)?);
         }

@@ -554,8 +554,8 @@ fn wgmma_kernel(
 }
 
 /// The masked tensor-core forward for a head dim (padded up to its instantiation) and its tiles;
-/// `mods`: the build with softcap, ALiBi and dropout.
-pub fn mma_masked_kernel(dtype: Dtype, head_dim: usize, mods: bool) -> Option<(&'static str, MmaForwardConfig)> {
+/// `mods`: the build (0 masks only, 2 with dropout, 3 with softcap, ALiBi and dropout).
+pub fn mma_masked_kernel(dtype: Dtype, head_dim: usize, mods: u32) -> Option<(&'static str, MmaForwardConfig)> {
     let padded = MmaForwardConfig::padded_head_dim(head_dim);
     let mut found = None;
     macro_rules! row {
@@ -630,7 +630,7 @@ fn launch_forward<T: Element>(
                 (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
             }
             ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
-                let mods = masks::needs_mods(opts, inputs);
+                let mods = masks::mods_build(opts, inputs);
                 let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim, mods).ok_or_else(unsupported)?;
                 (name, cfg.threads(), cfg.block_m, cfg.smem_bytes() + MASKED_SCRATCH_BYTES)
             }
@@ -754,11 +754,12 @@ mod tests {
         use flashattn_kernels::config::BLOCK_MASK_SIZE;
         for dtype in [Dtype::F16, Dtype::Bf16] {
             for d in (8..=256).step_by(8) {
-                for mods in [false, true] {
+                for mods in [0, 2, 3] {
                     let (name, c) =
                         mma_masked_kernel(dtype, d, mods).unwrap_or_else(|| panic!("no masked row for d={d}"));
                     assert!(c.is_valid() && c.head_dim >= d && name.contains("masked"), "{name} {c:?}");
-                    assert_eq!(name.contains("_mods_"), mods, "{name}");
+                    assert_eq!(name.contains("_mods_"), mods == 3, "{name}");
+                    assert_eq!(name.contains("_dropout_"), mods == 2, "{name}");
                     assert!(BLOCK_MASK_SIZE % c.block_m == 0 && BLOCK_MASK_SIZE % c.block_n == 0, "{c:?}");
                 }
             }

@@ -143,11 +143,21 @@ pub(crate) fn needs_masks(opts: &AttentionOptions, inputs: &MaskInputs, varlen: 
     options_need_masks(opts) || inputs.alibi_slopes.is_some() || inputs.block_mask.is_some() || varlen
 }
 
-/// Whether a call needs the score modifications (softcap, ALiBi, dropout): the masked kernels'
-/// `mods` builds, whose per-element work needs smaller tiles. Windows, block masks and packed
-/// batches alone run the lighter builds.
+/// Whether a call needs per-element work beyond masking (softcap, ALiBi, dropout).
 pub(crate) fn needs_mods(opts: &AttentionOptions, inputs: &MaskInputs) -> bool {
-    opts.softcap != 0.0 || opts.dropout_p > 0.0 || inputs.alibi_slopes.is_some()
+    mods_build(opts, inputs) != 0
+}
+
+/// The masked build (`MODS` bits of the kernel tables) that runs a call: 0 for windows, block
+/// masks and packed batches alone; 2 (`MODS_DROPOUT`) adds dropout on nearly the same tiles; 3
+/// adds softcap and ALiBi (smaller tiles; softcap or ALiBi without dropout run it too).
+pub(crate) fn mods_build(opts: &AttentionOptions, inputs: &MaskInputs) -> u32 {
+    let scores = opts.softcap != 0.0 || inputs.alibi_slopes.is_some();
+    match (scores, opts.dropout_p > 0.0) {
+        (false, false) => 0,
+        (false, true) => 2,
+        (true, _) => 3,
+    }
 }
 
 /// Checks the scalar mask options (windows, softcap, dropout probability).

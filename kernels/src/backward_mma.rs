@@ -34,7 +34,7 @@ use crate::arch::sm90::{
 use crate::arch::sm80::ld_shared_b32;
 use crate::config::{MmaBackwardConfig, MmaBackwardDqConfig, BLOCK_MASK_SIZE, DQ_CONVERT_THREADS};
 use crate::element::Element;
-use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
+use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
 use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
 use crate::params::BackwardParams;
 
@@ -171,14 +171,14 @@ pub unsafe fn dkdv_mma<
     const DS: usize,
     const CAUSAL: bool,
     const MASKED: bool,
-    const MODS: bool,
+    const MODS: u32,
 >(
     p: &BackwardParams,
 ) {
     let cfg = MmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN, d_split: DS };
     const {
         assert!(BM % SLICE_M == 0 && D / 8 / DS <= MAX_DT && BN / 16 * DS * 32 <= 1024);
-        assert!((MASKED || !MODS) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0));
+        assert!((MASKED || MODS == 0) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0));
     };
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
@@ -344,10 +344,10 @@ pub unsafe fn dkdv_mma<
         // Masked builds: the rules of this query head (ALiBi slopes are per head), whether this
         // block needs the per-element window test, and the dropout stream of (b, hq).
         let rules = ScoreRules::new(&p.mask, b, hq, &seq);
-        let modifies = MODS && rules.modifies();
+        let modifies = MODS & MODS_SCORES != 0 && rules.modifies();
         let masks = MASKED && !rules.all_visible(row0, row0 + BM, key0, key0 + BN);
         let dropout = Dropout::new(&p.mask, b, hq, p.heads);
-        let drop = MODS && dropout.on();
+        let drop = MODS & MODS_DROPOUT != 0 && dropout.on();
         let write_ds = with_dq && d_part == 0; // warps of a d-split compute the same dS
         let mut slice = 0;
         while slice < BM / SLICE_M {
@@ -543,14 +543,14 @@ pub unsafe fn dq_mma<
     const BN: usize,
     const CAUSAL: bool,
     const MASKED: bool,
-    const MODS: bool,
+    const MODS: u32,
 >(
     p: &BackwardParams,
 ) {
     let cfg = MmaBackwardDqConfig { head_dim: D, block_m: BM, block_n: BN };
     const {
         assert!(BN / 8 <= MAX_NT && D / 8 <= MAX_DQT);
-        assert!((MASKED || !MODS) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
+        assert!((MASKED || MODS == 0) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
     };
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
@@ -663,9 +663,9 @@ pub unsafe fn dq_mma<
         let first_row = row0 + warp_row;
         let needs_mask = !MASKED
             && (col0 + BN > n_k || (CAUSAL && (col0 + BN - 1) as i64 > first_row as i64 + n_k as i64 - n_q as i64));
-        let modifies = MODS && rules.modifies();
+        let modifies = MODS & MODS_SCORES != 0 && rules.modifies();
         let masks = MASKED && !rules.all_visible(first_row, first_row + 16, col0, col0 + BN);
-        let drop = MODS && dropout.on();
+        let drop = MODS & MODS_DROPOUT != 0 && dropout.on();
         // Dropout keep flags of this warp's 16 rows, two words per 32 keys (see `s_bits`).
         let mut keep = [[0u32; 2]; MAX_NT / 4];
         if drop {

@@ -19,7 +19,7 @@ macro_rules! mma_forward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mt:literal, $qr:literal, $st:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $st, $causal, false, false>(&p)
+            forward_mma::<crate::element::$dtype, $d, $bm, $bn, $mt, $qr, $st, $causal, false, 0>(&p)
         }
     };
 }
@@ -71,7 +71,7 @@ macro_rules! mma_backward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            dkdv_mma::<crate::element::$dtype, $d, $bm, $bn, $ds, $causal, false, false>(&p)
+            dkdv_mma::<crate::element::$dtype, $d, $bm, $bn, $ds, $causal, false, 0>(&p)
         }
     };
 }
@@ -81,7 +81,7 @@ macro_rules! mma_backward_dq_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            dq_mma::<crate::element::$dtype, $d, $bm, $bn, $causal, false, false>(&p)
+            dq_mma::<crate::element::$dtype, $d, $bm, $bn, $causal, false, 0>(&p)
         }
     };
 }

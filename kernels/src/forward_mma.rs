@@ -28,7 +28,7 @@ use crate::arch::sm80::{
 use crate::arch::sm80::ld_shared_b32;
 use crate::config::{MmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::Element;
-use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
+use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
 use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
 use crate::params::ForwardParams;
 
@@ -60,7 +60,7 @@ pub unsafe fn forward_mma<
     const STAGES: usize,
     const CAUSAL: bool,
     const MASKED: bool,
-    const MODS: bool,
+    const MODS: u32,
 >(
     p: &ForwardParams,
 ) {
@@ -71,7 +71,7 @@ pub unsafe fn forward_mma<
     const {
         assert!(MT <= MAX_MT && BN / 8 <= MAX_NT && D / 8 <= MAX_DT && D / 16 <= MAX_KT && (STAGES == 1 || STAGES == 2));
         // Masked builds: causal is a window, and block-mask blocks hold whole kernel blocks.
-        assert!((MASKED || !MODS) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
+        assert!((MASKED || MODS == 0) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
     };
     let nt_s = BN / 8; // n-tiles of S
     let dt_o = D / 8; // n-tiles of O
@@ -256,7 +256,7 @@ pub unsafe fn forward_mma<
         let warp_first_row = row0 + warp_row;
         if MASKED {
             let warp_rows = (warp_first_row, warp_first_row + 16 * MT);
-            let modifies = MODS && rules.modifies();
+            let modifies = MODS & MODS_SCORES != 0 && rules.modifies();
             let masks = !rules.all_visible(warp_rows.0, warp_rows.1, col0, col0 + BN);
             if modifies || masks {
                 let mut mt = 0;
@@ -317,7 +317,7 @@ pub unsafe fn forward_mma<
         let mut p_frag = [[[0u32; 4]; MAX_NT / 2]; MAX_MT];
         let mut alpha = [[1.0f32; 2]; MAX_MT];
         let mut rescale = false;
-        let drop = MODS && dropout.on();
+        let drop = MODS & MODS_DROPOUT != 0 && dropout.on();
         let mut mt = 0;
         while mt < MT {
             // Dropout keep flags of this m-tile's elements, two words per 32 keys (see `s_bits`).
@@ -477,7 +477,7 @@ pub unsafe fn forward_mma<
             l += shfl_xor_f32(l, 2);
             // A row with no visible key (causal, n_q > n_k) has l = 0: output 0, LSE -inf.
             let mut inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-            if MODS && dropout.on() {
+            if MODS & MODS_DROPOUT != 0 && dropout.on() {
                 inv *= dropout.scale; // 1 / keep probability, folded into the normalisation
             }
             let r_local = warp_row + 16 * mt + g + 8 * half;

@@ -8,6 +8,11 @@ use crate::config::BLOCK_MASK_SIZE;
 use crate::params::MaskParams;
 use crate::philox::{col_parity_half, row_parity_half, DropoutRng};
 
+/// The `MODS` bits of a masked build: which per-element work it compiles in. Windows, block
+/// masks and packed batches are in every masked build; builds without a bit run on larger tiles.
+pub const MODS_SCORES: u32 = 1; // softcap and ALiBi
+pub const MODS_DROPOUT: u32 = 2;
+
 /// An unbounded window side: far beyond any distance of two positions below 2^30, and small
 /// enough that sums of two stay in i32.
 const UNBOUNDED: i32 = 1 << 30;
