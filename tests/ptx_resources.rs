@@ -71,12 +71,14 @@ fn parses_ptxas_verbose_output() {
 /// loop. A budget, so that a change that spills more still fails here.
 const DKDV_SM90_LOCAL_BYTES: u32 = 80;
 
-/// The masked builds (windows, block masks, packed batches; `_mods_`: softcap, ALiBi, dropout)
-/// add per-block state to kernels already at 255 registers, and some spill: on sm_90a the dK/dV
-/// kernels at d = 192, 256 and the `mods` dK/dV at d = 128 (up to 264 B of stack + spill
-/// traffic), on sm_80 the light forward at d = 64, 128 (up to 232 B). Known debt, budgeted so
-/// that a change spilling more still fails; the plain and causal kernels keep the strict rule.
-const MASKED_LOCAL_BYTES: u32 = 300;
+/// The masked builds (windows, block masks, packed batches; `_dropout_`, `_mods_`: dropout,
+/// softcap, ALiBi) add per-block state to kernels already at 255 registers, and some spill: on
+/// sm_90a the dK/dV kernels at d = 192, 256, the `mods` dK/dV and the dropout forward at d = 128
+/// (up to 288 B of stack + spill traffic), on sm_80 the forward at d = 64, 128 (up to 472 B, the
+/// dropout build at d = 128; measured on the H100 it still beats the spill-free `mods` tiles).
+/// Known debt, budgeted so that a change spilling more still fails; the plain and causal
+/// kernels keep the strict rule.
+const MASKED_LOCAL_BYTES: u32 = 480;
 
 #[test]
 #[ignore = "needs ptxas: scripts/setup.sh --ptxas installs it (run with --ignored)"]
