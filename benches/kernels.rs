@@ -8,8 +8,9 @@
 //!   backward (skipped, saying why, when cuBLAS cannot be loaded);
 //! - `forward_scalar`: the CUDA-core reference forward, d = 128.
 //!
-//! Dropout and block-sparse attention have no GPU kernels yet: their groups will join this file
-//! with the kernels (nothing is measured for them here).
+//! - `dropout`: forward and backward with dropout p = 0.1 (the masked `dropout` build), d = 64, 128;
+//! - `block_sparse`: forward and backward with a random block mask of 25% of the 128 x 128
+//!   blocks, d = 128 (throughput counts only the computed blocks).
 //!
 //! GPU time is measured with CUDA events around `iters` back-to-back launches on the device's
 //! stream (`iter_custom`), after a trial run (module load, and the check that the case runs at
@@ -27,7 +28,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Samplin
 use cudarc::driver::sys::CUevent_flags;
 use flashattn::bench::{Algorithm, BenchShape, Inputs};
 use flashattn::forward::{forward_flops, forward_into};
-use flashattn::{AttentionOptions, Device, ForwardKernel, Result, Tensor};
+use flashattn::{backward_masked, forward_masked, AttentionOptions, Device, ForwardKernel, MaskInputs, Result, Tensor};
 use half::bf16;
 
 const N: usize = 4096;
@@ -189,5 +190,62 @@ fn forward_scalar(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(kernels, forward, backward, forward_wgmma, standard, forward_scalar);
+/// A masked forward and backward case (options and tensor inputs as the call takes them):
+/// trial run, then the two benchmarks. `density`: fraction of the scores computed.
+fn bench_masked_case(
+    g: &mut Group<'_>,
+    dev: &'static Device,
+    name: &str,
+    d: usize,
+    opts: AttentionOptions,
+    inputs: MaskInputs,
+    density: f64,
+) {
+    let dims = BenchShape { d, causal: false, n: N }.dims();
+    let flops = forward_flops(&dims, false) * density;
+    let x = match Inputs::<bf16>::new(dev, dims) {
+        Ok(x) => x,
+        Err(e) => return println!("{name}: skipped: {e}"),
+    };
+    let (o, lse) = match forward_masked(&x.q, &x.k, &x.v, &inputs, &opts) {
+        Ok(r) => r,
+        Err(e) => return println!("{name}: skipped: {e}"),
+    };
+    let suffix = format!("d{d}_N{N}_B{}_H{}", dims.batch, dims.heads);
+    g.throughput(Throughput::Elements(flops as u64));
+    g.bench_function(BenchmarkId::from_parameter(format!("fwd_{name}_{suffix}")), |b| {
+        b.iter_custom(|iters| gpu_time(dev, iters, &mut || forward_masked(&x.q, &x.k, &x.v, &inputs, &opts).map(drop)))
+    });
+    g.throughput(Throughput::Elements((2.5 * flops) as u64));
+    g.bench_function(BenchmarkId::from_parameter(format!("bwd_{name}_{suffix}")), |b| {
+        b.iter_custom(|iters| {
+            gpu_time(dev, iters, &mut || backward_masked(&x.q, &x.k, &x.v, &o, &lse, &x.d_o, &inputs, &opts).map(drop))
+        })
+    });
+}
+
+fn dropout(c: &mut Criterion) {
+    let Some(dev) = device() else { return println!("dropout: skipped (no GPU)") };
+    let mut g = configure(c, "dropout");
+    for d in [64, 128] {
+        let opts = AttentionOptions { dropout_p: 0.1, dropout_seed: 1, ..Default::default() };
+        bench_masked_case(&mut g, dev, "p0.1", d, opts, MaskInputs::default(), 1.0);
+    }
+    g.finish();
+}
+
+fn block_sparse(c: &mut Criterion) {
+    let Some(dev) = device() else { return println!("block_sparse: skipped (no GPU)") };
+    let mut g = configure(c, "block_sparse");
+    match flashattn::bench_masks::random_block_mask(dev, N, N, 0.25, 17) {
+        Ok((mask, density)) => {
+            let inputs = MaskInputs { block_mask: Some(&mask), ..Default::default() };
+            bench_masked_case(&mut g, dev, "density0.25", 128, AttentionOptions::default(), inputs, density);
+        }
+        Err(e) => println!("block_sparse: skipped: {e}"),
+    }
+    g.finish();
+}
+
+criterion_group!(kernels, forward, backward, forward_wgmma, standard, forward_scalar, dropout, block_sparse);
 criterion_main!(kernels);

@@ -69,7 +69,10 @@ pub fn backward_varlen<T: Element>(
     let dims = crate::forward::validate_packed(q, k, v, batch, opts)?;
     for (name, t) in [("o", o), ("d_o", d_o)] {
         if t.shape() != q.shape() || t.strides()[2] != 1 || t.strides()[..2].iter().any(|s| s % 8 != 0) {
-            return Err(Error::invalid(name, format!("must be shaped like q {:?} (last dim contiguous), got {t:?}", q.shape())));
+            return Err(Error::invalid(
+                name,
+                format!("must be shaped like q {:?} (last dim contiguous), got {t:?}", q.shape()),
+            ));
         }
         if t.device() != q.device() {
             return Err(Error::DeviceMismatch { a: "q", b: name });
@@ -230,8 +233,11 @@ fn preprocess_kernel_name(dtype: Dtype) -> &'static str {
 
 /// The head dim the tensor-core backward is instantiated for (the row of `dq_accum`).
 fn backward_head_dim(dtype: Dtype, head_dim: usize, causal: bool, masked: bool, mods: u32) -> usize {
-    let kernel =
-        if masked { mma_backward_masked_kernel(dtype, head_dim, mods) } else { mma_backward_kernel(dtype, head_dim, causal) };
+    let kernel = if masked {
+        mma_backward_masked_kernel(dtype, head_dim, mods)
+    } else {
+        mma_backward_kernel(dtype, head_dim, causal)
+    };
     kernel.map_or(head_dim, |(_, c)| c.head_dim)
 }
 
@@ -245,7 +251,10 @@ fn mma_backward_masked_kernel(dtype: Dtype, head_dim: usize, mods: u32) -> Optio
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $mods:literal) => {
             if Dtype::$dtype == dtype && $mods == mods && $d >= head_dim && found.is_none_or(|(_, c)| $d < c.head_dim) {
-                found = Some((stringify!($name), MmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, d_split: $ds }));
+                found = Some((
+                    stringify!($name),
+                    MmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, d_split: $ds },
+                ));
             }
         };
     }
@@ -254,7 +263,11 @@ fn mma_backward_masked_kernel(dtype: Dtype, head_dim: usize, mods: u32) -> Optio
 }
 
 /// The masked deterministic dQ kernel for a head dim and its tiles.
-fn mma_backward_dq_masked_kernel(dtype: Dtype, head_dim: usize, mods: u32) -> Option<(&'static str, MmaBackwardDqConfig)> {
+fn mma_backward_dq_masked_kernel(
+    dtype: Dtype,
+    head_dim: usize,
+    mods: u32,
+) -> Option<(&'static str, MmaBackwardDqConfig)> {
     let mut found: Option<(&'static str, MmaBackwardDqConfig)> = None;
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $mods:literal) => {

@@ -93,13 +93,19 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64) -> Result<Vec<Be
     let mut rows = Vec::new();
     for &d in &[64, 128] {
         for &n in ns {
-            let dims = Shape { batch: 16384 / n, seqlen_q: n, seqlen_k: n, heads: 2048 / d, heads_kv: 2048 / d, head_dim: d };
+            let dims =
+                Shape { batch: 16384 / n, seqlen_q: n, seqlen_k: n, heads: 2048 / d, heads_kv: 2048 / d, head_dim: d };
             // Zero ALiBi slopes select the `mods` build with nothing to do: its tiles' own cost,
             // apart from dropout's.
             let zero_slopes = dev.upload(&vec![0.0f32; dims.heads], &[dims.heads])?;
             let variants = [
                 Variant { label: "flash".into(), opts: Default::default(), inputs: Default::default(), density: 1.0 },
-                Variant { label: "flash-masked-noop".into(), opts: masked_noop(), inputs: Default::default(), density: 1.0 },
+                Variant {
+                    label: "flash-masked-noop".into(),
+                    opts: masked_noop(),
+                    inputs: Default::default(),
+                    density: 1.0,
+                },
                 Variant {
                     label: "flash-mods-noop".into(),
                     opts: Default::default(),
@@ -160,17 +166,24 @@ pub fn varlen_rows(dev: &Device, n: usize, batch: usize, budget_ms: f64) -> Resu
     let mixed: Vec<usize> = (0..batch).map(|i| n / 4 + (3 * n / 2) * i / (batch - 1).max(1)).collect();
     for (label, lens) in [("flash-varlen-equal", vec![n; batch]), ("flash-varlen-mixed", mixed)] {
         let vb = VarlenBatch::from_lengths(&lens, &lens)?;
-        let total = Shape { batch: 1, seqlen_q: vb.total_q(), seqlen_k: vb.total_k(), heads, heads_kv: heads, head_dim: d };
+        let total =
+            Shape { batch: 1, seqlen_q: vb.total_q(), seqlen_k: vb.total_k(), heads, heads_kv: heads, head_dim: d };
         let x = Inputs::<bf16>::new(dev, total)?;
-        let packed = |t: &Tensor<bf16>| -> Result<Tensor<bf16>> { dev.upload(&t.to_host()?, &[vb.total_q(), heads, d]) };
+        let packed =
+            |t: &Tensor<bf16>| -> Result<Tensor<bf16>> { dev.upload(&t.to_host()?, &[vb.total_q(), heads, d]) };
         let (q, k, v, d_o) = (packed(&x.q)?, packed(&x.k)?, packed(&x.v)?, packed(&x.d_o)?);
         let opts = AttentionOptions::default();
         let none = MaskInputs::default();
         let flops: f64 = lens.iter().map(|&l| 4.0 * heads as f64 * (l * l) as f64 * d as f64).sum();
         let (o, lse) = forward_varlen(&q, &k, &v, &vb, &none, &opts)?;
         let fwd = time_ms(dev, || forward_varlen(&q, &k, &v, &vb, &none, &opts).map(drop), budget_ms, 3, 100)?;
-        let bwd =
-            time_ms(dev, || backward_varlen(&q, &k, &v, &o, &lse, &d_o, &vb, &none, &opts).map(drop), budget_ms, 3, 100)?;
+        let bwd = time_ms(
+            dev,
+            || backward_varlen(&q, &k, &v, &o, &lse, &d_o, &vb, &none, &opts).map(drop),
+            budget_ms,
+            3,
+            100,
+        )?;
         let shape = Shape { batch, seqlen_q: n, ..dense };
         rows.push(row("fwd", label, &shape, false, fwd, flops));
         rows.push(row("bwd", label, &shape, false, bwd, 2.5 * flops));
@@ -184,7 +197,8 @@ pub fn varlen_rows(dev: &Device, n: usize, batch: usize, budget_ms: f64) -> Resu
 pub fn long_sparse_rows(dev: &Device, n: usize, density: f64, budget_ms: f64) -> Result<Vec<BenchRow>> {
     let dims = Shape { batch: 1, seqlen_q: n, seqlen_k: n, heads: 16, heads_kv: 16, head_dim: 128 };
     if density >= 1.0 {
-        let plain = Variant { label: "flash".into(), opts: Default::default(), inputs: Default::default(), density: 1.0 };
+        let plain =
+            Variant { label: "flash".into(), opts: Default::default(), inputs: Default::default(), density: 1.0 };
         return time_variants(dev, dims, &[plain], budget_ms);
     }
     let (mask, kept) = random_block_mask(dev, n, n, density, 23)?;
@@ -200,7 +214,9 @@ pub fn long_sparse_rows(dev: &Device, n: usize, density: f64, budget_ms: f64) ->
 /// Prints ratios: each variant's time against the plain dense row of the same shape and op
 /// (`ratio`: variant / plain; for block masks also `/ (density x plain)`).
 pub fn format_mask_table(rows: &[BenchRow]) -> String {
-    let mut out = String::from("op   d    N      B  variant                      ms        TFLOPS   vs plain  vs density*plain\n");
+    let mut out = String::from(
+        "op   d    N      B  variant                      ms        TFLOPS   vs plain  vs density*plain\n",
+    );
     for r in rows {
         let plain = rows.iter().find(|p| {
             p.implementation == "flash" && p.op == r.op && p.d == r.d && p.n == r.n && p.b == r.b && p.h == r.h

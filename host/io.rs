@@ -309,6 +309,9 @@ pub fn options_metadata(opts: &AttentionOptions, head_dim: usize, backend: Backe
         ("causal".into(), opts.causal.to_string()),
         ("softmax_scale".into(), scale.to_string()),
         ("kernel".into(), format!("{:?}", opts.kernel)),
+        ("window".into(), format!("({:?}, {:?})", opts.window_left, opts.window_right)),
+        ("softcap".into(), opts.softcap.to_string()),
+        ("dropout".into(), format!("p {} seed {} offset {}", opts.dropout_p, opts.dropout_seed, opts.dropout_offset)),
         ("backend".into(), backend),
     ])
 }
@@ -348,9 +351,15 @@ pub fn run_reference<T: FileElement>(inputs: &RunInputs<T>, opts: &AttentionOpti
         }
     }
     opts.check_masks()?;
+    let drop_mask = (opts.dropout_p > 0.0)
+        .then(|| crate::dropout::dropout_mask(&s, opts.dropout_p, opts.dropout_seed, opts.dropout_offset));
     let ref_opts = RefOptions {
         causal: opts.causal,
         softmax_scale: opts.softmax_scale.map_or(1.0 / (s.head_dim as f64).sqrt(), f64::from),
+        window_left: opts.window_left,
+        window_right: opts.window_right,
+        softcap: opts.softcap as f64,
+        dropout: drop_mask.as_deref().map(|m| (m, crate::dropout::reference_p(opts.dropout_p))),
         ..RefOptions::new(s.head_dim)
     };
     let (q, k, v) = (to_f64(&inputs.q), to_f64(&inputs.k), to_f64(&inputs.v));

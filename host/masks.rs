@@ -232,7 +232,10 @@ pub(crate) fn setup<'a>(
         if !ok || !slopes.is_contiguous() {
             return Err(Error::invalid(
                 "alibi_slopes",
-                format!("must be a contiguous f32 [heads] or [batch, heads] tensor ({} heads), got {slopes:?}", dims.heads),
+                format!(
+                    "must be a contiguous f32 [heads] or [batch, heads] tensor ({} heads), got {slopes:?}",
+                    dims.heads
+                ),
             ));
         }
         if slopes.device() != dev {

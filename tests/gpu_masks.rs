@@ -135,7 +135,8 @@ fn run_all(cases: &[MaskCase]) {
     let dev = device();
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
-        let (name, (fwd, bwd)) = if i % 2 == 0 { ("bf16", run::<bf16>(&dev, case)) } else { ("f16", run::<f16>(&dev, case)) };
+        let (name, (fwd, bwd)) =
+            if i % 2 == 0 { ("bf16", run::<bf16>(&dev, case)) } else { ("f16", run::<f16>(&dev, case)) };
         let line = format!("{name} {}: fwd {fwd} | bwd {bwd}", case.label());
         println!("{line}");
         if !(fwd.passed() && bwd.passed()) {
@@ -154,7 +155,9 @@ fn opts() -> AttentionOptions {
 fn sliding_window_alone_and_with_causal() {
     let mut cases = Vec::new();
     for (i, (n_q, n_k)) in [(97, 1025), (1025, 97), (300, 300), (1, 513)].into_iter().enumerate() {
-        for (causal, left, right) in [(false, Some(64), Some(32)), (true, Some(100), None), (false, None, Some(0)), (false, Some(0), None)] {
+        for (causal, left, right) in
+            [(false, Some(64), Some(32)), (true, Some(100), None), (false, None, Some(0)), (false, Some(0), None)]
+        {
             // d = 128 runs the masked wgmma kernel on compute capability 9.0, d = 64 mma.sync.
             for d in [64, 128] {
                 let o = AttentionOptions { causal, window_left: left, window_right: right, ..opts() };
@@ -190,9 +193,14 @@ fn block_sparse_masks_with_empty_rows() {
         MaskCase::new(s, opts(), 15).block_mask(0.0, false),
         // d = 128: the wgmma kernel under Auto on compute capability 9.0; mma.sync forced.
         MaskCase::new(shape(2, 700, 1025, 4, 1, 128), opts(), 16).block_mask(0.4, true),
-        MaskCase::new(shape(2, 700, 1025, 4, 1, 128), AttentionOptions { causal: true, ..opts() }, 17).block_mask(0.5, false),
-        MaskCase::new(shape(1, 700, 1025, 4, 1, 128), AttentionOptions { kernel: ForwardKernel::TensorCore, ..opts() }, 18)
-            .block_mask(0.4, true),
+        MaskCase::new(shape(2, 700, 1025, 4, 1, 128), AttentionOptions { causal: true, ..opts() }, 17)
+            .block_mask(0.5, false),
+        MaskCase::new(
+            shape(1, 700, 1025, 4, 1, 128),
+            AttentionOptions { kernel: ForwardKernel::TensorCore, ..opts() },
+            18,
+        )
+        .block_mask(0.4, true),
     ]);
 }
 
@@ -202,7 +210,8 @@ fn dropout_reproduces_the_cpu_mask() {
     let mut cases = Vec::new();
     for (i, p) in [0.1f32, 0.5].into_iter().enumerate() {
         for causal in [false, true] {
-            let o = AttentionOptions { dropout_p: p, dropout_seed: 1234 + i as u64, dropout_offset: 7, causal, ..opts() };
+            let o =
+                AttentionOptions { dropout_p: p, dropout_seed: 1234 + i as u64, dropout_offset: 7, causal, ..opts() };
             cases.push(MaskCase::new(shape(2, 257, 300, 4, 2, 64), o, 20 + i as u64));
             cases.push(MaskCase::new(shape(1, 97, 1025, 2, 1, 128), o, 30 + i as u64));
         }
@@ -297,14 +306,8 @@ fn varlen_case(d: usize) {
     .into_iter()
     .enumerate()
     {
-        let total = Shape {
-            batch: 1,
-            seqlen_q: batch.total_q(),
-            seqlen_k: batch.total_k(),
-            heads,
-            heads_kv,
-            head_dim: d,
-        };
+        let total =
+            Shape { batch: 1, seqlen_q: batch.total_q(), seqlen_k: batch.total_k(), heads, heads_kv, head_dim: d };
         let (qh, kh, vh) = random_qkv::<bf16>(&total, 60 + i as u64);
         let doh: Vec<bf16> = randn(total.q_len(), &mut rand::rngs::StdRng::seed_from_u64(61 + i as u64));
         let q = dev.upload(&qh, &[batch.total_q(), heads, d]).unwrap();
@@ -321,7 +324,12 @@ fn varlen_case(d: usize) {
             let (q0, n_q, k0, n_k) = batch.sequence(b);
             let s = shape(1, n_q, n_k, heads, heads_kv, d);
             let rows = |x: &[bf16], start: usize, n: usize, h: usize| x[start * h * d..(start + n) * h * d].to_vec();
-            let (qs, ks, vs, dos) = (rows(&qh, q0, n_q, heads), rows(&kh, k0, n_k, heads_kv), rows(&vh, k0, n_k, heads_kv), rows(&doh, q0, n_q, heads));
+            let (qs, ks, vs, dos) = (
+                rows(&qh, q0, n_q, heads),
+                rows(&kh, k0, n_k, heads_kv),
+                rows(&vh, k0, n_k, heads_kv),
+                rows(&doh, q0, n_q, heads),
+            );
             // Sequence b draws the dropout stream of batch entry b: offset + b * heads.
             let drop = (o.dropout_p > 0.0)
                 .then(|| dropout_mask(&s, o.dropout_p, o.dropout_seed, o.dropout_offset + (b * heads) as u64));
@@ -329,7 +337,17 @@ fn varlen_case(d: usize) {
             let ref_opts = ref_options(&case, &None, &drop);
             let lse_b: Vec<f32> = (0..heads).flat_map(|h| lse[h * batch.total_q() + q0..][..n_q].to_vec()).collect();
             let fwd = check_forward(&qs, &ks, &vs, &s, &ref_opts, &rows(&out, q0, n_q, heads), &lse_b);
-            let bwd = check_backward(&qs, &ks, &vs, &dos, &s, &ref_opts, &rows(&dq, q0, n_q, heads), &rows(&dk, k0, n_k, heads_kv), &rows(&dv, k0, n_k, heads_kv));
+            let bwd = check_backward(
+                &qs,
+                &ks,
+                &vs,
+                &dos,
+                &s,
+                &ref_opts,
+                &rows(&dq, q0, n_q, heads),
+                &rows(&dk, k0, n_k, heads_kv),
+                &rows(&dv, k0, n_k, heads_kv),
+            );
             let line = format!("varlen {} seq {b} ({n_q} x {n_k}): fwd {fwd} | bwd {bwd}", case.label());
             println!("{line}");
             // One key with dropout: dq and dk are exactly 0 (dS = dP z / keep - D with D =
@@ -359,13 +377,25 @@ fn bad_mask_inputs_are_errors() {
         other => panic!("{arg}: expected an InvalidArgument error, got {other:?}"),
     };
     let wrong_mask = dev.upload(&[1u8; 4], &[1, 2, 2]).unwrap();
-    invalid(forward_masked(&q, &k, &k, &MaskInputs { block_mask: Some(&wrong_mask), ..Default::default() }, &opts()), "block_mask");
+    invalid(
+        forward_masked(&q, &k, &k, &MaskInputs { block_mask: Some(&wrong_mask), ..Default::default() }, &opts()),
+        "block_mask",
+    );
     let wrong_slopes = dev.upload(&[0.5f32; 3], &[3]).unwrap();
-    invalid(forward_masked(&q, &k, &k, &MaskInputs { alibi_slopes: Some(&wrong_slopes), ..Default::default() }, &opts()), "alibi_slopes");
+    invalid(
+        forward_masked(&q, &k, &k, &MaskInputs { alibi_slopes: Some(&wrong_slopes), ..Default::default() }, &opts()),
+        "alibi_slopes",
+    );
     let scalar = AttentionOptions { kernel: ForwardKernel::Scalar, window_left: Some(3), ..opts() };
     invalid(forward_masked(&q, &k, &k, &MaskInputs::default(), &scalar), "kernel");
-    invalid(forward_masked(&q, &k, &k, &MaskInputs::default(), &AttentionOptions { softcap: -1.0, ..opts() }), "softcap");
-    invalid(forward_masked(&q, &k, &k, &MaskInputs::default(), &AttentionOptions { dropout_p: 1.0, ..opts() }), "dropout_p");
+    invalid(
+        forward_masked(&q, &k, &k, &MaskInputs::default(), &AttentionOptions { softcap: -1.0, ..opts() }),
+        "softcap",
+    );
+    invalid(
+        forward_masked(&q, &k, &k, &MaskInputs::default(), &AttentionOptions { dropout_p: 1.0, ..opts() }),
+        "dropout_p",
+    );
     // Packed tensors whose totals disagree with the offsets.
     let batch = VarlenBatch::from_lengths(&[100, 100], &[100, 100]).unwrap();
     let qp = dev.upload(&qh[..300 * 4 * 64], &[300, 4, 64]).unwrap();

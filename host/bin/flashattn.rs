@@ -216,6 +216,22 @@ struct RunArgs {
     /// Forward kernel (the backward picks its own).
     #[arg(long, value_enum, default_value = "auto")]
     kernel: KernelArg,
+    /// Sliding window: keys this far before the (bottom-right aligned) diagonal (default unbounded).
+    #[arg(long)]
+    window_left: Option<usize>,
+    /// Sliding window: keys this far after the diagonal (default unbounded).
+    #[arg(long)]
+    window_right: Option<usize>,
+    /// Softcap c: scores s become c * tanh(s / c) (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    softcap: f32,
+    /// Dropout probability (0 = none); the mask is Philox4x32-10 of (seed, offset, b, h, i, j).
+    #[arg(long, default_value_t = 0.0)]
+    dropout_p: f32,
+    #[arg(long, default_value_t = 0)]
+    dropout_seed: u64,
+    #[arg(long, default_value_t = 0)]
+    dropout_offset: u64,
     /// Compute with the f64 CPU reference instead of the GPU (slow: for checking, or without a GPU).
     #[arg(long)]
     reference: bool,
@@ -376,8 +392,18 @@ fn check_backward_runs<T: Element>(
 }
 
 fn run(a: &RunArgs) -> Result<bool> {
-    let opts =
-        AttentionOptions { causal: a.causal, softmax_scale: a.scale, kernel: a.kernel.into(), ..Default::default() };
+    let opts = AttentionOptions {
+        causal: a.causal,
+        softmax_scale: a.scale,
+        kernel: a.kernel.into(),
+        window_left: a.window_left,
+        window_right: a.window_right,
+        softcap: a.softcap,
+        dropout_p: a.dropout_p,
+        dropout_seed: a.dropout_seed,
+        dropout_offset: a.dropout_offset,
+        ..Default::default()
+    };
     let backend = if a.reference { Backend::Reference } else { Backend::Gpu(a.device) };
     let r = run_file(&a.input, &a.output, &opts, backend)?;
     if !r.ignored.is_empty() {

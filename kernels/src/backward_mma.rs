@@ -17,6 +17,7 @@
 //! constant bounds (unrolled by LLVM), as in `forward_mma`.
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
+use crate::arch::sm80::ld_shared_b32;
 #[cfg(not(flashattn_sm90a))]
 use crate::arch::sm80::red_global_add_f32;
 #[cfg(flashattn_sm90a)]
@@ -31,7 +32,6 @@ use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
     fence_proxy_async_shared,
 };
-use crate::arch::sm80::ld_shared_b32;
 use crate::config::{MmaBackwardConfig, MmaBackwardDqConfig, BLOCK_MASK_SIZE, DQ_CONVERT_THREADS};
 use crate::element::Element;
 use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
@@ -178,7 +178,9 @@ pub unsafe fn dkdv_mma<
     let cfg = MmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN, d_split: DS };
     const {
         assert!(BM % SLICE_M == 0 && D / 8 / DS <= MAX_DT && BN / 16 * DS * 32 <= 1024);
-        assert!((MASKED || MODS == 0) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0));
+        assert!(
+            (MASKED || MODS == 0) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0)
+        );
     };
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
@@ -230,8 +232,7 @@ pub unsafe fn dkdv_mma<
         let (lo, hi) = ScoreRules::new(&p.mask, b, h_kv * group, &seq).query_range(key0, (key0 + BN).min(n_k), n_q);
         (lo / BM, hi.div_ceil(BM))
     } else {
-        let first_row =
-            if CAUSAL { (key0 as i64 + n_q as i64 - n_k as i64).clamp(0, n_q as i64) as usize } else { 0 };
+        let first_row = if CAUSAL { (key0 as i64 + n_q as i64 - n_k as i64).clamp(0, n_q as i64) as usize } else { 0 };
         (first_row / BM, n_q.div_ceil(BM))
     };
     let blocks_per_head = end_block.saturating_sub(first_block);
@@ -317,10 +318,10 @@ pub unsafe fn dkdv_mma<
         let (hq, row0) = block_of(it);
         cp_async_wait_group::<0>(); // this block (and K, V) landed for this thread ...
         _syncthreads(); // ... and for all; every warp is done with the previous block's buffers.
-        // Plain builds evaluate `it + 1` here and again at the bottom rather than keep it alive
-        // across the loop body (one register fewer in a kernel at the 255 limit); masked builds
-        // scan the block mask once.
-        // (Masked builds park it in this warp's scratch slot past the tiles until the bottom.)
+                        // Plain builds evaluate `it + 1` here and again at the bottom rather than keep it alive
+                        // across the loop body (one register fewer in a kernel at the 255 limit); masked builds
+                        // scan the block mask once.
+                        // (Masked builds park it in this warp's scratch slot past the tiles until the bottom.)
         let launch_smem = if cfg!(flashattn_sm90a) { cfg.smem_bytes_sm90() } else { cfg.smem_bytes() };
         let slot = smem + (launch_smem + 4 * warp) as u32;
         let next = if MASKED { next_it(it) } else { it + 1 };
@@ -339,8 +340,8 @@ pub unsafe fn dkdv_mma<
         // warp's 16 keys, then P^T and dS^T, then dV += P^T dO and dK += dS^T Q.
         let lse_st = lse_s + stage * stat_bytes;
         let delta_st = delta_s + stage * stat_bytes;
-        let needs_mask = !MASKED
-            && (key0 + BN > n_k || (CAUSAL && (key0 + BN - 1) as i64 > row0 as i64 + n_k as i64 - n_q as i64));
+        let needs_mask =
+            !MASKED && (key0 + BN > n_k || (CAUSAL && (key0 + BN - 1) as i64 > row0 as i64 + n_k as i64 - n_q as i64));
         // Masked builds: the rules of this query head (ALiBi slopes are per head), whether this
         // block needs the per-element window test, and the dropout stream of (b, hq).
         let rules = ScoreRules::new(&p.mask, b, hq, &seq);
@@ -550,7 +551,10 @@ pub unsafe fn dq_mma<
     let cfg = MmaBackwardDqConfig { head_dim: D, block_m: BM, block_n: BN };
     const {
         assert!(BN / 8 <= MAX_NT && D / 8 <= MAX_DQT);
-        assert!((MASKED || MODS == 0) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
+        assert!(
+            (MASKED || MODS == 0)
+                && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0)
+        );
     };
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
@@ -562,8 +566,7 @@ pub unsafe fn dq_mma<
     let (warp, lane) = (tid / 32, tid % 32);
     let (g, t) = (lane / 4, lane % 4);
     // Causal: heaviest (last) query blocks first, as the forward.
-    let m_block =
-        if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
+    let m_block = if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
     let row0 = m_block as usize * BM;
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
@@ -601,7 +604,8 @@ pub unsafe fn dq_mma<
     };
     let next_block =
         |j: usize| if MASKED { block_mask.first_active_key_block(row0, j + 1, n_blocks, BN, lane) } else { j + 1 };
-    let first = if MASKED { block_mask.first_active_key_block(row0, first_block, n_blocks, BN, lane) } else { first_block };
+    let first =
+        if MASKED { block_mask.first_active_key_block(row0, first_block, n_blocks, BN, lane) } else { first_block };
     let q_row = q_start + row0;
     copy_tile_async::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, head_dim, q_s, pitch, tid, threads);
     copy_tile_async::<D>(p.d_o, &p.do_strides, b, h, q_row, q_end, BM, head_dim, do_s, pitch, tid, threads);

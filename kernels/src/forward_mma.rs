@@ -21,11 +21,11 @@
 //! live in registers; unused elements are removed.
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
+use crate::arch::sm80::ld_shared_b32;
 use crate::arch::sm80::{
     cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_shared_v4_b32, ldmatrix_x4,
     ldmatrix_x4_trans, lg2, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
 };
-use crate::arch::sm80::ld_shared_b32;
 use crate::config::{MmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::Element;
 use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
@@ -69,9 +69,14 @@ pub unsafe fn forward_mma<
     let threads = cfg.threads();
     let pitch = cfg.smem_pitch();
     const {
-        assert!(MT <= MAX_MT && BN / 8 <= MAX_NT && D / 8 <= MAX_DT && D / 16 <= MAX_KT && (STAGES == 1 || STAGES == 2));
+        assert!(
+            MT <= MAX_MT && BN / 8 <= MAX_NT && D / 8 <= MAX_DT && D / 16 <= MAX_KT && (STAGES == 1 || STAGES == 2)
+        );
         // Masked builds: causal is a window, and block-mask blocks hold whole kernel blocks.
-        assert!((MASKED || MODS == 0) && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0));
+        assert!(
+            (MASKED || MODS == 0)
+                && (!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0 && BN % 32 == 0)
+        );
     };
     let nt_s = BN / 8; // n-tiles of S
     let dt_o = D / 8; // n-tiles of O
@@ -84,9 +89,8 @@ pub unsafe fn forward_mma<
     let (g, t) = (lane / 4, lane % 4); // quad (row) and lane within the quad
                                        // Causal: the last query blocks see the most keys; launching them first (the scheduler
                                        // hands out low block indices first) keeps the heaviest CTAs out of the tail wave.
-    // (Masked builds: windows are causal-like, and without a window every block costs the same.)
-    let m_block =
-        if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
+                                       // (Masked builds: windows are causal-like, and without a window every block costs the same.)
+    let m_block = if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
     let row0 = m_block as usize * BM;
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
@@ -491,7 +495,8 @@ pub unsafe fn forward_mma<
             let row = row0 + r_local;
             if t == 0 && row < n_q {
                 let lse = if l > 0.0 { LN2 * (row_max[mt][half] * scale_log2 + lg2(l)) } else { f32::NEG_INFINITY };
-                let index = if MASKED { seq.lse_index(&p.mask, b, h, row) } else { (b * p.heads as usize + h) * n_q + row };
+                let index =
+                    if MASKED { seq.lse_index(&p.mask, b, h, row) } else { (b * p.heads as usize + h) * n_q + row };
                 st_global_f32((p.lse as *mut f32).add(index), lse);
             }
             half += 1;

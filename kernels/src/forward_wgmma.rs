@@ -408,8 +408,7 @@ pub unsafe fn forward_wgmma<
     let lane = tid % 32;
     // Causal: the last query blocks see the most keys; launching them first keeps the heaviest
     // CTAs out of the tail wave.
-    let m_block =
-        if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
+    let m_block = if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
     let row0 = m_block as usize * BM;
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;

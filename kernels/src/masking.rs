@@ -157,7 +157,11 @@ pub struct BlockMask {
 impl BlockMask {
     #[inline(always)]
     pub fn new(m: &MaskParams, h: usize) -> Self {
-        let head = if m.block_mask == 0 { core::ptr::null() } else { (m.block_mask + h as u64 * m.block_mask_head_stride) as *const u8 };
+        let head = if m.block_mask == 0 {
+            core::ptr::null()
+        } else {
+            (m.block_mask + h as u64 * m.block_mask_head_stride) as *const u8
+        };
         BlockMask { head, k_blocks: m.block_mask_k_blocks as usize }
     }
 

@@ -394,8 +394,9 @@ mod tests {
     #[test]
     fn streams_differ_across_batch_heads_seeds_offsets_and_are_reproducible() {
         let t = keep_threshold(0.5);
-        let mask =
-            |rng: DropoutRng| -> [u16; 64] { core::array::from_fn(|i| rng.keep_bits([i as u32 % 16, i as u32 / 16], t)) };
+        let mask = |rng: DropoutRng| -> [u16; 64] {
+            core::array::from_fn(|i| rng.keep_bits([i as u32 % 16, i as u32 / 16], t))
+        };
         let base = mask(DropoutRng::new(9, 0, 0, 0, 4));
         assert_eq!(base, mask(DropoutRng::new(9, 0, 0, 0, 4)));
         for other in [
