@@ -404,3 +404,60 @@ fn bad_mask_inputs_are_errors() {
     assert!(VarlenBatch::new(&[0, 5, 3], &[0, 5, 6]).is_err());
     assert!(VarlenBatch::new(&[1, 5], &[0, 5]).is_err());
 }
+
+/// Packed batches with empty sequences: no keys (o = 0, LSE = -inf, dq = 0), no queries (dk =
+/// dv = 0), beside a normal sequence that still matches the reference.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn varlen_empty_sequences() {
+    let dev = device();
+    let (heads, d) = (2, 64);
+    let batch = VarlenBatch::from_lengths(&[3, 0, 64], &[0, 5, 64]).unwrap();
+    let total =
+        Shape { batch: 1, seqlen_q: batch.total_q(), seqlen_k: batch.total_k(), heads, heads_kv: heads, head_dim: d };
+    let (qh, kh, vh) = random_qkv::<bf16>(&total, 77);
+    let doh: Vec<bf16> = randn(total.q_len(), &mut rand::rngs::StdRng::seed_from_u64(78));
+    let up = |x: &[bf16], n: usize| dev.upload(x, &[n, heads, d]).unwrap();
+    let (q, k, v, d_o) =
+        (up(&qh, batch.total_q()), up(&kh, batch.total_k()), up(&vh, batch.total_k()), up(&doh, batch.total_q()));
+    let none = MaskInputs::default();
+    poison_pool(&dev, 1 << 22);
+    let (o, lse) = forward_varlen(&q, &k, &v, &batch, &none, &opts()).unwrap();
+    poison_pool(&dev, 1 << 22);
+    let (dq, dk, dv) = backward_varlen(&q, &k, &v, &o, &lse, &d_o, &batch, &none, &opts()).unwrap();
+    let [o, dq, dk, dv] = [&o, &dq, &dk, &dv].map(|t| t.to_host().unwrap());
+    let lse = lse.to_host().unwrap();
+    let row = heads * d;
+    // Sequence 0: 3 queries, no key.
+    assert!(o[..3 * row].iter().all(|x| x.to_f32() == 0.0), "o of a sequence without keys");
+    assert!(dq[..3 * row].iter().all(|x| x.to_f32() == 0.0), "dq of a sequence without keys");
+    for h in 0..heads {
+        assert!(
+            lse[h * batch.total_q()..][..3].iter().all(|&x| x == f32::NEG_INFINITY),
+            "lse of a sequence without keys"
+        );
+    }
+    // Sequence 1: 5 keys, no query.
+    assert!(dk[..5 * row].iter().chain(&dv[..5 * row]).all(|x| x.to_f32() == 0.0), "dk/dv of keys no query sees");
+    // Sequence 2: 64 x 64 against the reference.
+    let s = shape(1, 64, 64, heads, heads, d);
+    let (q0, k0) = (3, 5);
+    let rows = |x: &[bf16], start: usize| x[start * row..(start + 64) * row].to_vec();
+    let case = MaskCase::new(s, opts(), 0);
+    let ref_opts = ref_options(&case, &None, &None);
+    let lse_b: Vec<f32> = (0..heads).flat_map(|h| lse[h * batch.total_q() + q0..][..64].to_vec()).collect();
+    let fwd = check_forward(&rows(&qh, q0), &rows(&kh, k0), &rows(&vh, k0), &s, &ref_opts, &rows(&o, q0), &lse_b);
+    let bwd = check_backward(
+        &rows(&qh, q0),
+        &rows(&kh, k0),
+        &rows(&vh, k0),
+        &rows(&doh, q0),
+        &s,
+        &ref_opts,
+        &rows(&dq, q0),
+        &rows(&dk, k0),
+        &rows(&dv, k0),
+    );
+    println!("varlen with empty sequences, sequence 2: fwd {fwd} | bwd {bwd}");
+    assert!(fwd.passed() && bwd.passed());
+}
