@@ -577,19 +577,21 @@ pub fn mma_masked_kernel(dtype: Dtype, head_dim: usize, mods: u32) -> Option<(&'
     found
 }
 
-/// Whether `Auto` runs a masked call on the wgmma kernel: compute capability 9.0, head dims that
-/// pad to 128, and only windows, block masks and packed batches (softcap, ALiBi and dropout have
-/// mma.sync builds only).
+/// Whether `Auto` runs a masked call on the wgmma kernel: compute capability 9.0, no softcap or
+/// ALiBi (mma.sync builds only), and a wgmma masked row for the padded head dim and dropout.
 fn wgmma_masked_applies(opts: &AttentionOptions, inputs: &MaskInputs, head_dim: usize, cc: (i32, i32)) -> bool {
-    cc == (9, 0) && !masks::needs_mods(opts, inputs) && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(128)
+    let build = masks::mods_build(opts, inputs);
+    cc == (9, 0) && build != 3 && wgmma_masked_kernel(Dtype::Bf16, head_dim, build == 2).is_some()
 }
 
-/// The masked wgmma forward (head dims padded to 128) and its configuration.
-fn wgmma_masked_kernel(dtype: Dtype) -> Option<(&'static str, WgmmaForwardConfig)> {
+/// The masked wgmma forward for a head dim (padded to 64 or 128) with or without dropout, and
+/// its configuration.
+fn wgmma_masked_kernel(dtype: Dtype, head_dim: usize, dropout: bool) -> Option<(&'static str, WgmmaForwardConfig)> {
+    let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
     let mut found = None;
     macro_rules! row {
-        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
-            if found.is_none() && Dtype::$dtype == dtype {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $dropout:literal) => {
+            if found.is_none() && Dtype::$dtype == dtype && $d == padded && $dropout == dropout {
                 found = Some((
                     stringify!($name),
                     WgmmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, pipelined: true },
@@ -628,7 +630,8 @@ fn launch_forward<T: Element>(
                 && opts.kernel == ForwardKernel::Auto
                 && wgmma_masked_applies(opts, inputs, dims.head_dim, cc) =>
         {
-            let (name, cfg) = wgmma_masked_kernel(dtype).ok_or_else(unsupported)?;
+            let dropout = masks::mods_build(opts, inputs) == 2;
+            let (name, cfg) = wgmma_masked_kernel(dtype, dims.head_dim, dropout).ok_or_else(unsupported)?;
             (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
         }
         ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {

@@ -143,11 +143,6 @@ pub(crate) fn needs_masks(opts: &AttentionOptions, inputs: &MaskInputs, varlen: 
     options_need_masks(opts) || inputs.alibi_slopes.is_some() || inputs.block_mask.is_some() || varlen
 }
 
-/// Whether a call needs per-element work beyond masking (softcap, ALiBi, dropout).
-pub(crate) fn needs_mods(opts: &AttentionOptions, inputs: &MaskInputs) -> bool {
-    mods_build(opts, inputs) != 0
-}
-
 /// The masked build (`MODS` bits of the kernel tables) that runs a call: 0 for windows, block
 /// masks and packed batches alone; 2 (`MODS_DROPOUT`) adds dropout on nearly the same tiles; 3
 /// adds softcap and ALiBi (smaller tiles; softcap or ALiBi without dropout run it too).

@@ -125,7 +125,7 @@ macro_rules! wgmma_forward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $pipe:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, $pipe, $causal, false>(&p)
+            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, $pipe, $causal, false, false>(&p)
         }
     };
 }
@@ -133,10 +133,10 @@ macro_rules! wgmma_forward_entry {
 crate::for_each_wgmma_forward_kernel!(wgmma_forward_entry);
 
 macro_rules! wgmma_forward_masked_entry {
-    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $dropout:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, true, false, true>(&p)
+            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, true, false, true, $dropout>(&p)
         }
     };
 }

@@ -34,7 +34,7 @@ use crate::arch::sm90::{
 };
 use crate::config::{WgmmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::WgmmaElement;
-use crate::masking::{BlockMask, ScoreRules, Sequence};
+use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
 use crate::params::{ForwardParams, Strides};
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
 
@@ -152,6 +152,7 @@ struct Cta<'a> {
     q_start: usize,
     k_start: usize,
     rules: ScoreRules,
+    dropout: Dropout,
     scale_log2: f32,
     k_s: u32,
     v_s: u32,
@@ -298,6 +299,40 @@ impl Cta<'_> {
     }
 }
 
+impl Cta<'_> {
+    /// Dropout of block `j`'s weights (after the softmax summed them, before they are packed):
+    /// the m64nBN accumulator is mma.sync's m16n8 layout per warp, so the keep flags of
+    /// `Dropout::s_bits` apply as they are: `s[4 nt + 2 half + e]` is row `g + 8 half`, key
+    /// `8 nt + 2 t + e`. One Philox call per lane per 32 keys, issued while `P V` of the previous
+    /// block still runs on the tensor cores.
+    #[inline(always)]
+    unsafe fn drop_p<const BN: usize>(&self, s: &mut [f32; MAX_S], j: usize) {
+        let lane = 4 * self.g + self.t;
+        let mut kp = 0;
+        while kp < BN / 32 {
+            let keep = self.dropout.s_bits(self.warp_first_row, j * BN + 32 * kp, lane);
+            let mut q = 0;
+            while q < 4 {
+                let nt = 4 * kp + q;
+                let mut half = 0;
+                while half < 2 {
+                    let bit = 8 * (2 * half + nt % 2) + 7 - (nt % 4) / 2;
+                    let mut e = 0;
+                    while e < 2 {
+                        if (keep[e] >> bit) & 1 == 0 {
+                            s[4 * nt + 2 * half + e] = 0.0;
+                        }
+                        e += 1;
+                    }
+                    half += 1;
+                }
+                q += 1;
+            }
+            kp += 1;
+        }
+    }
+}
+
 /// Online softmax of one block for this thread's rows (the 4 lanes of a quad share rows g and
 /// g + 8): updates the row max and partial row sum, replaces each score by
 /// `p = exp2(s * scale_log2 - m * scale_log2)` (one FFMA feeding MUFU.EX2), and returns the
@@ -392,6 +427,7 @@ pub unsafe fn forward_wgmma<
     const PIPELINED: bool,
     const CAUSAL: bool,
     const MASKED: bool,
+    const DROPOUT: bool,
 >(
     p: &ForwardParams,
 ) {
@@ -401,6 +437,7 @@ pub unsafe fn forward_wgmma<
         assert!(BN / 2 <= MAX_S && D / 2 <= MAX_O && BN / 16 <= MAX_KV);
         // Masked builds (windows, block masks, packed batches): pipelined, causal as a window.
         assert!(!MASKED || (PIPELINED && !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0));
+        assert!(MASKED || !DROPOUT);
     };
     let tid = _thread_idx_x() as usize;
     let wg = tid / 128; // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
@@ -446,6 +483,7 @@ pub unsafe fn forward_wgmma<
         q_start: seq.q_start,
         k_start: seq.k_start,
         rules: ScoreRules::new(&p.mask, b, h, &seq),
+        dropout: if DROPOUT { Dropout::new(&p.mask, b, h, p.heads) } else { Dropout::off() },
         scale_log2: p.scale_log2,
         k_s,
         v_s,
@@ -485,11 +523,11 @@ pub unsafe fn forward_wgmma<
 
     let mut st = RowState { acc_o: [0.0; MAX_O], row_max: [f32::NEG_INFINITY; 2], row_sum: [0.0; 2] };
     if PIPELINED {
-        pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED>(&cta, &mut st, first, n_blocks, |j| kept_from(j + 1));
+        pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT>(&cta, &mut st, first, n_blocks, |j| kept_from(j + 1));
     } else {
         serial_loop::<E, D, BM, BN, CAUSAL>(&cta, &mut st, n_blocks);
     }
-    epilogue::<E, D, BM, MASKED>(&cta, &st, q_s, row0, h, wg * 64 + warp * 16, lane, &seq);
+    epilogue::<E, D, BM, MASKED, DROPOUT>(&cta, &st, q_s, row0, h, wg * 64 + warp * 16, lane, &seq);
 }
 
 /// The first schedule: per block, `S = Q K_j^T` and wait, softmax, `O += P V_j` and wait. Each
@@ -563,6 +601,7 @@ unsafe fn pipelined_loop<
     const BN: usize,
     const CAUSAL: bool,
     const MASKED: bool,
+    const DROPOUT: bool,
 >(
     cta: &Cta,
     st: &mut RowState,
@@ -592,6 +631,9 @@ unsafe fn pipelined_loop<
     cta.mask::<BN, CAUSAL, MASKED>(&mut s, first);
     // O is zero: alpha needs no application.
     let _ = softmax::<BN>(&mut s, st, cta.scale_log2);
+    if DROPOUT {
+        cta.drop_p::<BN>(&mut s, first);
+    }
     let mut p_frag = pack_p::<E, BN>(&s);
 
     let mut j = second;
@@ -623,6 +665,9 @@ unsafe fn pipelined_loop<
         fence_regs_f32(&mut s);
         cta.mask::<BN, CAUSAL, MASKED>(&mut s, j);
         let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
+        if DROPOUT {
+            cta.drop_p::<BN>(&mut s, j); // (the previous P V still runs)
+        }
         wgmma_wait_group::<0>(); // P V_{j-1} is complete: O and P_{j-1} are free
         fence_regs_f32(&mut st.acc_o);
         fence_p(&mut p_frag, BN / 16);
@@ -651,7 +696,7 @@ unsafe fn pipelined_loop<
 /// log) once per row. `r_warp`: this warp's first row in the tile.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize, const MASKED: bool>(
+unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize, const MASKED: bool, const DROPOUT: bool>(
     cta: &Cta,
     st: &RowState,
     q_s: u32,
@@ -674,7 +719,10 @@ unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize, const MASKE
         l += shfl_xor_f32(l, 1);
         l += shfl_xor_f32(l, 2);
         // A row with no visible key (causal, n_q > n_k) has l = 0: output 0, LSE -inf.
-        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+        let mut inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+        if DROPOUT {
+            inv *= cta.dropout.scale; // 1 / keep probability, folded into the normalisation
+        }
         let r_tile = r_warp + g + 8 * half;
         let mut dt = 0;
         while dt < D / 8 {

@@ -187,14 +187,19 @@ macro_rules! for_each_wgmma_forward_kernel {
     };
 }
 
-/// The masked Hopper forward (sm_90a PTX only): windows (causal is one), block masks and packed
-/// batches on the wgmma kernel's pipelined schedule, `callback!(name, Dtype, head_dim, block_m,
-/// block_n)`; softcap, ALiBi and dropout run on the mma.sync `mods` builds.
+/// The masked Hopper forward (sm_90a PTX only): windows (causal is one), block masks, packed
+/// batches and (`dropout` true) dropout on the wgmma kernel's pipelined schedule,
+/// `callback!(name, Dtype, head_dim, block_m, block_n, dropout)`; softcap and ALiBi run on the
+/// mma.sync `mods` builds. d = 64: dropout only (without it the mma.sync masked build is as fast).
 #[macro_export]
 macro_rules! for_each_wgmma_forward_masked_kernel {
     ($m:ident) => {
-        $m!(flash_fwd_wgmma_masked_f16_d128, F16, 128, 128, 128);
-        $m!(flash_fwd_wgmma_masked_bf16_d128, Bf16, 128, 128, 128);
+        $m!(flash_fwd_wgmma_masked_f16_d128, F16, 128, 128, 128, false);
+        $m!(flash_fwd_wgmma_masked_bf16_d128, Bf16, 128, 128, 128, false);
+        $m!(flash_fwd_wgmma_masked_dropout_f16_d128, F16, 128, 128, 128, true);
+        $m!(flash_fwd_wgmma_masked_dropout_bf16_d128, Bf16, 128, 128, 128, true);
+        $m!(flash_fwd_wgmma_masked_dropout_f16_d64, F16, 64, 128, 128, true);
+        $m!(flash_fwd_wgmma_masked_dropout_bf16_d64, Bf16, 64, 128, 128, true);
     };
 }
 
