@@ -740,9 +740,11 @@ pub unsafe fn dq_mma<
         iteration += 1;
     }
 
-    // Epilogue: scale, stage through this warp's own rows of the Q tile, 16-byte stores.
+    // Epilogue: scale, stage through this warp's own rows of the Q tile, 16-byte stores. Every
+    // thread copied part of the Q tile: a CTA barrier after the waits, so that no copy lands in
+    // these rows after they are rewritten (with no key block, nothing waited for them before).
     cp_async_wait_group::<0>();
-    syncwarp();
+    _syncthreads();
     let scale = p.scale;
     let mut dt = 0;
     while dt < dt_q {

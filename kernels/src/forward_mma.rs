@@ -467,11 +467,13 @@ pub unsafe fn forward_mma<
     }
 
     // Epilogue. Complete the row sums across the quad, normalise, stage O through this warp's
-    // own rows of the Q tile (no other warp reads them, so a warp barrier suffices), then write
-    // 16-byte chunks. No copy may still be landing in the Q tile: with no key block at all
-    // (causal, seqlen_q > seqlen_k) the prologue's group was never waited for.
+    // own rows of the Q tile, then write 16-byte chunks. The Q tile was copied by every thread of
+    // the CTA, so its copies must have landed for all of them before a warp rewrites its rows: a
+    // CTA barrier after each thread's wait (after a key block this is already so; with no key
+    // block at all (causal with seqlen_q > seqlen_k, a window, an empty block-mask row, a packed
+    // sequence without keys) the prologue's copies were never waited for: found by racecheck).
     cp_async_wait_group::<0>();
-    syncwarp();
+    _syncthreads();
     let mut mt = 0;
     while mt < MT {
         let mut half = 0;
