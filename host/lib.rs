@@ -21,7 +21,9 @@
 //!
 //! Layers: [`runtime`](mod@runtime) (device discovery, module and function cache), [`tensor`](mod@tensor) (typed device
 //! tensors with shapes and strides), [`shape`](mod@shape) (problem dimensions), [`forward`](mod@forward) and [`backward`](mod@backward)
-//! (the operations, validated), [`reference`](mod@reference) (the f64 CPU oracle), [`accuracy`](mod@accuracy)
+//! (the operations, validated), [`masks`](mod@masks) (windows, softcap, ALiBi, block-sparse masks, dropout
+//! and packed variable-length batches: `forward_masked`, `forward_varlen` and their backwards),
+//! [`reference`](mod@reference) (the f64 CPU oracle), [`accuracy`](mod@accuracy)
 //! (FlashAttention's error rules), [`bench`](mod@bench) (timing harness), [`io`](mod@io) (safetensors in
 //! and out, for `flashattn run`), [`dropout`](mod@dropout) (the Philox keep-mask, on the CPU) and [`standard`](mod@standard) (the
 //! standard-attention baseline: `N x N` matrices in memory, cuBLAS GEMMs, for the benchmarks).
