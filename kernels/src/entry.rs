@@ -125,7 +125,9 @@ macro_rules! wgmma_forward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $pipe:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, $pipe, $causal, false, false>(&p)
+            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, $pipe, $causal, false, false>(
+                &p,
+            )
         }
     };
 }
