@@ -250,7 +250,7 @@ pub fn time_ms(
 impl BenchRow {
     /// The row of a measurement of `op` on `dims` (B, H, d, N taken from it) in element type `T`:
     /// `flops` of work done in `ms`.
-    fn measured<T: Element>(
+    pub(crate) fn measured<T: Element>(
         op: &str,
         label: &str,
         dims: &Shape,

@@ -29,21 +29,9 @@ fn masked_noop() -> AttentionOptions {
     AttentionOptions { window_left: Some(1 << 30), ..Default::default() }
 }
 
+/// A bf16 row (no memory figure).
 fn row(op: &str, label: &str, dims: &Shape, causal: bool, ms: f64, flops: f64) -> BenchRow {
-    BenchRow {
-        op: op.into(),
-        implementation: label.into(),
-        dtype: "bf16".into(),
-        d: dims.head_dim,
-        causal,
-        n: dims.seqlen_q,
-        b: dims.batch,
-        h: dims.heads,
-        ms,
-        tflops: flops / (ms * 1e-3) / 1e12,
-        peak_mib: 0.0,
-        call: None,
-    }
+    BenchRow::measured::<bf16>(op, label, dims, causal, ms, flops, 0.0)
 }
 
 /// Forward and backward of each variant on one shape (bf16): two rows per variant.

@@ -199,11 +199,7 @@ pub unsafe fn dkdv_mma<
     let heads = p.heads as usize;
     let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
     // Masked builds: entry b of a packed batch (rows `q_start + row`, keys `k_start + key`).
-    let seq = if MASKED {
-        Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k)
-    } else {
-        Sequence { q_start: 0, n_q: p.seqlen_q as usize, k_start: 0, n_k: p.seqlen_k as usize }
-    };
+    let seq = Sequence::for_build::<MASKED>(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);
     let (q_start, k_start) = (seq.q_start, seq.k_start);
     if MASKED && key0 >= n_k {
@@ -572,11 +568,7 @@ pub unsafe fn dq_mma<
     let b = _block_idx_z() as usize;
     let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
     let h_kv = h / group;
-    let seq = if MASKED {
-        Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k)
-    } else {
-        Sequence { q_start: 0, n_q: p.seqlen_q as usize, k_start: 0, n_k: p.seqlen_k as usize }
-    };
+    let seq = Sequence::for_build::<MASKED>(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);
     let (q_start, k_start) = (seq.q_start, seq.k_start);
     let (q_end, k_end) = (q_start + n_q, k_start + n_k);

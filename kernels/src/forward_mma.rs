@@ -99,11 +99,7 @@ pub unsafe fn forward_mma<
     let h_kv = h / group;
     // Masked builds: this entry of a packed batch (`seqlen_*` are then the maxima), whose rows
     // are `q_start + row` of the packed tensors (batch stride 0).
-    let seq = if MASKED {
-        Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k)
-    } else {
-        Sequence { q_start: 0, n_q: p.seqlen_q as usize, k_start: 0, n_k: p.seqlen_k as usize }
-    };
+    let seq = Sequence::for_build::<MASKED>(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);
     let (q_start, k_start) = (seq.q_start, seq.k_start);
     if MASKED && row0 >= n_q {

@@ -174,35 +174,34 @@ impl Cta<'_> {
     /// Issues the copy of K block `j` into K stage `stage`.
     #[inline(always)]
     unsafe fn load_k<const D: usize, const BN: usize>(&self, j: usize, stage: usize) {
-        let dst = self.k_s + (stage * self.kv_bytes) as u32;
-        let p = self.p;
-        copy_tile_sw128::<D>(
-            p.k,
-            &p.k_strides,
-            self.b,
-            self.h_kv,
-            self.k_start + j * BN,
-            self.k_start + self.n_k,
-            BN,
-            self.head_dim,
-            dst,
-            self.tid,
-            self.threads,
-        );
+        self.load_kv_block::<D, BN>(self.p.k, &self.p.k_strides, self.k_s, j, stage);
     }
 
     /// Issues the copy of V block `j` into V stage `stage`.
     #[inline(always)]
     unsafe fn load_v<const D: usize, const BN: usize>(&self, j: usize, stage: usize) {
-        let dst = self.v_s + (stage * self.kv_bytes) as u32;
-        let p = self.p;
+        self.load_kv_block::<D, BN>(self.p.v, &self.p.v_strides, self.v_s, j, stage);
+    }
+
+    /// Block `j` (keys `j BN ..` of this sequence) of K or V into stage `stage` of its tiles.
+    #[inline(always)]
+    unsafe fn load_kv_block<const D: usize, const BN: usize>(
+        &self,
+        src: u64,
+        strides: &Strides,
+        tiles: u32,
+        j: usize,
+        stage: usize,
+    ) {
+        let dst = tiles + (stage * self.kv_bytes) as u32;
+        let rows = (self.k_start + j * BN, self.k_start + self.n_k);
         copy_tile_sw128::<D>(
-            p.v,
-            &p.v_strides,
+            src,
+            strides,
             self.b,
             self.h_kv,
-            self.k_start + j * BN,
-            self.k_start + self.n_k,
+            rows.0,
+            rows.1,
             BN,
             self.head_dim,
             dst,
@@ -451,11 +450,7 @@ pub unsafe fn forward_wgmma<
     let b = _block_idx_z() as usize;
     // heads_kv divides heads (validated on the host); max(1) keeps core's division panic out.
     let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
-    let seq = if MASKED {
-        Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k)
-    } else {
-        Sequence { q_start: 0, n_q: p.seqlen_q as usize, k_start: 0, n_k: p.seqlen_k as usize }
-    };
+    let seq = Sequence::for_build::<MASKED>(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let (n_q, n_k) = (seq.n_q, seq.n_k);
     if MASKED && row0 >= n_q {
         return; // a shorter entry of a packed batch

@@ -44,6 +44,17 @@ impl Sequence {
         Sequence { q_start, n_q, k_start, n_k }
     }
 
+    /// [`Sequence::of`] in masked builds; plain builds (`MASKED` false) never read the packed
+    /// offsets, so their sequence is the dense one, constants the compiler folds away.
+    #[inline(always)]
+    pub unsafe fn for_build<const MASKED: bool>(m: &MaskParams, b: usize, seqlen_q: u32, seqlen_k: u32) -> Self {
+        if MASKED {
+            Self::of(m, b, seqlen_q, seqlen_k)
+        } else {
+            Sequence { q_start: 0, n_q: seqlen_q as usize, k_start: 0, n_k: seqlen_k as usize }
+        }
+    }
+
     /// Index of row `row` of head `h` in the LSE (dense `[batch, heads, seqlen_q]` or packed
     /// `[heads, total_q]`).
     #[inline(always)]
