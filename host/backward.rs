@@ -9,8 +9,8 @@ use crate::masks::{self, MaskInputs, VarlenBatch, VarlenDevice};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{
-    Dtype, MmaBackwardConfig, MmaBackwardDqConfig, MmaForwardConfig, ScalarBackwardConfig, DQ_CONVERT_THREADS,
-    MASKED_SCRATCH_BYTES,
+    Dtype, MmaBackwardConfig, MmaBackwardDqConfig, MmaForwardConfig, ScalarBackwardConfig, WgmmaBackwardConfig,
+    WgmmaForwardConfig, DQ_CONVERT_THREADS, MASKED_SCRATCH_BYTES,
 };
 use flashattn_kernels::params::BackwardParams;
 
@@ -19,8 +19,10 @@ use flashattn_kernels::params::BackwardParams;
 /// Returns `(dq, dk, dv)`, contiguous, shaped like `q`, `k`, `v`. With GQA/MQA, `dk` and `dv`
 /// sum over the query heads that share a K/V head.
 ///
-/// `opts.kernel` `Auto` / `TensorCore`: the tensor-core backward (every head dim of the forward);
-/// dQ is summed with f32 atomics unless `opts.deterministic`. `Scalar`: the CUDA-core reference
+/// `opts.kernel` `Auto`: on compute capability 9.0, the wgmma dK/dV kernel for head dims 33..=64
+/// and 97..=128 without masks, else the mma.sync one (every head dim of the forward);
+/// `TensorCore`: always mma.sync; `Wgmma`: the wgmma kernel or an error. dQ is summed with f32
+/// atomics unless `opts.deterministic` (then its own kernel, mma.sync). `Scalar`: the CUDA-core reference
 /// path (head dims 32, 64, 128; deterministic). Memory: dq, dk, dv, two f32 rows per query row
 /// and, for the atomic dQ, an f32 copy of dq.
 pub fn backward<T: Element>(
@@ -179,11 +181,21 @@ pub fn validate_backward<T: Element>(
                 .ok_or_else(|| unsupported_mma(dims.head_dim))?;
             return Ok(dims);
         }
+        ForwardKernel::Wgmma => {
+            wgmma_backward_kernel(T::DTYPE.expect("validated"), dims.head_dim, opts.causal).ok_or_else(|| {
+                Error::UnsupportedHeadDim {
+                    head_dim: dims.head_dim,
+                    kernel: "wgmma backward",
+                    supported: (40..=64).chain(104..=128).step_by(8).collect(),
+                }
+            })?;
+            return Ok(dims);
+        }
         ForwardKernel::Scalar => {}
         other => {
             return Err(Error::invalid(
                 "kernel",
-                format!("{other:?} selects forward tiles; the backward takes Auto, TensorCore or Scalar"),
+                format!("{other:?} selects forward tiles; the backward takes Auto, TensorCore, Wgmma or Scalar"),
             ));
         }
     }
@@ -312,6 +324,74 @@ fn mma_backward_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&
     found
 }
 
+/// The wgmma dK/dV kernel for a head dim, if it has one: only where its instantiated head dim is
+/// the mma.sync row's (so `dq_accum` and the deterministic dQ kernel are the same).
+fn wgmma_backward_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&'static str, WgmmaBackwardConfig)> {
+    let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
+    if mma_backward_kernel(dtype, head_dim, causal)?.1.head_dim != padded {
+        return None;
+    }
+    let mut found = None;
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
+            if Dtype::$dtype == dtype && $d == padded && $causal == causal {
+                let config = WgmmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn };
+                debug_assert!(config.is_valid());
+                found = Some((stringify!($name), config));
+            }
+        };
+    }
+    flashattn_kernels::for_each_wgmma_backward_kernel!(row);
+    found
+}
+
+/// The dK/dV kernel a backward call runs: its name, grid width (keys per CTA), threads and
+/// dynamic shared memory.
+struct DkdvLaunch {
+    name: &'static str,
+    block_n: usize,
+    threads: usize,
+    smem: usize,
+}
+
+/// Picks the dK/dV kernel (see [`backward`] for the rules).
+fn dkdv_launch(
+    dtype: Dtype,
+    dims: &Shape,
+    opts: &AttentionOptions,
+    masked: bool,
+    mods: u32,
+    compute_capability: (i32, i32),
+) -> Result<DkdvLaunch> {
+    let hopper = compute_capability == (9, 0);
+    let wants_wgmma = matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::Wgmma);
+    if wants_wgmma && hopper && !masked {
+        if let Some((name, cfg)) = wgmma_backward_kernel(dtype, dims.head_dim, opts.causal) {
+            return Ok(DkdvLaunch { name, block_n: cfg.block_n, threads: cfg.threads(), smem: cfg.smem_bytes() });
+        }
+    }
+    if opts.kernel == ForwardKernel::Wgmma {
+        return Err(Error::invalid(
+            "kernel",
+            format!(
+                "the wgmma backward needs compute capability 9.0 (this device: {compute_capability:?}), \
+                 no masks, and head dims 40..=64 or 104..=128"
+            ),
+        ));
+    }
+    let (name, cfg) = if masked {
+        mma_backward_masked_kernel(dtype, dims.head_dim, mods)
+    } else {
+        mma_backward_kernel(dtype, dims.head_dim, opts.causal)
+    }
+    .ok_or_else(|| unsupported_mma(dims.head_dim))?;
+    // The sm_90a PTX (compute capability 9.0) stages dQ in shared memory for bulk reductions;
+    // masked builds park a block index per warp past the tiles.
+    let smem = if hopper { cfg.smem_bytes_sm90() } else { cfg.smem_bytes() };
+    let smem = if masked { smem + MASKED_SCRATCH_BYTES } else { smem };
+    Ok(DkdvLaunch { name, block_n: cfg.block_n, threads: cfg.threads(), smem })
+}
+
 /// The deterministic dQ kernel for a head dim and its tiles.
 fn mma_backward_dq_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&'static str, MmaBackwardDqConfig)> {
     let mut found: Option<(&'static str, MmaBackwardDqConfig)> = None;
@@ -423,6 +503,12 @@ fn launch_backward<T: Element>(
         mask: setup.params,
     });
     let (b, h, hkv) = (dims.batch as u32, dims.heads as u32, dims.heads_kv as u32);
+    // Chosen before anything is launched, so that a call it rejects leaves the stream untouched.
+    let dkdv = if uses_tensor_cores(opts) {
+        Some(dkdv_launch(dtype, &dims, opts, masked, mods, dev.compute_capability())?)
+    } else {
+        None
+    };
     let warps = ScalarBackwardConfig::PREPROCESS_WARPS;
     // SAFETY (all launches below): one parameter block for every backward kernel, matching their
     // signature; every pointer is a live allocation of the validated shape and strides. The
@@ -456,18 +542,9 @@ fn launch_backward<T: Element>(
         }
         return Ok(());
     }
-    let (name, cfg) = if masked {
-        mma_backward_masked_kernel(dtype, dims.head_dim, mods)
-    } else {
-        mma_backward_kernel(dtype, dims.head_dim, opts.causal)
-    }
-    .ok_or_else(|| unsupported_mma(dims.head_dim))?;
-    let k_blocks = dims.seqlen_k.div_ceil(cfg.block_n) as u32;
-    // The sm_90a PTX (compute capability 9.0) stages dQ in shared memory for bulk reductions.
-    let smem = if dev.compute_capability() == (9, 0) { cfg.smem_bytes_sm90() } else { cfg.smem_bytes() };
-    // Masked builds park a block index per warp past the tiles.
-    let smem = if masked { smem + MASKED_SCRATCH_BYTES } else { smem };
-    unsafe { launch(&dev, name, smem, (k_blocks, hkv, b), cfg.threads(), &params)? };
+    let dkdv = dkdv.expect("chosen above for the tensor-core paths");
+    let k_blocks = dims.seqlen_k.div_ceil(dkdv.block_n) as u32;
+    unsafe { launch(&dev, dkdv.name, dkdv.smem, (k_blocks, hkv, b), dkdv.threads, &params)? };
     if dq_accum_ptr != 0 {
         let chunks = dims.seqlen_q * dims.head_dim / 8;
         let grid = (chunks.div_ceil(DQ_CONVERT_THREADS) as u32, h, b);
@@ -508,6 +585,19 @@ mod tests {
                 assert!(mma_backward_kernel(dtype, 264, causal).is_none());
             }
             assert!(!dq_convert_kernel_name(dtype).is_empty());
+            // The wgmma rows: exactly the head dims whose mma.sync row is instantiated at 64 or 128.
+            for causal in [false, true] {
+                for d in (8..=256).step_by(8) {
+                    let wgmma = wgmma_backward_kernel(dtype, d, causal);
+                    let expected = (40..=64).contains(&d) || (104..=128).contains(&d);
+                    assert_eq!(wgmma.is_some(), expected, "d={d}");
+                    if let Some((_, cfg)) = wgmma {
+                        assert!(
+                            cfg.is_valid() && cfg.head_dim == mma_backward_kernel(dtype, d, causal).unwrap().1.head_dim
+                        );
+                    }
+                }
+            }
         }
     }
 }

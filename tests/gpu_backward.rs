@@ -94,6 +94,10 @@ const TENSOR_CORE: AttentionOptions = AttentionOptions {
     dropout_offset: 0,
 };
 const SCALAR: AttentionOptions = AttentionOptions { kernel: ForwardKernel::Scalar, ..TENSOR_CORE };
+/// mma.sync even where `Auto` picks the wgmma kernel (compute capability 9.0, d = 64 and 128).
+const MMA_SYNC: AttentionOptions = AttentionOptions { kernel: ForwardKernel::TensorCore, ..TENSOR_CORE };
+/// The wgmma dK/dV kernel, required (compute capability 9.0).
+const WGMMA: AttentionOptions = AttentionOptions { kernel: ForwardKernel::Wgmma, ..TENSOR_CORE };
 const DETERMINISTIC: AttentionOptions = AttentionOptions { deterministic: true, ..TENSOR_CORE };
 
 fn square_cases(head_dims: &[usize], seqlens: &[usize]) -> Vec<(Shape, bool)> {
@@ -171,6 +175,43 @@ fn tensor_core_backward_strided_inputs() {
     run_all_packed::<bf16>(&square_cases(&[64, 128], &[97, 256]), TENSOR_CORE, true);
 }
 
+/// The wgmma dK/dV kernel (sm_90a): every head dim it takes, awkward lengths, GQA, causal,
+/// strided inputs, and its deterministic mode (dQ by the mma.sync kernel). Skipped, saying so,
+/// on other GPUs.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgmma_backward_matches_reference() {
+    if device().compute_capability() != (9, 0) {
+        println!("SKIPPED: the wgmma backward needs compute capability 9.0");
+        return;
+    }
+    let mut cases = square_cases(&[40, 64, 104, 128], &[1, 17, 97, 128]);
+    cases.extend(long_cases(&[64, 128]));
+    for (nq, nk) in [(1, 97), (97, 1), (17, 200), (200, 17), (300, 129)] {
+        for causal in [false, true] {
+            cases.push((shape(1, nq, nk, 2, 2, 128), causal));
+        }
+    }
+    for (h, hkv, d) in [(8, 2, 64), (8, 1, 128), (6, 3, 128)] {
+        for causal in [false, true] {
+            cases.push((shape(2, 97, 300, h, hkv, d), causal));
+        }
+    }
+    run_all::<bf16>(&cases, WGMMA);
+    run_all::<f16>(&square_cases(&[64, 128], &[97, 256]), WGMMA);
+    run_all_packed::<bf16>(&square_cases(&[64, 128], &[97, 256]), WGMMA, true);
+    run_all::<bf16>(&square_cases(&[64, 128], &[97, 300]), AttentionOptions { deterministic: true, ..WGMMA });
+}
+
+/// The mma.sync backward at the head dims where `Auto` runs wgmma on an H100.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn mma_sync_backward_matches_reference_where_auto_picks_wgmma() {
+    let mut cases = square_cases(&[64, 128], &[1, 97, 128]);
+    cases.extend(long_cases(&[128]));
+    run_all::<bf16>(&cases, MMA_SYNC);
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn deterministic_backward_matches_reference() {
@@ -210,6 +251,8 @@ fn backward_small_case_for_sanitizer() {
     let cases = [(shape(1, 130, 130, 2, 1, 64), true)];
     run_all::<bf16>(&cases, TENSOR_CORE);
     run_all::<bf16>(&cases, DETERMINISTIC);
+    run_all::<bf16>(&cases, MMA_SYNC);
+    run_all::<bf16>(&[(shape(1, 130, 130, 2, 1, 128), true)], TENSOR_CORE);
 }
 
 #[test]
@@ -256,6 +299,11 @@ fn backward_rejects_bad_input() {
     assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &tiles)), "kernel");
     let dropout = AttentionOptions { dropout_p: 1.5, ..opts };
     assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &dropout)), "dropout_p");
+    // The wgmma backward: head dims 40..=64 and 104..=128 (d = 96 runs mma.sync at 96), no masks.
+    let wgmma = AttentionOptions { kernel: ForwardKernel::Wgmma, ..opts };
+    assert_eq!(arg(backward(&q96, &k96, &v96, &o96, &lse96, &o96, &wgmma)), "head_dim");
+    let windowed = AttentionOptions { window_left: Some(4), ..wgmma };
+    assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &windowed)), "kernel");
     // The scalar backward has no masks.
     let scalar_dropout = AttentionOptions { dropout_p: 0.1, ..SCALAR };
     assert_eq!(arg(backward(&q, &k, &v, &o, &lse, &o, &scalar_dropout)), "kernel");

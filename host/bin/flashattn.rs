@@ -443,7 +443,8 @@ fn bench_typed<T: Element>(a: &BenchArgs) -> Result<bool> {
     }
     let base = AttentionOptions { kernel: a.kernel.into(), deterministic: a.deterministic, ..Default::default() };
     let mut base_label = match a.kernel {
-        KernelArg::Auto | KernelArg::TensorCore => "ours".to_string(),
+        KernelArg::Auto => "ours".to_string(),
+        KernelArg::TensorCore => "ours-mma".to_string(),
         KernelArg::Scalar => "ours-scalar".to_string(),
         KernelArg::Wgmma => "ours-wgmma".to_string(),
         KernelArg::WgmmaSerial => "ours-wgmma-serial".to_string(),

@@ -50,7 +50,7 @@ const MAX_DQT: usize = 32;
 /// memory. The arrays are padded to `stat_pitch` rows (a multiple of every block size), so whole
 /// blocks are read with 16-byte copies and no bounds checks.
 #[inline(always)]
-unsafe fn copy_stats_async<const BM: usize>(src: u64, first: usize, smem: u32, threads: usize) {
+pub(crate) unsafe fn copy_stats_async<const BM: usize>(src: u64, first: usize, smem: u32, threads: usize) {
     let mut idx = thread_idx_x_reread() as usize;
     while idx < BM / 4 {
         cp_async_cg_16(smem + 16 * idx as u32, (src as *const f32).add(first + 4 * idx) as *const u8, 16);

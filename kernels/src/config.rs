@@ -330,6 +330,99 @@ impl WgmmaForwardConfig {
     }
 }
 
+/// The Hopper backward, dK/dV kernel (`wgmma`, sm_90a only): one CTA per block of `block_n`
+/// keys, `block_n / 64` warpgroups each owning 64 of them; `block_m`-row blocks of Q and dO (and
+/// their LSE and D rows) stream through double-buffered shared memory.
+///
+/// Keys are the MMA rows, as in the mma.sync kernel: `S^T = K Q^T` and `dP^T = V dO^T` are SS
+/// MMAs (m64 x `block_m`), and their accumulators are directly the register A operands of
+/// `dV += P^T dO` and `dK += dS^T Q` (RS MMAs, dO and Q read MN-major from the tiles they were
+/// loaded into). dS^T goes to a SW128 tile, from which `dQ = dS K` reads it MN-major (both
+/// operands transposed); each warpgroup computes `dq_cols()` columns of `dq_rows()` query rows.
+///
+/// Why these numbers: at d = 128, 64-row query blocks keep S^T and dP^T at 32 registers each
+/// beside dK and dV (64 each); at d = 64, dK and dV take half as many, so 128-row blocks (64
+/// each for S^T and dP^T) halve the barriers per FLOP. Either way dQ is one m64n64 tile per
+/// warpgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WgmmaBackwardConfig {
+    /// Instantiated head dim: 64 or 128.
+    pub head_dim: usize,
+    /// Query rows per streamed block.
+    pub block_m: usize,
+    /// Keys per CTA (64 per warpgroup).
+    pub block_n: usize,
+}
+
+impl WgmmaBackwardConfig {
+    pub const ALIGN_SLACK: usize = WgmmaForwardConfig::ALIGN_SLACK;
+
+    pub const fn warpgroups(self) -> usize {
+        self.block_n / 64
+    }
+    pub const fn threads(self) -> usize {
+        128 * self.warpgroups()
+    }
+    /// Query rows of a block whose dQ one warpgroup computes (one m64 tile), and its columns.
+    pub const fn dq_rows(self) -> usize {
+        64
+    }
+    pub const fn dq_cols(self) -> usize {
+        self.head_dim * (self.block_m / 64) / self.warpgroups()
+    }
+    pub const fn tile_bytes(self, rows: usize) -> usize {
+        rows * self.head_dim * 2
+    }
+    /// Shared-memory offsets (bytes, from the 1024-aligned base): K and V (one block each), Q and
+    /// dO (two stages each), dS^T, the f32 dQ staging tile, LSE and D rows (two stages each).
+    /// Every tile size is a multiple of 1024 bytes, so each SW128 tile stays atom-aligned.
+    pub const fn k_offset(self) -> usize {
+        0
+    }
+    pub const fn v_offset(self) -> usize {
+        self.tile_bytes(self.block_n)
+    }
+    pub const fn q_offset(self) -> usize {
+        2 * self.tile_bytes(self.block_n)
+    }
+    pub const fn do_offset(self) -> usize {
+        self.q_offset() + 2 * self.tile_bytes(self.block_m)
+    }
+    pub const fn ds_offset(self) -> usize {
+        self.do_offset() + 2 * self.tile_bytes(self.block_m)
+    }
+    pub const fn dq_stage_offset(self) -> usize {
+        self.ds_offset() + 2 * self.block_n * self.block_m
+    }
+    /// As `MmaBackwardConfig::dq_stage_pitch` (the accumulator layout is mma.sync's per warp).
+    pub const fn dq_stage_pitch(self) -> usize {
+        4 * self.head_dim + 32
+    }
+    pub const fn lse_offset(self) -> usize {
+        self.dq_stage_offset() + self.block_m * self.dq_stage_pitch()
+    }
+    pub const fn delta_offset(self) -> usize {
+        self.lse_offset() + 2 * 4 * self.block_m
+    }
+    pub const fn smem_bytes(self) -> usize {
+        Self::ALIGN_SLACK + self.delta_offset() + 2 * 4 * self.block_m
+    }
+    pub const fn is_valid(self) -> bool {
+        (self.head_dim == 64 || self.head_dim == 128)
+            && self.block_n == 128
+            && (self.block_m == 64 || self.block_m == 128)
+            && MmaBackwardConfig::STAT_ROW_ALIGN % self.block_m == 0
+            && self.dq_cols() == 64
+            && self.block_m % (self.threads() / 32) == 0 // dQ bulk-reduction rows per warp
+            && self.smem_bytes() <= 227 * 1024
+    }
+}
+
+const _: () = {
+    assert!(WgmmaBackwardConfig { head_dim: 128, block_m: 64, block_n: 128 }.is_valid());
+    assert!(WgmmaBackwardConfig { head_dim: 64, block_m: 128, block_n: 128 }.is_valid());
+};
+
 /// The deterministic backward's dQ kernel: one CTA per block of `block_m` queries (16 per warp,
 /// as the forward), streaming `block_n`-key blocks of K and V; `dQ = scale * sum_j dS_j K_j`
 /// accumulated in registers and written once, so no atomics and bit-identical results.

@@ -58,6 +58,8 @@ pub trait WgmmaElement: Element {
     unsafe fn wgmma_rs_n64_mn(d: &mut [f32; 32], a: [u32; 4], desc_b: u64, scale_d: u32);
     /// m64n128k16, A from registers, B MN-major from shared memory.
     unsafe fn wgmma_rs_n128_mn(d: &mut [f32; 64], a: [u32; 4], desc_b: u64, scale_d: u32);
+    /// m64n64k16, A and B MN-major from shared memory (`dQ = dS K` from the dS^T and K tiles).
+    unsafe fn wgmma_ss_n64_mn(d: &mut [f32; 32], desc_a: u64, desc_b: u64, scale_d: u32);
 }
 
 #[cfg(flashattn_sm90a)]
@@ -87,6 +89,10 @@ mod wgmma_impls {
                 #[inline(always)]
                 unsafe fn wgmma_rs_n128_mn(d: &mut [f32; 64], a: [u32; 4], desc_b: u64, scale_d: u32) {
                     $rs128::<MN_MAJOR>(d, a, desc_b, scale_d)
+                }
+                #[inline(always)]
+                unsafe fn wgmma_ss_n64_mn(d: &mut [f32; 32], desc_a: u64, desc_b: u64, scale_d: u32) {
+                    $ss64::<MN_MAJOR, MN_MAJOR>(d, desc_a, desc_b, scale_d)
                 }
             }
         };

@@ -300,6 +300,24 @@ macro_rules! for_each_mma_backward_kernel {
     };
 }
 
+/// The Hopper backward, dK/dV (+ atomic dQ) kernel (`WgmmaBackwardConfig`, sm_90a PTX only):
+/// `callback!(name, Dtype, head_dim, block_m, block_n, causal)`. Runs the head dims whose
+/// mma.sync backward row has the same instantiated head dim (33..=64 and 97..=128), so
+/// `dq_accum` and the deterministic dQ kernel are shared.
+#[macro_export]
+macro_rules! for_each_wgmma_backward_kernel {
+    ($m:ident) => {
+        $m!(flash_bwd_dkdv_wgmma_f16_d64, F16, 64, 128, 128, false);
+        $m!(flash_bwd_dkdv_wgmma_f16_d64_causal, F16, 64, 128, 128, true);
+        $m!(flash_bwd_dkdv_wgmma_bf16_d64, Bf16, 64, 128, 128, false);
+        $m!(flash_bwd_dkdv_wgmma_bf16_d64_causal, Bf16, 64, 128, 128, true);
+        $m!(flash_bwd_dkdv_wgmma_f16_d128, F16, 128, 64, 128, false);
+        $m!(flash_bwd_dkdv_wgmma_f16_d128_causal, F16, 128, 64, 128, true);
+        $m!(flash_bwd_dkdv_wgmma_bf16_d128, Bf16, 128, 64, 128, false);
+        $m!(flash_bwd_dkdv_wgmma_bf16_d128_causal, Bf16, 128, 64, 128, true);
+    };
+}
+
 /// The deterministic backward's dQ kernel (`MmaBackwardDqConfig`): `callback!(name, Dtype,
 /// head_dim, block_m, block_n, causal)`. 4 warps of 16 query rows; 64-key blocks (32 above
 /// d = 128, where dQ alone takes d/2 registers).

@@ -38,6 +38,8 @@ mod arch;
 mod backward_mma;
 #[cfg(target_arch = "nvptx64")]
 mod backward_scalar;
+#[cfg(all(target_arch = "nvptx64", flashattn_sm90a))]
+mod backward_wgmma;
 #[cfg(target_arch = "nvptx64")]
 mod element;
 #[cfg(target_arch = "nvptx64")]

@@ -117,6 +117,18 @@ pub fn fence_regs_f32<const N: usize>(regs: &mut [f32; N]) {
     }
 }
 
+/// As [`fence_regs_f32`] for the first `n` registers only (`n` a constant after inlining): for
+/// arrays sized for the largest configuration, fencing the unused tail would keep its values
+/// alive in registers.
+#[inline(always)]
+pub fn fence_regs_f32_prefix<const N: usize>(regs: &mut [f32; N], n: usize) {
+    let mut i = 0;
+    while i < n && i < N {
+        unsafe { asm!("/* fence {0} */", inout(reg32) regs[i], options(nomem, nostack, preserves_flags)) };
+        i += 1;
+    }
+}
+
 /// As [`fence_regs_f32`] for packed 16-bit pairs (register A fragments).
 #[inline(always)]
 pub fn fence_regs_u32<const N: usize>(regs: &mut [u32; N]) {

@@ -1,0 +1,436 @@
+//! The Hopper backward (sm_90a), dK/dV kernel with atomic dQ: FlashAttention's backward on
+//! warpgroup MMAs (`wgmma`). See `WgmmaBackwardConfig` for the tiles and why.
+//!
+//! Per CTA (grid: key blocks x KV heads x batch), warpgroup `wg` owns keys `64 wg ..` of the
+//! `BN`-key block; K and V stay in shared memory for the whole kernel. Per query block `i` (of
+//! every query head of the GQA group, so dK and dV sum the group in registers):
+//! 1. Q_i, dO_i (SW128 tiles) and their LSE*log2(e) and D rows land (`cp.async`, issued one block
+//!    ahead into the other stage; `fence.proxy.async` before the barrier, as in the forward).
+//! 2. `S^T = K Q_i^T` and `dP^T = V dO_i^T`: D / 16 SS MMAs each (m64 x BM, K-major operands),
+//!    committed as two groups: P^T = 2^(S^T scale log2 e - LSE log2 e) is computed while the
+//!    dP^T MMAs still run. Keys are the accumulator rows: lane `4 g + t` of warp `w` holds keys
+//!    `16 w + g (+ 8)` and queries `8 j + 2 t (+ 1)`, so the LSE and D of a thread's columns
+//!    are 8-byte shared loads.
+//! 3. dS^T = P^T (dP^T - D). Both are packed to 16 bits in registers, where two adjacent 8-query
+//!    accumulator chunks are exactly the A fragment of one k16 step: `dV += P^T dO_i` and
+//!    `dK += dS^T Q_i` are RS MMAs with dO and Q read MN-major from the same tiles.
+//! 4. dQ (unless deterministic): dS^T goes to a SW128 tile (conflict-free 4-byte stores, as the
+//!    forward's epilogue); after a barrier, `dQ_i = dS K` as SS MMAs with both operands MN-major
+//!    (dS^T and K are stored key-major), overlapping the dV / dK MMAs still in flight; the f32
+//!    tile is staged in shared memory and added to `dq_accum` by the copy engine
+//!    (`cp.reduce.async.bulk`, one 4 D-byte row per thread of the first lanes of each warp).
+//! 5. Epilogue: dV and `scale * dK` staged through the V and K tiles, 16-byte stores.
+//!
+//! Register arrays are sized for the largest configuration and indexed only in loops with
+//! constant bounds (unrolled by LLVM), as in `forward_wgmma`.
+use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
+
+use crate::arch::sm80::{
+    cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, ld_shared_v4_b32, st_global_v4_b32,
+    st_shared_b32, st_shared_v2_f32, syncwarp, thread_idx_x_reread,
+};
+use crate::arch::sm90::{
+    cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
+    fence_proxy_async_shared, fence_regs_f32, fence_regs_f32_prefix, fence_regs_u32, smem_desc, wgmma_commit_group,
+    wgmma_fence, wgmma_wait_group, SWIZZLE_128B,
+};
+use crate::backward_mma::copy_stats_async;
+use crate::config::WgmmaBackwardConfig;
+use crate::element::WgmmaElement;
+use crate::forward_wgmma::{aligned_smem_base, copy_tile_sw128, k_major_step, mn_major_step, wgmma_rs, wgmma_ss};
+use crate::params::{BackwardParams, Strides};
+use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
+
+/// Register-array bounds: S^T / dP^T accumulators (BM / 2), dK / dV accumulators (D / 2),
+/// k-steps over a query block (BM / 16), dQ accumulators (m64n64: 32).
+const MAX_S: usize = 64;
+const MAX_ACC: usize = 64;
+const MAX_KQ: usize = 8;
+const DQ_REGS: usize = 32;
+
+/// Shared-memory descriptors of k-step 0 (stage 0 where staged); k-steps and stages move the
+/// start address only.
+struct Descriptors {
+    /// A of `S^T` / `dP^T`: this warpgroup's 64 keys of K / V, K-major.
+    k: u64,
+    v: u64,
+    /// B of `S^T` / `dP^T`: Q / dO K-major; B of `dK` / `dV`: the same tiles MN-major.
+    q_k: u64,
+    do_k: u64,
+    q_mn: u64,
+    do_mn: u64,
+    /// A and B of `dQ = dS K`: this warpgroup's query rows of dS^T and its columns of K, MN-major.
+    ds_mn: u64,
+    k_mn: u64,
+}
+
+/// `d (+)= A B` for every k-step of a query block: `BM / 16` RS MMAs, B MN-major.
+#[inline(always)]
+unsafe fn issue_rs<E: WgmmaElement, const D: usize, const BM: usize>(
+    acc: &mut [f32; MAX_ACC],
+    frags: &[[u32; 4]; MAX_KQ],
+    desc_b: u64,
+) {
+    let mut kk = 0;
+    while kk < BM / 16 {
+        wgmma_rs::<E, D>(acc, frags[kk], desc_b + mn_major_step(kk), 1);
+        kk += 1;
+    }
+}
+
+/// `s = A B^T` over the head dim: `D / 16` SS MMAs, both K-major, A with `BN` rows, B with `BM`.
+#[inline(always)]
+unsafe fn issue_ss<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize>(
+    s: &mut [f32; MAX_S],
+    desc_a: u64,
+    desc_b: u64,
+) {
+    let mut kk = 0;
+    while kk < D / 16 {
+        wgmma_ss::<E, BM>(s, desc_a + k_major_step(BN, kk), desc_b + k_major_step(BM, kk), (kk > 0) as u32);
+        kk += 1;
+    }
+}
+
+/// Accumulator layout -> A fragments (as P in the forward): chunk `2 k` gives a0 / a1, chunk
+/// `2 k + 1` gives a2 / a3 of k-step `k`.
+#[inline(always)]
+fn pack_frags<E: WgmmaElement, const BM: usize>(s: &[f32; MAX_S]) -> [[u32; 4]; MAX_KQ] {
+    let mut frags = [[0u32; 4]; MAX_KQ];
+    let mut j = 0;
+    while j < BM / 8 {
+        frags[j / 2][(j % 2) * 2] = E::pack2(s[4 * j], s[4 * j + 1]);
+        frags[j / 2][(j % 2) * 2 + 1] = E::pack2(s[4 * j + 2], s[4 * j + 3]);
+        j += 1;
+    }
+    frags
+}
+
+#[inline(always)]
+fn fence_frags(frags: &mut [[u32; 4]; MAX_KQ], steps: usize) {
+    let mut kk = 0;
+    while kk < steps {
+        fence_regs_u32(&mut frags[kk]);
+        kk += 1;
+    }
+}
+
+/// This thread's place: (warpgroup, warp in it, g = lane / 4, t = lane % 4), from an opaque
+/// re-read of `%tid.x`: what is derived from it (shared addresses of the dS^T, dQ and stats
+/// accesses) is recomputed at each use instead of being hoisted out of the loop and kept alive
+/// (spilled) in registers that the accumulators need.
+#[inline(always)]
+fn thread_place() -> (usize, usize, usize, usize) {
+    let tid = thread_idx_x_reread() as usize;
+    let lane = tid % 32;
+    (tid / 128, (tid % 128) / 32, lane / 4, lane % 4)
+}
+
+/// The thread of each warp's first lanes that hands one staged dQ row to the copy engine.
+#[inline(always)]
+fn dq_reduce_row(tid: usize, cfg: WgmmaBackwardConfig) -> Option<usize> {
+    let rows_per_warp = cfg.block_m / (cfg.threads() / 32);
+    let (warp, lane) = (tid / 32, tid % 32);
+    (lane < rows_per_warp).then_some(warp * rows_per_warp + lane)
+}
+
+/// dK, dV (and dQ through bulk reductions unless `p.dq_accum` is 0) for plain and causal
+/// attention. Grid: (ceil(seqlen_k / BN), heads_kv, batch); `cfg.threads()` threads.
+#[inline(always)]
+pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize, const CAUSAL: bool>(
+    p: &BackwardParams,
+) {
+    let cfg = WgmmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN };
+    const {
+        assert!(WgmmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN }.is_valid());
+        assert!(BM / 2 <= MAX_S && D / 2 <= MAX_ACC && BM / 16 <= MAX_KQ);
+    };
+    let threads = cfg.threads();
+    let tid = _thread_idx_x() as usize;
+    let wg = tid / 128;
+    let key0 = _block_idx_x() as usize * BN;
+    let h_kv = _block_idx_y() as usize;
+    let b = _block_idx_z() as usize;
+    let heads = p.heads as usize;
+    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let (n_q, n_k, head_dim) = (p.seqlen_q as usize, p.seqlen_k as usize, p.head_dim as usize);
+    let stat_pitch = p.stat_pitch as usize;
+    let with_dq = p.dq_accum != 0;
+
+    let base = aligned_smem_base();
+    let k_s = base + cfg.k_offset() as u32;
+    let v_s = base + cfg.v_offset() as u32;
+    let q_s = base + cfg.q_offset() as u32;
+    let do_s = base + cfg.do_offset() as u32;
+    let ds_s = base + cfg.ds_offset() as u32;
+    let dq_s = base + cfg.dq_stage_offset() as u32;
+    let lse_s = base + cfg.lse_offset() as u32;
+    let delta_s = base + cfg.delta_offset() as u32;
+    let q_bytes = cfg.tile_bytes(BM);
+    let stat_bytes = 4 * BM;
+
+    let (k_lbo, k_sbo) = sw128_k_major_strides();
+    let (m_lbo, m_sbo) = sw128_mn_major_strides(BM);
+    let (n_lbo, n_sbo) = sw128_mn_major_strides(BN);
+    // dQ: warpgroup `wg` takes query rows 64 (wg % m_parts) .. and 64-column block wg / m_parts.
+    let m_parts = BM / 64;
+    let wg_keys = (wg * 64 * 128) as u32; // row 64 wg of column block 0
+    let desc = Descriptors {
+        k: smem_desc(k_s + wg_keys, k_lbo, k_sbo, SWIZZLE_128B),
+        v: smem_desc(v_s + wg_keys, k_lbo, k_sbo, SWIZZLE_128B),
+        q_k: smem_desc(q_s, k_lbo, k_sbo, SWIZZLE_128B),
+        do_k: smem_desc(do_s, k_lbo, k_sbo, SWIZZLE_128B),
+        q_mn: smem_desc(q_s, m_lbo, m_sbo, SWIZZLE_128B),
+        do_mn: smem_desc(do_s, m_lbo, m_sbo, SWIZZLE_128B),
+        ds_mn: smem_desc(ds_s + ((wg % m_parts) * BN * 128) as u32, n_lbo, n_sbo, SWIZZLE_128B),
+        k_mn: smem_desc(k_s + ((wg / m_parts) * BN * 128) as u32, n_lbo, n_sbo, SWIZZLE_128B),
+    };
+
+    // Causal (bottom-right): key j is seen by rows i >= j + n_q - n_k; query blocks wholly
+    // before the first row that sees key0 are skipped.
+    let first_row = if CAUSAL { (key0 as i64 + n_q as i64 - n_k as i64).clamp(0, n_q as i64) as usize } else { 0 };
+    let first_block = first_row / BM;
+    let per_head = n_q.div_ceil(BM).saturating_sub(first_block);
+    let total = group * per_head;
+    // Iteration `it` -> (query head, first row) of its block: heads of the group outermost.
+    let block_of = |it: usize| (h_kv * group + it / per_head.max(1), (first_block + it % per_head.max(1)) * BM);
+    let load_block = |it: usize, stage: usize| {
+        let (hq, row0) = block_of(it);
+        let stat = (b * heads + hq) * stat_pitch + row0;
+        let q_st = q_s + (stage * q_bytes) as u32;
+        let do_st = do_s + (stage * q_bytes) as u32;
+        let tid = thread_idx_x_reread() as usize; // (copy offsets recomputed per block, as above)
+        copy_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row0, n_q, BM, head_dim, q_st, tid, threads);
+        copy_tile_sw128::<D>(p.d_o, &p.do_strides, b, hq, row0, n_q, BM, head_dim, do_st, tid, threads);
+        copy_stats_async::<BM>(p.lse_log2, stat, lse_s + (stage * stat_bytes) as u32, threads);
+        copy_stats_async::<BM>(p.delta, stat, delta_s + (stage * stat_bytes) as u32, threads);
+    };
+
+    copy_tile_sw128::<D>(p.k, &p.k_strides, b, h_kv, key0, n_k, BN, head_dim, k_s, tid, threads);
+    copy_tile_sw128::<D>(p.v, &p.v_strides, b, h_kv, key0, n_k, BN, head_dim, v_s, tid, threads);
+    if total > 0 {
+        load_block(0, 0);
+    }
+    cp_async_commit_group();
+
+    let mut acc_dv = [0.0f32; MAX_ACC];
+    let mut acc_dk = [0.0f32; MAX_ACC];
+
+    let mut it = 0;
+    while it < total {
+        let stage = it % 2;
+        let (hq, row0) = block_of(it);
+        cp_async_wait_group::<0>(); // this block (and K, V) landed for this thread ...
+        fence_proxy_async_shared(); // ... is visible to wgmma's async proxy ...
+        _syncthreads(); // ... for every thread; every MMA of the previous block has completed.
+        if it + 1 < total {
+            load_block(it + 1, 1 - stage);
+        }
+        cp_async_commit_group();
+        let q_off = ((stage * q_bytes) >> 4) as u64;
+        let lse_st = lse_s + (stage * stat_bytes) as u32;
+        let delta_st = delta_s + (stage * stat_bytes) as u32;
+
+        // S^T and dP^T, two groups: P^T is computed while dP^T is still on the tensor cores.
+        let mut s = [0.0f32; MAX_S];
+        let mut dp = [0.0f32; MAX_S];
+        fence_regs_f32_prefix(&mut s, BM / 2);
+        fence_regs_f32_prefix(&mut dp, BM / 2);
+        wgmma_fence();
+        issue_ss::<E, D, BM, BN>(&mut s, desc.k, desc.q_k + q_off);
+        wgmma_commit_group();
+        issue_ss::<E, D, BM, BN>(&mut dp, desc.v, desc.do_k + q_off);
+        wgmma_commit_group();
+        wgmma_wait_group::<1>();
+        fence_regs_f32_prefix(&mut s, BM / 2);
+
+        // P^T. Padding rows past seqlen_q have lse_log2 = +inf, so P = 2^-inf = 0 there; keys past
+        // seqlen_k and (causal) keys after a row's diagonal are masked by select, only in blocks
+        // that have any.
+        let needs_mask = key0 + BN > n_k || (CAUSAL && (key0 + BN - 1) as i64 > row0 as i64 + n_k as i64 - n_q as i64);
+        // Per row half (key g or g + 8 of the warp): the first query column of the block that
+        // sees the key (causal: row >= key + n_q - n_k), none past the sequence end.
+        let (wg, warp, g, t) = thread_place();
+        let warp_key = key0 + wg * 64 + warp * 16;
+        let mut first_visible = [i32::MIN; 2];
+        let mut half = 0;
+        while half < 2 {
+            let key = warp_key + g + 8 * half;
+            if key >= n_k {
+                first_visible[half] = i32::MAX;
+            } else if CAUSAL {
+                first_visible[half] = key as i32 + n_q as i32 - n_k as i32 - row0 as i32;
+            }
+            half += 1;
+        }
+        let scale_log2 = p.scale_log2;
+        let mut j = 0;
+        while j < BM / 8 {
+            let col = 8 * j + 2 * t;
+            let lse2 = ld_shared_v2_f32(lse_st + 4 * col as u32);
+            let mut e = 0;
+            while e < 4 {
+                let (half, c) = (e / 2, e % 2);
+                let mut pe = ex2(fma(s[4 * j + e], scale_log2, -lse2[c]));
+                if needs_mask && ((col + c) as i32) < first_visible[half] {
+                    pe = 0.0;
+                }
+                s[4 * j + e] = pe;
+                e += 1;
+            }
+            j += 1;
+        }
+
+        wgmma_wait_group::<0>();
+        fence_regs_f32_prefix(&mut dp, BM / 2);
+        let (_, _, _, t) = thread_place();
+        let mut j = 0;
+        while j < BM / 8 {
+            let delta = ld_shared_v2_f32(delta_st + 4 * (8 * j + 2 * t) as u32);
+            let mut e = 0;
+            while e < 4 {
+                dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - delta[e % 2]);
+                e += 1;
+            }
+            j += 1;
+        }
+        // Packed only now: P^T in f32 feeds dS^T (packing first would keep both alive).
+        let mut p_frags = pack_frags::<E, BM>(&s);
+        let mut ds_frags = pack_frags::<E, BM>(&dp);
+
+        // dV += P^T dO and dK += dS^T Q (one group; waited for with dQ's or below).
+        fence_regs_f32_prefix(&mut acc_dv, D / 2);
+        fence_regs_f32_prefix(&mut acc_dk, D / 2);
+        fence_frags(&mut p_frags, BM / 16);
+        fence_frags(&mut ds_frags, BM / 16);
+        wgmma_fence();
+        issue_rs::<E, D, BM>(&mut acc_dv, &p_frags, desc.do_mn + q_off);
+        issue_rs::<E, D, BM>(&mut acc_dk, &ds_frags, desc.q_mn + q_off);
+        wgmma_commit_group();
+
+        if with_dq {
+            // dS^T into its tile: key row 64 wg + 16 w + g (+ 8), 16-byte chunk j of the queries.
+            let (wg, warp, g, t) = thread_place();
+            let mut j = 0;
+            while j < BM / 8 {
+                let mut half = 0;
+                while half < 2 {
+                    let row = wg * 64 + warp * 16 + g + 8 * half;
+                    let bits = ds_frags[j / 2][(j % 2) * 2 + half];
+                    st_shared_b32(ds_s + (sw128_chunk_offset(BN, row, j) + 4 * t) as u32, bits);
+                    half += 1;
+                }
+                j += 1;
+            }
+            fence_proxy_async_shared(); // the dS^T stores, visible to the dQ MMAs ...
+            if dq_reduce_row(thread_idx_x_reread() as usize, cfg).is_some() {
+                // ... and the previous block's bulk reductions done reading the staging tile.
+                cp_async_bulk_wait_group_read::<0>();
+            }
+            _syncthreads(); // ... of every warpgroup.
+            let mut dq = [0.0f32; DQ_REGS];
+            fence_regs_f32(&mut dq);
+            wgmma_fence();
+            let mut kk = 0;
+            while kk < BN / 16 {
+                E::wgmma_ss_n64_mn(
+                    &mut dq,
+                    desc.ds_mn + mn_major_step(kk),
+                    desc.k_mn + mn_major_step(kk),
+                    (kk > 0) as u32,
+                );
+                kk += 1;
+            }
+            wgmma_commit_group();
+            wgmma_wait_group::<0>();
+            fence_regs_f32(&mut dq);
+            // Stage: row 64 (wg % m_parts) + 16 w + g (+ 8), column 64 (wg / m_parts) + 8 j + 2 t.
+            let pitch = cfg.dq_stage_pitch();
+            let (wg, warp, g, t) = thread_place();
+            let mut j = 0;
+            while j < 8 {
+                let mut half = 0;
+                while half < 2 {
+                    let row = (wg % m_parts) * 64 + warp * 16 + g + 8 * half;
+                    let col = (wg / m_parts) * 64 + 8 * j + 2 * t;
+                    st_shared_v2_f32(
+                        dq_s + (row * pitch + 4 * col) as u32,
+                        [dq[4 * j + 2 * half], dq[4 * j + 2 * half + 1]],
+                    );
+                    half += 1;
+                }
+                j += 1;
+            }
+            fence_proxy_async_shared(); // these generic-proxy writes, visible to the copy engine ...
+            _syncthreads(); // ... once every warp has written its part.
+            if let Some(row) = dq_reduce_row(thread_idx_x_reread() as usize, cfg) {
+                // Padding rows exist in dq_accum (stat_pitch) and their dS is 0: no bounds check.
+                let dst = (p.dq_accum as *mut f32).add(((b * heads + hq) * stat_pitch + row0 + row) * D);
+                cp_reduce_async_bulk_add_f32(dst, dq_s + (row * pitch) as u32, (4 * D) as u32);
+                cp_async_bulk_commit_group();
+            }
+        } else {
+            wgmma_wait_group::<0>();
+        }
+        fence_regs_f32_prefix(&mut acc_dv, D / 2);
+        fence_regs_f32_prefix(&mut acc_dk, D / 2);
+        it += 1;
+    }
+
+    // Epilogue: dV and scale * dK through the (now free) V and K tiles, SW128 as loaded.
+    cp_async_wait_group::<0>(); // no copy may still land in the tiles (e.g. `total == 0`)
+    let tid = thread_idx_x_reread() as usize;
+    if with_dq && dq_reduce_row(tid, cfg).is_some() {
+        cp_async_bulk_wait_group::<0>(); // the staging tile stays allocated until the reductions are done
+    }
+    _syncthreads(); // every warpgroup is done reading K and V
+    let scale = p.scale;
+    let (wg, warp, g, t) = thread_place();
+    let lane = tid % 32;
+    let row_w = wg * 64 + warp * 16; // this warp's 16 keys in the block
+    let mut j = 0;
+    while j < D / 8 {
+        let mut half = 0;
+        while half < 2 {
+            let off = (sw128_chunk_offset(BN, row_w + g + 8 * half, j) + 4 * t) as u32;
+            let (i0, i1) = (4 * j + 2 * half, 4 * j + 2 * half + 1);
+            st_shared_b32(v_s + off, E::pack2(acc_dv[i0], acc_dv[i1]));
+            st_shared_b32(k_s + off, E::pack2(acc_dk[i0] * scale, acc_dk[i1] * scale));
+            half += 1;
+        }
+        j += 1;
+    }
+    syncwarp(); // each warp reads back only its own rows
+    store_rows::<BN>(v_s, row_w, p.dv, &p.dv_strides, b, h_kv, key0, n_k, head_dim, lane);
+    store_rows::<BN>(k_s, row_w, p.dk, &p.dk_strides, b, h_kv, key0, n_k, head_dim, lane);
+}
+
+/// Writes 16 rows (`row_w..`) of a SW128 tile of `ROWS` rows to global rows `first_key + row`
+/// below `n_k`, only the real columns, 16 bytes per lane and step.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_rows<const ROWS: usize>(
+    tile: u32,
+    row_w: usize,
+    dst: u64,
+    strides: &Strides,
+    b: usize,
+    h: usize,
+    first_key: usize,
+    n_k: usize,
+    head_dim: usize,
+    lane: usize,
+) {
+    let chunks = head_dim / 8;
+    let mut idx = lane;
+    while idx < 16 * chunks {
+        let (r, c) = (idx / chunks, idx % chunks);
+        let key = first_key + row_w + r;
+        if key < n_k {
+            let v = ld_shared_v4_b32(tile + sw128_chunk_offset(ROWS, row_w + r, c) as u32);
+            let ptr = (dst as *mut u16).add((strides.offset(b, key, h) + (c * 8) as u64) as usize);
+            st_global_v4_b32(ptr as *mut u8, v);
+        }
+        idx += 32;
+    }
+}
