@@ -349,6 +349,8 @@ fn wgmma_backward_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<
 /// dynamic shared memory.
 struct DkdvLaunch {
     name: &'static str,
+    /// The wgmma kernel: `dq_accum` in its tile layout (`config::dq_tiled_index`).
+    dq_tiled: bool,
     block_n: usize,
     threads: usize,
     smem: usize,
@@ -367,7 +369,8 @@ fn dkdv_launch(
     let wants_wgmma = matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::Wgmma);
     if wants_wgmma && hopper && !masked {
         if let Some((name, cfg)) = wgmma_backward_kernel(dtype, dims.head_dim, opts.causal) {
-            return Ok(DkdvLaunch { name, block_n: cfg.block_n, threads: cfg.threads(), smem: cfg.smem_bytes() });
+            let smem = cfg.smem_bytes();
+            return Ok(DkdvLaunch { name, dq_tiled: true, block_n: cfg.block_n, threads: cfg.threads(), smem });
         }
     }
     if opts.kernel == ForwardKernel::Wgmma {
@@ -389,7 +392,7 @@ fn dkdv_launch(
     // masked builds park a block index per warp past the tiles.
     let smem = if hopper { cfg.smem_bytes_sm90() } else { cfg.smem_bytes() };
     let smem = if masked { smem + MASKED_SCRATCH_BYTES } else { smem };
-    Ok(DkdvLaunch { name, block_n: cfg.block_n, threads: cfg.threads(), smem })
+    Ok(DkdvLaunch { name, dq_tiled: false, block_n: cfg.block_n, threads: cfg.threads(), smem })
 }
 
 /// The deterministic dQ kernel for a head dim and its tiles.
@@ -412,11 +415,12 @@ fn mma_backward_dq_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option
     found
 }
 
-fn dq_convert_kernel_name(dtype: Dtype) -> &'static str {
+/// The dQ conversion kernel; `tiled`: `dq_accum` in the wgmma kernel's tile layout.
+fn dq_convert_kernel_name(dtype: Dtype, tiled: bool) -> &'static str {
     let mut found = "";
     macro_rules! row {
-        ($name:ident, $dtype:ident) => {
-            if Dtype::$dtype == dtype {
+        ($name:ident, $dtype:ident, $tiled:literal) => {
+            if Dtype::$dtype == dtype && $tiled == tiled {
                 found = stringify!($name);
             }
         };
@@ -548,7 +552,7 @@ fn launch_backward<T: Element>(
     if dq_accum_ptr != 0 {
         let chunks = dims.seqlen_q * dims.head_dim / 8;
         let grid = (chunks.div_ceil(DQ_CONVERT_THREADS) as u32, h, b);
-        unsafe { launch(&dev, dq_convert_kernel_name(dtype), 0, grid, DQ_CONVERT_THREADS, &params)? };
+        unsafe { launch(&dev, dq_convert_kernel_name(dtype, dkdv.dq_tiled), 0, grid, DQ_CONVERT_THREADS, &params)? };
     } else {
         let (name, cfg) = if masked {
             mma_backward_dq_masked_kernel(dtype, dims.head_dim, mods)
@@ -584,7 +588,8 @@ mod tests {
                 assert!(mma_backward_kernel(dtype, 12, causal).is_none());
                 assert!(mma_backward_kernel(dtype, 264, causal).is_none());
             }
-            assert!(!dq_convert_kernel_name(dtype).is_empty());
+            assert!(!dq_convert_kernel_name(dtype, false).is_empty());
+            assert!(!dq_convert_kernel_name(dtype, true).is_empty());
             // The wgmma rows: exactly the head dims whose mma.sync row is instantiated at 64 or 128.
             for causal in [false, true] {
                 for d in (8..=256).step_by(8) {

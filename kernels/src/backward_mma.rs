@@ -24,15 +24,16 @@ use crate::arch::sm80::red_global_add_f32;
 use crate::arch::sm80::st_shared_v2_f32;
 use crate::arch::sm80::{block_idx_reread, thread_idx_x_reread};
 use crate::arch::sm80::{
-    cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_global_nc_v4_f32,
-    ld_shared_v2_f32, ld_shared_v4_b32, ldmatrix_x4, ldmatrix_x4_trans, st_global_v4_b32, st_shared_b32, syncwarp,
+    cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_global_nc_v2_f32,
+    ld_global_nc_v4_f32, ld_shared_v2_f32, ld_shared_v4_b32, ldmatrix_x4, ldmatrix_x4_trans, st_global_v4_b32,
+    st_shared_b32, syncwarp,
 };
 #[cfg(flashattn_sm90a)]
 use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
     fence_proxy_async_shared,
 };
-use crate::config::{MmaBackwardConfig, MmaBackwardDqConfig, BLOCK_MASK_SIZE, DQ_CONVERT_THREADS};
+use crate::config::{dq_tiled_index, MmaBackwardConfig, MmaBackwardDqConfig, BLOCK_MASK_SIZE, DQ_CONVERT_THREADS};
 use crate::element::Element;
 use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
 use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
@@ -765,10 +766,12 @@ pub unsafe fn dq_mma<
     );
 }
 
-/// `dq = scale * dq_accum` in the input type, 8 columns per thread (two 16-byte loads, one
-/// 16-byte store). Grid: (ceil(seqlen_q * head_dim / 8 / DQ_CONVERT_THREADS), heads, batch).
+/// `dq = scale * dq_accum` in the input type, 8 columns per thread (one 16-byte store).
+/// `TILED`: `dq_accum` in the wgmma kernel's tile layout (`config::dq_tiled_index`: the 8
+/// columns are four 8-byte pairs), else row-major (two 16-byte loads).
+/// Grid: (ceil(seqlen_q * head_dim / 8 / DQ_CONVERT_THREADS), heads, batch).
 #[inline(always)]
-pub unsafe fn dq_convert<E: Element>(p: &BackwardParams) {
+pub unsafe fn dq_convert<E: Element, const TILED: bool>(p: &BackwardParams) {
     let chunks = (p.head_dim as usize / 8).max(1); // max: no division-by-zero panic path
     let idx = _block_idx_x() as usize * DQ_CONVERT_THREADS + _thread_idx_x() as usize;
     let (row, c) = (idx / chunks, idx % chunks);
@@ -778,16 +781,29 @@ pub unsafe fn dq_convert<E: Element>(p: &BackwardParams) {
     if row >= seq.n_q {
         return;
     }
-    let src = (p.dq_accum as *const f32)
-        .add(((b * p.heads as usize + h) * p.stat_pitch as usize + row) * p.acc_dim as usize + 8 * c);
-    let lo = ld_global_nc_v4_f32(src);
-    let hi = ld_global_nc_v4_f32(src.add(4));
+    let acc_dim = p.acc_dim as usize;
+    let head_rows = (p.dq_accum as *const f32).add((b * p.heads as usize + h) * p.stat_pitch as usize * acc_dim);
+    let x: [f32; 8] = if TILED {
+        // Columns 8 c + 2 t + e sit at index + 4 t + e (t = 0..3: the lanes of one quad).
+        let first = head_rows.add(dq_tiled_index(row, 8 * c, acc_dim));
+        let q = [
+            ld_global_nc_v2_f32(first),
+            ld_global_nc_v2_f32(first.add(4)),
+            ld_global_nc_v2_f32(first.add(8)),
+            ld_global_nc_v2_f32(first.add(12)),
+        ];
+        [q[0][0], q[0][1], q[1][0], q[1][1], q[2][0], q[2][1], q[3][0], q[3][1]]
+    } else {
+        let src = head_rows.add(row * acc_dim + 8 * c);
+        let (lo, hi) = (ld_global_nc_v4_f32(src), ld_global_nc_v4_f32(src.add(4)));
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    };
     let s = p.scale;
     let v = [
-        E::pack2(lo[0] * s, lo[1] * s),
-        E::pack2(lo[2] * s, lo[3] * s),
-        E::pack2(hi[0] * s, hi[1] * s),
-        E::pack2(hi[2] * s, hi[3] * s),
+        E::pack2(x[0] * s, x[1] * s),
+        E::pack2(x[2] * s, x[3] * s),
+        E::pack2(x[4] * s, x[5] * s),
+        E::pack2(x[6] * s, x[7] * s),
     ];
     let dst = (p.dq as *mut u16).add((p.dq_strides.offset(b, seq.q_start + row, h) + (8 * c) as u64) as usize);
     st_global_v4_b32(dst as *mut u8, v);

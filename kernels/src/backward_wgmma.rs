@@ -26,8 +26,8 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, ld_shared_v4_b32, st_global_v4_b32,
-    st_shared_b32, st_shared_v2_f32, syncwarp, thread_idx_x_reread,
+    cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, ld_shared_v4_b32, named_barrier_arrive,
+    named_barrier_sync, st_global_v4_b32, st_shared_b32, st_shared_v4_f32, syncwarp, thread_idx_x_reread,
 };
 use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
@@ -35,7 +35,7 @@ use crate::arch::sm90::{
     wgmma_fence, wgmma_wait_group, SWIZZLE_128B,
 };
 use crate::backward_mma::copy_stats_async;
-use crate::config::WgmmaBackwardConfig;
+use crate::config::{WgmmaBackwardConfig, DQ_TILE_FLOATS};
 use crate::element::WgmmaElement;
 use crate::forward_wgmma::{aligned_smem_base, copy_tile_sw128, k_major_step, mn_major_step, wgmma_rs, wgmma_ss};
 use crate::params::{BackwardParams, Strides};
@@ -126,12 +126,58 @@ fn thread_place() -> (usize, usize, usize, usize) {
     (tid / 128, (tid % 128) / 32, lane / 4, lane % 4)
 }
 
-/// The thread of each warp's first lanes that hands one staged dQ row to the copy engine.
+/// The dS^T tile is shared: each warpgroup writes its keys' rows and the dQ MMAs of both read
+/// all of them. Before a warpgroup overwrites its rows for the next block, the other one's dQ
+/// MMAs of this block must be done: named barrier `1 + wg` pairs warpgroup `1 - wg`'s arrival
+/// (after its dQ wait) with warpgroup `wg`'s sync (before its dS^T stores), without holding
+/// either back otherwise (FlashAttention-3's producer / consumer barriers). One arrival before
+/// the loop pairs with the first sync; the last block arrives at nothing.
+struct DsTileFree;
+
+impl DsTileFree {
+    /// Warpgroup `wg` may write dS^T once the other has released it.
+    #[inline(always)]
+    unsafe fn acquire(wg: usize) {
+        if wg == 0 {
+            named_barrier_sync::<1, 256>();
+        } else {
+            named_barrier_sync::<2, 256>();
+        }
+    }
+    /// Warpgroup `wg` is done reading dS^T: the other may write.
+    #[inline(always)]
+    unsafe fn release(wg: usize) {
+        if wg == 0 {
+            named_barrier_arrive::<2, 256>();
+        } else {
+            named_barrier_arrive::<1, 256>();
+        }
+    }
+}
+
+/// Adds this warp's 16 rows x 64 columns of a block's dQ to `dq_accum` (`tile`: where that
+/// tile starts, in the tiled layout of `config::dq_tile_index`): staged as 8 conflict-free
+/// 16-byte stores per lane (32 lanes write 512 contiguous bytes at once) into this warp's 4 KB of
+/// the staging tile, then one 4 KB `cp.reduce.async.bulk` from lane 0, so no CTA barrier. The
+/// stage is rewritten only after lane 0's previous reduction has read it.
 #[inline(always)]
-fn dq_reduce_row(tid: usize, cfg: WgmmaBackwardConfig) -> Option<usize> {
-    let rows_per_warp = cfg.block_m / (cfg.threads() / 32);
-    let (warp, lane) = (tid / 32, tid % 32);
-    (lane < rows_per_warp).then_some(warp * rows_per_warp + lane)
+unsafe fn add_dq_tile(dq: &[f32; DQ_REGS], stage: u32, tile: *mut f32, lane: usize) {
+    if lane == 0 {
+        cp_async_bulk_wait_group_read::<0>();
+    }
+    syncwarp();
+    let mut j = 0;
+    while j < 8 {
+        let v = [dq[4 * j], dq[4 * j + 1], dq[4 * j + 2], dq[4 * j + 3]];
+        st_shared_v4_f32(stage + (16 * (32 * j + lane)) as u32, v);
+        j += 1;
+    }
+    fence_proxy_async_shared(); // these generic-proxy writes, visible to the copy engine ...
+    syncwarp(); // ... once every lane has written
+    if lane == 0 {
+        cp_reduce_async_bulk_add_f32(tile, stage, (4 * DQ_TILE_FLOATS) as u32);
+        cp_async_bulk_commit_group();
+    }
 }
 
 /// dK, dV (and dQ through bulk reductions unless `p.dq_accum` is 0) for plain and causal
@@ -193,7 +239,11 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
     let per_head = n_q.div_ceil(BM).saturating_sub(first_block);
     let total = group * per_head;
     // Iteration `it` -> (query head, first row) of its block: heads of the group outermost.
-    let block_of = |it: usize| (h_kv * group + it / per_head.max(1), (first_block + it % per_head.max(1)) * BM);
+    // (u32 division: a 64-bit one is a called subroutine.)
+    let block_of = |it: usize| {
+        let (it, per) = (it as u32, (per_head as u32).max(1));
+        (h_kv * group + (it / per) as usize, (first_block + (it % per) as usize) * BM)
+    };
     let load_block = |it: usize, stage: usize| {
         let (hq, row0) = block_of(it);
         let stat = (b * heads + hq) * stat_pitch + row0;
@@ -206,27 +256,33 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
         copy_stats_async::<BM>(p.delta, stat, delta_s + (stage * stat_bytes) as u32, threads);
     };
 
+    // Prologue: group 0 = K, V and block 0; group 1 = block 1 (maybe empty). Block 0 is
+    // published by the barrier below, every later block by the barrier of the block before it.
     copy_tile_sw128::<D>(p.k, &p.k_strides, b, h_kv, key0, n_k, BN, head_dim, k_s, tid, threads);
     copy_tile_sw128::<D>(p.v, &p.v_strides, b, h_kv, key0, n_k, BN, head_dim, v_s, tid, threads);
     if total > 0 {
         load_block(0, 0);
     }
     cp_async_commit_group();
+    if total > 1 {
+        load_block(1, 1);
+    }
+    cp_async_commit_group();
+    cp_async_wait_group::<1>();
+    fence_proxy_async_shared();
+    _syncthreads();
+    if with_dq && total > 0 {
+        // The dS^T tile is free for the other warpgroup's first block (see `DsTileFree`).
+        DsTileFree::release(wg);
+    }
 
     let mut acc_dv = [0.0f32; MAX_ACC];
     let mut acc_dk = [0.0f32; MAX_ACC];
 
     let mut it = 0;
     while it < total {
-        let stage = it % 2;
+        let stage = it % WgmmaBackwardConfig::STAGES;
         let (hq, row0) = block_of(it);
-        cp_async_wait_group::<0>(); // this block (and K, V) landed for this thread ...
-        fence_proxy_async_shared(); // ... is visible to wgmma's async proxy ...
-        _syncthreads(); // ... for every thread; every MMA of the previous block has completed.
-        if it + 1 < total {
-            load_block(it + 1, 1 - stage);
-        }
-        cp_async_commit_group();
         let q_off = ((stage * q_bytes) >> 4) as u64;
         let lse_st = lse_s + (stage * stat_bytes) as u32;
         let delta_st = delta_s + (stage * stat_bytes) as u32;
@@ -309,8 +365,10 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
         wgmma_commit_group();
 
         if with_dq {
-            // dS^T into its tile: key row 64 wg + 16 w + g (+ 8), 16-byte chunk j of the queries.
+            // dS^T into its tile: key row 64 wg + 16 w + g (+ 8), 16-byte chunk j of the queries,
+            // once the other warpgroup's dQ MMAs of the previous block no longer read it.
             let (wg, warp, g, t) = thread_place();
+            DsTileFree::acquire(wg);
             let mut j = 0;
             while j < BM / 8 {
                 let mut half = 0;
@@ -322,12 +380,20 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
                 }
                 j += 1;
             }
-            fence_proxy_async_shared(); // the dS^T stores, visible to the dQ MMAs ...
-            if dq_reduce_row(thread_idx_x_reread() as usize, cfg).is_some() {
-                // ... and the previous block's bulk reductions done reading the staging tile.
-                cp_async_bulk_wait_group_read::<0>();
-            }
-            _syncthreads(); // ... of every warpgroup.
+            fence_proxy_async_shared(); // the dS^T stores, visible to the dQ MMAs
+        }
+        // The one CTA barrier per block: dS^T of both warpgroups is in its tile, and block
+        // it + 1 (loaded during the previous block) has landed for every thread. Every warpgroup
+        // is past the previous block's MMAs, so its stage is free for block it + 2.
+        cp_async_wait_group::<0>();
+        fence_proxy_async_shared();
+        _syncthreads();
+        if it + 2 < total {
+            load_block(it + 2, (it + 2) % WgmmaBackwardConfig::STAGES);
+        }
+        cp_async_commit_group();
+
+        if with_dq {
             let mut dq = [0.0f32; DQ_REGS];
             fence_regs_f32(&mut dq);
             wgmma_fence();
@@ -344,31 +410,17 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
             wgmma_commit_group();
             wgmma_wait_group::<0>();
             fence_regs_f32(&mut dq);
-            // Stage: row 64 (wg % m_parts) + 16 w + g (+ 8), column 64 (wg / m_parts) + 8 j + 2 t.
-            let pitch = cfg.dq_stage_pitch();
             let (wg, warp, g, t) = thread_place();
-            let mut j = 0;
-            while j < 8 {
-                let mut half = 0;
-                while half < 2 {
-                    let row = (wg % m_parts) * 64 + warp * 16 + g + 8 * half;
-                    let col = (wg / m_parts) * 64 + 8 * j + 2 * t;
-                    st_shared_v2_f32(
-                        dq_s + (row * pitch + 4 * col) as u32,
-                        [dq[4 * j + 2 * half], dq[4 * j + 2 * half + 1]],
-                    );
-                    half += 1;
-                }
-                j += 1;
+            if it + 1 < total {
+                DsTileFree::release(wg); // this warpgroup's dQ MMAs are done with dS^T
             }
-            fence_proxy_async_shared(); // these generic-proxy writes, visible to the copy engine ...
-            _syncthreads(); // ... once every warp has written its part.
-            if let Some(row) = dq_reduce_row(thread_idx_x_reread() as usize, cfg) {
-                // Padding rows exist in dq_accum (stat_pitch) and their dS is 0: no bounds check.
-                let dst = (p.dq_accum as *mut f32).add(((b * heads + hq) * stat_pitch + row0 + row) * D);
-                cp_reduce_async_bulk_add_f32(dst, dq_s + (row * pitch) as u32, (4 * D) as u32);
-                cp_async_bulk_commit_group();
-            }
+            // This warp's tile: rows 64 (wg % m_parts) + 16 warp .., columns 64 (wg / m_parts) ..
+            // (padding rows exist in dq_accum, stat_pitch, and their dS is 0: no bounds check).
+            let m_parts = BM / 64;
+            let first_row = (b * heads + hq) * stat_pitch + row0 + (wg % m_parts) * 64 + warp * 16;
+            let tile = (p.dq_accum as *mut f32).add(first_row * D + (wg / m_parts) * DQ_TILE_FLOATS);
+            let stage = dq_s + ((4 * wg + warp) * 4 * DQ_TILE_FLOATS) as u32;
+            add_dq_tile(&dq, stage, tile, 4 * g + t);
         } else {
             wgmma_wait_group::<0>();
         }
@@ -380,7 +432,7 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
     // Epilogue: dV and scale * dK through the (now free) V and K tiles, SW128 as loaded.
     cp_async_wait_group::<0>(); // no copy may still land in the tiles (e.g. `total == 0`)
     let tid = thread_idx_x_reread() as usize;
-    if with_dq && dq_reduce_row(tid, cfg).is_some() {
+    if with_dq && tid % 32 == 0 {
         cp_async_bulk_wait_group::<0>(); // the staging tile stays allocated until the reductions are done
     }
     _syncthreads(); // every warpgroup is done reading K and V

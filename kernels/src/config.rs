@@ -356,6 +356,9 @@ pub struct WgmmaBackwardConfig {
 
 impl WgmmaBackwardConfig {
     pub const ALIGN_SLACK: usize = WgmmaForwardConfig::ALIGN_SLACK;
+    /// Q / dO / LSE / D buffers: block i + 1 is published by the barrier of block i, loaded
+    /// during block i - 1, into the stage block i - 2 used (see `backward_wgmma`).
+    pub const STAGES: usize = 3;
 
     pub const fn warpgroups(self) -> usize {
         self.block_n / 64
@@ -374,7 +377,7 @@ impl WgmmaBackwardConfig {
         rows * self.head_dim * 2
     }
     /// Shared-memory offsets (bytes, from the 1024-aligned base): K and V (one block each), Q and
-    /// dO (two stages each), dS^T, the f32 dQ staging tile, LSE and D rows (two stages each).
+    /// dO (`STAGES` each), dS^T, the f32 dQ staging tile, LSE and D rows (`STAGES` each).
     /// Every tile size is a multiple of 1024 bytes, so each SW128 tile stays atom-aligned.
     pub const fn k_offset(self) -> usize {
         0
@@ -386,26 +389,24 @@ impl WgmmaBackwardConfig {
         2 * self.tile_bytes(self.block_n)
     }
     pub const fn do_offset(self) -> usize {
-        self.q_offset() + 2 * self.tile_bytes(self.block_m)
+        self.q_offset() + Self::STAGES * self.tile_bytes(self.block_m)
     }
     pub const fn ds_offset(self) -> usize {
-        self.do_offset() + 2 * self.tile_bytes(self.block_m)
+        self.do_offset() + Self::STAGES * self.tile_bytes(self.block_m)
     }
     pub const fn dq_stage_offset(self) -> usize {
         self.ds_offset() + 2 * self.block_n * self.block_m
     }
-    /// As `MmaBackwardConfig::dq_stage_pitch` (the accumulator layout is mma.sync's per warp).
-    pub const fn dq_stage_pitch(self) -> usize {
-        4 * self.head_dim + 32
-    }
+    /// The f32 dQ of a block, staged per warp as a 16 x 64 tile in `DQ_TILE_FLOATS` (see
+    /// [`dq_tile_index`]): `block_m * head_dim` f32, unpadded.
     pub const fn lse_offset(self) -> usize {
-        self.dq_stage_offset() + self.block_m * self.dq_stage_pitch()
+        self.dq_stage_offset() + 4 * self.block_m * self.head_dim
     }
     pub const fn delta_offset(self) -> usize {
-        self.lse_offset() + 2 * 4 * self.block_m
+        self.lse_offset() + Self::STAGES * 4 * self.block_m
     }
     pub const fn smem_bytes(self) -> usize {
-        Self::ALIGN_SLACK + self.delta_offset() + 2 * 4 * self.block_m
+        Self::ALIGN_SLACK + self.delta_offset() + Self::STAGES * 4 * self.block_m
     }
     pub const fn is_valid(self) -> bool {
         (self.head_dim == 64 || self.head_dim == 128)
@@ -413,9 +414,27 @@ impl WgmmaBackwardConfig {
             && (self.block_m == 64 || self.block_m == 128)
             && MmaBackwardConfig::STAT_ROW_ALIGN % self.block_m == 0
             && self.dq_cols() == 64
-            && self.block_m % (self.threads() / 32) == 0 // dQ bulk-reduction rows per warp
             && self.smem_bytes() <= 227 * 1024
     }
+}
+
+/// The wgmma backward's `dq_accum` layout: per (batch, head), rows in groups of 16, each group
+/// `head_dim / 64` tiles of 16 rows x 64 columns, each tile `DQ_TILE_FLOATS` f32 in the order
+/// one warp holds an m64n64 accumulator slice: element (row r, column c) of a tile at
+/// [`dq_tile_index`]. A warp then stages its tile with 16-byte conflict-free shared stores and
+/// adds it with one 4 KB bulk reduction (instead of 16 row-sized ones).
+pub const DQ_TILE_FLOATS: usize = 16 * 64;
+
+/// Index of element (`r`, `c`) (r < 16, c < 64) within a `dq_accum` tile: lane `4 (r % 8) + (c % 8) / 2`
+/// holds it as accumulator `4 (c / 8) + 2 (r / 8) + c % 2`, stored at `4 (32 (c / 8) + lane) + ...`.
+pub const fn dq_tile_index(r: usize, c: usize) -> usize {
+    let lane = 4 * (r % 8) + (c % 8) / 2;
+    4 * (32 * (c / 8) + lane) + 2 * (r / 8) + c % 2
+}
+
+/// Index of element (`row`, `col`) of one (batch, head)'s rows in the wgmma `dq_accum` layout.
+pub const fn dq_tiled_index(row: usize, col: usize, head_dim: usize) -> usize {
+    (row / 16) * 16 * head_dim + (col / 64) * DQ_TILE_FLOATS + dq_tile_index(row % 16, col % 64)
 }
 
 const _: () = {
@@ -473,4 +492,28 @@ pub struct StandardConfig;
 impl StandardConfig {
     pub const WARPS: usize = 4;
     pub const THREADS: usize = 32 * Self::WARPS;
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    /// The wgmma `dq_accum` tile layout is a bijection of a 16 x 64 tile onto its 1024 floats,
+    /// and the tiles of a row group follow each other.
+    #[test]
+    fn dq_tile_layout_is_a_bijection() {
+        let mut seen = [false; DQ_TILE_FLOATS];
+        for r in 0..16 {
+            for c in 0..64 {
+                let i = dq_tile_index(r, c);
+                assert!(i < DQ_TILE_FLOATS && !seen[i], "({r}, {c}) -> {i}");
+                seen[i] = true;
+            }
+        }
+        // Lane 5 (g = 1, t = 1) holds accumulators 4 j + 2 half + e: row 1 + 8 half, column 8 j + 2 + e.
+        assert_eq!(dq_tile_index(1, 2), 4 * 5);
+        assert_eq!(dq_tile_index(9, 19), 4 * (32 * 2 + 5) + 3);
+        assert_eq!(dq_tiled_index(17, 70, 128), 16 * 128 + DQ_TILE_FLOATS + dq_tile_index(1, 6));
+    }
 }

@@ -88,10 +88,10 @@ macro_rules! mma_backward_dq_entry {
 crate::for_each_mma_backward_dq_kernel!(mma_backward_dq_entry);
 
 macro_rules! backward_dq_convert_entry {
-    ($name:ident, $dtype:ident) => {
+    ($name:ident, $dtype:ident, $tiled:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            dq_convert::<crate::element::$dtype>(&p)
+            dq_convert::<crate::element::$dtype, $tiled>(&p)
         }
     };
 }

@@ -455,12 +455,16 @@ macro_rules! for_each_mma_backward_dq_masked_kernel {
     };
 }
 
-/// The conversion `dq = scale * dq_accum` after the atomic dK/dV kernel: `callback!(name, Dtype)`.
+/// The conversion `dq = scale * dq_accum` after the atomic dK/dV kernel: `callback!(name, Dtype,
+/// tiled)`; `tiled`: `dq_accum` in the wgmma kernel's tile layout (`config::dq_tiled_index`),
+/// else row-major.
 #[macro_export]
 macro_rules! for_each_backward_dq_convert_kernel {
     ($m:ident) => {
-        $m!(flash_bwd_dq_convert_f16, F16);
-        $m!(flash_bwd_dq_convert_bf16, Bf16);
+        $m!(flash_bwd_dq_convert_f16, F16, false);
+        $m!(flash_bwd_dq_convert_bf16, Bf16, false);
+        $m!(flash_bwd_dq_convert_tiled_f16, F16, true);
+        $m!(flash_bwd_dq_convert_tiled_bf16, Bf16, true);
     };
 }
 

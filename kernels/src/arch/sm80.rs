@@ -232,6 +232,20 @@ pub unsafe fn syncwarp() {
     asm!("bar.warp.sync 0xffffffff;", options(nostack));
 }
 
+/// `bar.sync ID, THREADS`: named barrier `ID` (1..=15; 0 is `__syncthreads`'s): waits until
+/// `THREADS` threads (a multiple of 32) have arrived at it, this one included.
+#[inline(always)]
+pub unsafe fn named_barrier_sync<const ID: u32, const THREADS: u32>() {
+    asm!("bar.sync {id}, {n};", id = const ID, n = const THREADS, options(nostack));
+}
+
+/// `bar.arrive ID, THREADS`: counts this thread at named barrier `ID` without waiting (the
+/// producer side of a producer / consumer pair whose consumers call [`named_barrier_sync`]).
+#[inline(always)]
+pub unsafe fn named_barrier_arrive<const ID: u32, const THREADS: u32>() {
+    asm!("bar.arrive {id}, {n};", id = const ID, n = const THREADS, options(nostack));
+}
+
 /// `vote.sync.any.pred` over the full warp: whether `pred` holds on any lane. (The predicate
 /// lives inside the asm block: NVPTX `asm!` has no predicate register class.)
 #[inline(always)]
@@ -274,6 +288,21 @@ pub unsafe fn ld_global_nc_v4_f32(ptr: *const f32) -> [f32; 4] {
     asm!("ld.global.nc.v4.f32 {{{0}, {1}, {2}, {3}}}, [{4}];",
          out(reg32) a, out(reg32) b, out(reg32) c, out(reg32) d, in(reg64) ptr, options(readonly, nostack));
     [a, b, c, d]
+}
+
+/// `ld.global.nc.v2.f32` (8-byte aligned): read-only path.
+#[inline(always)]
+pub unsafe fn ld_global_nc_v2_f32(ptr: *const f32) -> [f32; 2] {
+    let (a, b): (f32, f32);
+    asm!("ld.global.nc.v2.f32 {{{0}, {1}}}, [{2}];", out(reg32) a, out(reg32) b, in(reg64) ptr, options(readonly, nostack));
+    [a, b]
+}
+
+/// `st.shared.v4.f32` (16-byte aligned).
+#[inline(always)]
+pub unsafe fn st_shared_v4_f32(addr: u32, v: [f32; 4]) {
+    asm!("st.shared.v4.f32 [{0}], {{{1}, {2}, {3}, {4}}};",
+         in(reg32) addr, in(reg32) v[0], in(reg32) v[1], in(reg32) v[2], in(reg32) v[3], options(nostack));
 }
 
 /// `st.shared.v2.f32` (8-byte aligned).
