@@ -110,13 +110,14 @@ fn run_backward<T: Element>(
     // Per (batch, head): the longest sequence's rows, rounded up (packed batches too).
     let stat_pitch = dims.seqlen_q.next_multiple_of(MmaBackwardConfig::STAT_ROW_ALIGN);
     let mut stats = dev.alloc::<f32>(&[2, dims.batch, dims.heads, stat_pitch])?;
-    // The atomic dQ accumulates into zeros: [batch, heads, stat_pitch, padded head dim].
+    // The atomic dQ accumulates into zeros, [batch, heads, stat_pitch, padded head dim], which
+    // the preprocessing kernel writes (no separate memset pass).
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let atomic_dq = uses_tensor_cores(opts) && !opts.deterministic;
     let mods = masks::mods_build(opts, inputs);
     let acc_dim = backward_head_dim(T::DTYPE.expect("validated"), dims.head_dim, opts.causal && !masked, masked, mods);
     let mut dq_accum =
-        if atomic_dq { Some(dev.zeros::<f32>(&[dims.batch, dims.heads, stat_pitch, acc_dim])?) } else { None };
+        if atomic_dq { Some(dev.alloc::<f32>(&[dims.batch, dims.heads, stat_pitch, acc_dim])?) } else { None };
     let work = Workspace { stats: &mut stats, dq_accum: dq_accum.as_mut(), stat_pitch, acc_dim };
     launch_backward(q, k, v, o, lse, d_o, work, &mut grads, dims, opts, inputs, varlen)?;
     Ok((grads.dq, grads.dk, grads.dv))
@@ -516,10 +517,10 @@ fn launch_backward<T: Element>(
     let warps = ScalarBackwardConfig::PREPROCESS_WARPS;
     // SAFETY (all launches below): one parameter block for every backward kernel, matching their
     // signature; every pointer is a live allocation of the validated shape and strides. The
-    // preprocessing writes D and LSE*log2(e) for all `stat_pitch` rows before the others read
-    // them (same stream, in order); each output row is written by exactly one CTA, nothing past
-    // seqlen or head_dim; `dq_accum` (zeroed, [batch, heads, stat_pitch, acc_dim]) is only
-    // touched by the atomic dK/dV kernel and then read by the conversion.
+    // preprocessing writes D and LSE*log2(e) for all `stat_pitch` rows, and zeroes all of
+    // `dq_accum` ([batch, heads, stat_pitch, acc_dim]), before the others read them (same
+    // stream, in order); each output row is written by exactly one CTA, nothing past seqlen or
+    // head_dim; `dq_accum` is then only touched by the atomic dK/dV kernel and the conversion.
     unsafe {
         launch(&dev, preprocess_kernel_name(dtype), 0, (stat_pitch.div_ceil(warps) as u32, h, b), 32 * warps, &params)?;
     }

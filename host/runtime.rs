@@ -71,6 +71,7 @@ impl Device {
         }
         // One stream per Device, so cross-stream event tracking is pure overhead.
         unsafe { ctx.disable_event_tracking() };
+        keep_freed_memory_pooled(&ctx);
         let stream = ctx.default_stream();
         Ok(Device {
             inner: Arc::new(Inner {
@@ -85,6 +86,17 @@ impl Device {
                 blas: OnceLock::new(),
             }),
         })
+    }
+
+    /// Returns the device memory that freed tensors left in the stream-ordered pool (kept there
+    /// for reuse, see [`Device::new`]) to the driver, e.g. before another library allocates.
+    pub fn release_cached_memory(&self) -> Result<()> {
+        if let Some(pool) = default_mem_pool(&self.inner.ctx) {
+            self.synchronize()?;
+            // SAFETY: `pool` is this device's default pool; trimming only releases unused memory.
+            unsafe { cudarc::driver::sys::cuMemPoolTrimTo(pool, 0) }.result()?;
+        }
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -180,5 +192,37 @@ impl Device {
 
     pub(crate) fn track_free(&self, bytes: usize) {
         self.inner.allocated.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The device's default stream-ordered memory pool (where `cuMemAllocAsync` takes memory from),
+/// if the device has one.
+fn default_mem_pool(ctx: &CudaContext) -> Option<cudarc::driver::sys::CUmemoryPool> {
+    if !ctx.has_async_alloc() {
+        return None;
+    }
+    let mut pool = std::ptr::null_mut();
+    // SAFETY: a valid out-pointer and this context's device.
+    let r = unsafe { cudarc::driver::sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) };
+    (r == cudarc::driver::sys::CUresult::CUDA_SUCCESS && !pool.is_null()).then_some(pool)
+}
+
+/// Tensors are allocated with `cuMemAllocAsync` from the device's default pool, whose release
+/// threshold is 0: at every synchronization, memory freed since goes back to the driver, and the
+/// next call maps its outputs and scratch anew (measured: about 0.2 ms of a 1.5 ms backward at
+/// 16k tokens, d = 128). As PyTorch's caching allocator does, keep it pooled for reuse;
+/// [`Device::release_cached_memory`] gives it back on demand. Best effort: a driver without
+/// pools keeps its default.
+fn keep_freed_memory_pooled(ctx: &CudaContext) {
+    if let Some(pool) = default_mem_pool(ctx) {
+        let mut threshold = u64::MAX;
+        // SAFETY: `pool` is valid; the attribute takes a pointer to a u64.
+        let _ = unsafe {
+            cudarc::driver::sys::cuMemPoolSetAttribute(
+                pool,
+                cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                &mut threshold as *mut u64 as *mut std::ffi::c_void,
+            )
+        };
     }
 }

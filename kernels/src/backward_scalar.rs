@@ -12,8 +12,8 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    dynamic_smem_base, ex2, fma, ld_global_nc_b32, ld_shared_f32, shfl_xor_f32, st_global_b32, st_global_f32,
-    st_shared_f32,
+    dynamic_smem_base, ex2, fma, ld_global_nc_b32, ld_global_nc_v2_b32, ld_shared_f32, shfl_xor_f32, st_global_b32,
+    st_global_f32, st_global_v4_b32, st_shared_f32,
 };
 use crate::config::ScalarBackwardConfig as Cfg;
 use crate::element::Element;
@@ -26,8 +26,11 @@ const BN: usize = Cfg::BLOCK_N;
 const THREADS: usize = Cfg::THREADS;
 const LOG2E: f32 = core::f32::consts::LOG2_E;
 
-/// `D_i = rowsum(dO_i * O_i)` in f32; one warp per row (lanes take pairs 64 columns apart, then a
-/// butterfly sum). Grid: (ceil(stat_pitch / warps), heads, batch): padding rows are written too.
+/// `D_i = rowsum(dO_i * O_i)` in f32; one warp per row (lanes take 4 adjacent columns, 8-byte
+/// loads, 128 columns apart, then a butterfly sum). Grid: (ceil(stat_pitch / warps), heads,
+/// batch): padding rows are written too. With `p.dq_accum` set it also zeroes the atomic dQ
+/// accumulator, `acc_dim` f32 per row (whatever its layout, the rows' chunks cover it), so no
+/// separate memset pass over it.
 #[inline(always)]
 pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     let tid = _thread_idx_x() as usize;
@@ -39,6 +42,14 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     let seq = Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let n_q = seq.n_q;
     let stat = (b * p.heads as usize + h) * p.stat_pitch as usize + row;
+    if p.dq_accum != 0 && row < p.stat_pitch as usize {
+        let chunk = (p.dq_accum as *mut f32).add(stat * p.acc_dim as usize);
+        let mut c = 4 * lane;
+        while c < p.acc_dim as usize {
+            st_global_v4_b32(chunk.add(c) as *mut u8, [0; 4]);
+            c += 128;
+        }
+    }
     if row >= n_q {
         // Padding rows up to stat_pitch: D = 0 and LSE*log2(e) = +inf make P exactly 0 there
         // in the tensor-core backward. (The whole warp leaves together, so the shuffles below
@@ -52,12 +63,17 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     let o = (p.o as *const u16).add(p.o_strides.offset(b, seq.q_start + row, h) as usize);
     let d_o = (p.d_o as *const u16).add(p.do_strides.offset(b, seq.q_start + row, h) as usize);
     let mut acc = 0.0f32;
-    let mut c = 2 * lane;
+    let mut c = 4 * lane; // head_dim and the row strides are multiples of 8: 8-byte aligned
     while c < p.head_dim as usize {
-        let (o0, o1) = E::unpack2(ld_global_nc_b32(o.add(c) as *const u32));
-        let (d0, d1) = E::unpack2(ld_global_nc_b32(d_o.add(c) as *const u32));
-        acc = fma(o0, d0, fma(o1, d1, acc));
-        c += 64;
+        let ov = ld_global_nc_v2_b32(o.add(c) as *const u32);
+        let dv = ld_global_nc_v2_b32(d_o.add(c) as *const u32);
+        let mut i = 0;
+        while i < 2 {
+            let ((o0, o1), (d0, d1)) = (E::unpack2(ov[i]), E::unpack2(dv[i]));
+            acc = fma(o0, d0, fma(o1, d1, acc));
+            i += 1;
+        }
+        c += 128;
     }
     let mut m = 16;
     while m > 0 {

@@ -46,6 +46,14 @@ pub unsafe fn ld_global_nc_b32(ptr: *const u32) -> u32 {
     v
 }
 
+/// `ld.global.nc.v2.b32` (8-byte aligned): read-only path.
+#[inline(always)]
+pub unsafe fn ld_global_nc_v2_b32(ptr: *const u32) -> [u32; 2] {
+    let (a, b): (u32, u32);
+    asm!("ld.global.nc.v2.b32 {{{0}, {1}}}, [{2}];", out(reg32) a, out(reg32) b, in(reg64) ptr, options(readonly, nostack));
+    [a, b]
+}
+
 /// `st.global.b32`
 #[inline(always)]
 pub unsafe fn st_global_b32(ptr: *mut u32, v: u32) {
