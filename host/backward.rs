@@ -20,7 +20,8 @@ use flashattn_kernels::params::BackwardParams;
 /// sum over the query heads that share a K/V head.
 ///
 /// `opts.kernel` `Auto`: on compute capability 9.0, the wgmma dK/dV kernel for head dims 33..=64
-/// and 97..=128 without masks, else the mma.sync one (every head dim of the forward);
+/// and 97..=128 (with windows, block masks and packed batches too; softcap, ALiBi and dropout
+/// run mma.sync), else the mma.sync one (every head dim of the forward);
 /// `TensorCore`: always mma.sync; `Wgmma`: the wgmma kernel or an error. dQ is summed with f32
 /// atomics unless `opts.deterministic` (then its own kernel, mma.sync). `Scalar`: the CUDA-core reference
 /// path (head dims 32, 64, 128; deterministic). Memory: dq, dk, dv, two f32 rows per query row
@@ -346,6 +347,29 @@ fn wgmma_backward_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<
     found
 }
 
+/// The masked wgmma dK/dV kernel (windows, block masks, packed batches; `mods` 0 only) for a
+/// head dim, under the same head-dim rule as [`wgmma_backward_kernel`].
+fn wgmma_backward_masked_kernel(
+    dtype: Dtype,
+    head_dim: usize,
+    mods: u32,
+) -> Option<(&'static str, WgmmaBackwardConfig)> {
+    let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
+    if mods != 0 || mma_backward_masked_kernel(dtype, head_dim, 0)?.1.head_dim != padded {
+        return None;
+    }
+    let mut found = None;
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
+            if Dtype::$dtype == dtype && $d == padded {
+                found = Some((stringify!($name), WgmmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn }));
+            }
+        };
+    }
+    flashattn_kernels::for_each_wgmma_backward_masked_kernel!(row);
+    found
+}
+
 /// The dK/dV kernel a backward call runs: its name, grid width (keys per CTA), threads and
 /// dynamic shared memory.
 struct DkdvLaunch {
@@ -368,8 +392,13 @@ fn dkdv_launch(
 ) -> Result<DkdvLaunch> {
     let hopper = compute_capability == (9, 0);
     let wants_wgmma = matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::Wgmma);
-    if wants_wgmma && hopper && !masked {
-        if let Some((name, cfg)) = wgmma_backward_kernel(dtype, dims.head_dim, opts.causal) {
+    if wants_wgmma && hopper {
+        let wgmma = if masked {
+            wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
+        } else {
+            wgmma_backward_kernel(dtype, dims.head_dim, opts.causal)
+        };
+        if let Some((name, cfg)) = wgmma {
             let smem = cfg.smem_bytes();
             return Ok(DkdvLaunch { name, dq_tiled: true, block_n: cfg.block_n, threads: cfg.threads(), smem });
         }
@@ -591,6 +620,15 @@ mod tests {
             }
             assert!(!dq_convert_kernel_name(dtype, false).is_empty());
             assert!(!dq_convert_kernel_name(dtype, true).is_empty());
+            // The masked wgmma rows: the same head dims, masks only (no softcap / ALiBi / dropout).
+            for d in (8..=256).step_by(8) {
+                let expected = (40..=64).contains(&d) || (104..=128).contains(&d);
+                assert_eq!(wgmma_backward_masked_kernel(dtype, d, 0).is_some(), expected, "masked d={d}");
+                assert!(
+                    wgmma_backward_masked_kernel(dtype, d, 2).is_none()
+                        && wgmma_backward_masked_kernel(dtype, d, 3).is_none()
+                );
+            }
             // The wgmma rows: exactly the head dims whose mma.sync row is instantiated at 64 or 128.
             for causal in [false, true] {
                 for d in (8..=256).step_by(8) {

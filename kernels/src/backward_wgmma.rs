@@ -35,9 +35,10 @@ use crate::arch::sm90::{
     wgmma_fence, wgmma_wait_group, SWIZZLE_128B,
 };
 use crate::backward_mma::copy_stats_async;
-use crate::config::{WgmmaBackwardConfig, DQ_TILE_FLOATS};
+use crate::config::{WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
 use crate::element::WgmmaElement;
 use crate::forward_wgmma::{aligned_smem_base, copy_tile_sw128, k_major_step, mn_major_step, wgmma_rs, wgmma_ss};
+use crate::masking::{BlockMask, ScoreRules, Sequence};
 use crate::params::{BackwardParams, Strides};
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
 
@@ -181,15 +182,25 @@ unsafe fn add_dq_tile(dq: &[f32; DQ_REGS], stage: u32, tile: *mut f32, lane: usi
 }
 
 /// dK, dV (and dQ through bulk reductions unless `p.dq_accum` is 0) for plain and causal
-/// attention. Grid: (ceil(seqlen_k / BN), heads_kv, batch); `cfg.threads()` threads.
+/// attention, and (`MASKED`) for windows, block masks and packed batches (causal as a window;
+/// no softcap, ALiBi or dropout: those run the mma.sync masked builds).
+/// Grid: (ceil(seqlen_k / BN), heads_kv, batch); `cfg.threads()` threads.
 #[inline(always)]
-pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize, const CAUSAL: bool>(
+pub unsafe fn dkdv_wgmma<
+    E: WgmmaElement,
+    const D: usize,
+    const BM: usize,
+    const BN: usize,
+    const CAUSAL: bool,
+    const MASKED: bool,
+>(
     p: &BackwardParams,
 ) {
     let cfg = WgmmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN };
     const {
         assert!(WgmmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN }.is_valid());
         assert!(BM / 2 <= MAX_S && D / 2 <= MAX_ACC && BM / 16 <= MAX_KQ);
+        assert!(!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0);
     };
     let threads = cfg.threads();
     let tid = _thread_idx_x() as usize;
@@ -199,7 +210,12 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
     let b = _block_idx_z() as usize;
     let heads = p.heads as usize;
     let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
-    let (n_q, n_k, head_dim) = (p.seqlen_q as usize, p.seqlen_k as usize, p.head_dim as usize);
+    // Masked builds: entry b of a packed batch (rows `q_start + row`, keys `k_start + key`).
+    let seq = Sequence::for_build::<MASKED>(&p.mask, b, p.seqlen_q, p.seqlen_k);
+    let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);
+    if MASKED && key0 >= n_k {
+        return; // a shorter entry of a packed batch (the whole CTA, before any barrier)
+    }
     let stat_pitch = p.stat_pitch as usize;
     let with_dq = p.dq_accum != 0;
 
@@ -234,9 +250,17 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
 
     // Causal (bottom-right): key j is seen by rows i >= j + n_q - n_k; query blocks wholly
     // before the first row that sees key0 are skipped.
-    let first_row = if CAUSAL { (key0 as i64 + n_q as i64 - n_k as i64).clamp(0, n_q as i64) as usize } else { 0 };
-    let first_block = first_row / BM;
-    let per_head = n_q.div_ceil(BM).saturating_sub(first_block);
+    // Masked builds: the rows the window shows these keys (the rules are the same for every
+    // head: no ALiBi here), and only the blocks the block mask keeps (`next_it`).
+    let rules = ScoreRules::new(&p.mask, b, h_kv * group, &seq);
+    let (first_block, end_block) = if MASKED {
+        let (lo, hi) = rules.query_range(key0, (key0 + BN).min(n_k), n_q);
+        (lo / BM, hi.div_ceil(BM))
+    } else {
+        let first_row = if CAUSAL { (key0 as i64 + n_q as i64 - n_k as i64).clamp(0, n_q as i64) as usize } else { 0 };
+        (first_row / BM, n_q.div_ceil(BM))
+    };
+    let per_head = end_block.saturating_sub(first_block);
     let total = group * per_head;
     // Iteration `it` -> (query head, first row) of its block: heads of the group outermost.
     // (u32 division: a 64-bit one is a called subroutine.)
@@ -244,34 +268,56 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
         let (it, per) = (it as u32, (per_head as u32).max(1));
         (h_kv * group + (it / per) as usize, (first_block + (it % per) as usize) * BM)
     };
+    // Masked builds: the first iteration >= it whose block the block mask keeps (warp-wide
+    // scans down each head's mask column, as the mma.sync kernel); plain builds: every one.
+    let first_kept = |it: usize| {
+        let mut it = it;
+        let per = per_head.max(1);
+        while it < total {
+            let (gi, i) = (it / per, first_block + it % per);
+            let mask = BlockMask::new(&p.mask, h_kv * group + gi);
+            let kept = mask.first_active_query_block(key0, i, end_block, BM, (thread_idx_x_reread() % 32) as usize);
+            if kept < end_block {
+                return gi * per + kept - first_block;
+            }
+            it = (gi + 1) * per; // this head has no more: the next head's first block
+        }
+        total
+    };
+    let next_it = |it: usize| if MASKED { first_kept(it + 1) } else { it + 1 };
+    let (q_first, q_end) = (seq.q_start, seq.q_start + n_q);
     let load_block = |it: usize, stage: usize| {
         let (hq, row0) = block_of(it);
         let stat = (b * heads + hq) * stat_pitch + row0;
         let q_st = q_s + (stage * q_bytes) as u32;
         let do_st = do_s + (stage * q_bytes) as u32;
         let tid = thread_idx_x_reread() as usize; // (copy offsets recomputed per block, as above)
-        copy_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row0, n_q, BM, head_dim, q_st, tid, threads);
-        copy_tile_sw128::<D>(p.d_o, &p.do_strides, b, hq, row0, n_q, BM, head_dim, do_st, tid, threads);
+        let row = q_first + row0;
+        copy_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row, q_end, BM, head_dim, q_st, tid, threads);
+        copy_tile_sw128::<D>(p.d_o, &p.do_strides, b, hq, row, q_end, BM, head_dim, do_st, tid, threads);
         copy_stats_async::<BM>(p.lse_log2, stat, lse_s + (stage * stat_bytes) as u32, threads);
         copy_stats_async::<BM>(p.delta, stat, delta_s + (stage * stat_bytes) as u32, threads);
     };
 
     // Prologue: group 0 = K, V and block 0; group 1 = block 1 (maybe empty). Block 0 is
     // published by the barrier below, every later block by the barrier of the block before it.
-    copy_tile_sw128::<D>(p.k, &p.k_strides, b, h_kv, key0, n_k, BN, head_dim, k_s, tid, threads);
-    copy_tile_sw128::<D>(p.v, &p.v_strides, b, h_kv, key0, n_k, BN, head_dim, v_s, tid, threads);
-    if total > 0 {
-        load_block(0, 0);
+    let (k_row, k_end) = (seq.k_start + key0, seq.k_start + n_k);
+    copy_tile_sw128::<D>(p.k, &p.k_strides, b, h_kv, k_row, k_end, BN, head_dim, k_s, tid, threads);
+    copy_tile_sw128::<D>(p.v, &p.v_strides, b, h_kv, k_row, k_end, BN, head_dim, v_s, tid, threads);
+    let first = if MASKED { first_kept(0) } else { 0 };
+    let second = if first < total { next_it(first) } else { total };
+    if first < total {
+        load_block(first, 0);
     }
     cp_async_commit_group();
-    if total > 1 {
-        load_block(1, 1);
+    if second < total {
+        load_block(second, 1);
     }
     cp_async_commit_group();
     cp_async_wait_group::<1>();
     fence_proxy_async_shared();
     _syncthreads();
-    if with_dq && total > 0 {
+    if with_dq && first < total {
         // The dS^T tile is free for the other warpgroup's first block (see `DsTileFree`).
         DsTileFree::release(wg);
     }
@@ -279,9 +325,14 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
     let mut acc_dv = [0.0f32; MAX_ACC];
     let mut acc_dk = [0.0f32; MAX_ACC];
 
-    let mut it = 0;
+    // Blocks run from `first` through `next_it`; masked builds carry the next kept block (loaded
+    // one block ahead) and count processed blocks (`done`) for the stages, plain builds derive
+    // both from `it` (it + 1, it).
+    let mut it = first;
+    let mut next = second;
+    let mut done = 0;
     while it < total {
-        let stage = it % WgmmaBackwardConfig::STAGES;
+        let stage = if MASKED { done } else { it } % WgmmaBackwardConfig::STAGES;
         let (hq, row0) = block_of(it);
         let q_off = ((stage * q_bytes) >> 4) as u64;
         let lse_st = lse_s + (stage * stat_bytes) as u32;
@@ -303,7 +354,10 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
         // P^T. Padding rows past seqlen_q have lse_log2 = +inf, so P = 2^-inf = 0 there; keys past
         // seqlen_k and (causal) keys after a row's diagonal are masked by select, only in blocks
         // that have any.
-        let needs_mask = key0 + BN > n_k || (CAUSAL && (key0 + BN - 1) as i64 > row0 as i64 + n_k as i64 - n_q as i64);
+        let needs_mask =
+            !MASKED && (key0 + BN > n_k || (CAUSAL && (key0 + BN - 1) as i64 > row0 as i64 + n_k as i64 - n_q as i64));
+        // Masked builds: the per-element window test, only in blocks not wholly visible.
+        let masks = MASKED && !rules.all_visible(row0, row0 + BM, key0, key0 + BN);
         // Per row half (key g or g + 8 of the warp): the first query column of the block that
         // sees the key (causal: row >= key + n_q - n_k), none past the sequence end.
         let (wg, warp, g, t) = thread_place();
@@ -329,6 +383,9 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
                 let (half, c) = (e / 2, e % 2);
                 let mut pe = ex2(fma(s[4 * j + e], scale_log2, -lse2[c]));
                 if needs_mask && ((col + c) as i32) < first_visible[half] {
+                    pe = 0.0;
+                }
+                if masks && !rules.visible((row0 + col + c) as i32, (warp_key + g + 8 * half) as i32) {
                     pe = 0.0;
                 }
                 s[4 * j + e] = pe;
@@ -388,10 +445,20 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
         cp_async_wait_group::<0>();
         fence_proxy_async_shared();
         _syncthreads();
-        if it + 2 < total {
-            load_block(it + 2, (it + 2) % WgmmaBackwardConfig::STAGES);
+        let after_next = if MASKED {
+            if next < total {
+                next_it(next)
+            } else {
+                total
+            }
+        } else {
+            it + 2
+        };
+        if after_next < total {
+            load_block(after_next, if MASKED { done + 2 } else { after_next } % WgmmaBackwardConfig::STAGES);
         }
         cp_async_commit_group();
+        let more = if MASKED { next < total } else { it + 1 < total };
 
         if with_dq {
             let mut dq = [0.0f32; DQ_REGS];
@@ -411,7 +478,7 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
             wgmma_wait_group::<0>();
             fence_regs_f32(&mut dq);
             let (wg, warp, g, t) = thread_place();
-            if it + 1 < total {
+            if more {
                 DsTileFree::release(wg); // this warpgroup's dQ MMAs are done with dS^T
             }
             // This warp's tile: rows 64 (wg % m_parts) + 16 warp .., columns 64 (wg / m_parts) ..
@@ -426,7 +493,12 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
         }
         fence_regs_f32_prefix(&mut acc_dv, D / 2);
         fence_regs_f32_prefix(&mut acc_dk, D / 2);
-        it += 1;
+        if MASKED {
+            (it, next) = (next, after_next);
+            done += 1;
+        } else {
+            it += 1;
+        }
     }
 
     // Epilogue: dV and scale * dK through the (now free) V and K tiles, SW128 as loaded.
@@ -453,8 +525,9 @@ pub unsafe fn dkdv_wgmma<E: WgmmaElement, const D: usize, const BM: usize, const
         j += 1;
     }
     syncwarp(); // each warp reads back only its own rows
-    store_rows::<BN>(v_s, row_w, p.dv, &p.dv_strides, b, h_kv, key0, n_k, head_dim, lane);
-    store_rows::<BN>(k_s, row_w, p.dk, &p.dk_strides, b, h_kv, key0, n_k, head_dim, lane);
+    let (k_row, k_end) = (seq.k_start + key0, seq.k_start + n_k);
+    store_rows::<BN>(v_s, row_w, p.dv, &p.dv_strides, b, h_kv, k_row, k_end, head_dim, lane);
+    store_rows::<BN>(k_s, row_w, p.dk, &p.dk_strides, b, h_kv, k_row, k_end, head_dim, lane);
 }
 
 /// Writes 16 rows (`row_w..`) of a SW128 tile of `ROWS` rows to global rows `first_key + row`

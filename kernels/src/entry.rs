@@ -150,12 +150,24 @@ macro_rules! wgmma_backward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            crate::backward_wgmma::dkdv_wgmma::<crate::element::$dtype, $d, $bm, $bn, $causal>(&p)
+            crate::backward_wgmma::dkdv_wgmma::<crate::element::$dtype, $d, $bm, $bn, $causal, false>(&p)
         }
     };
 }
 #[cfg(flashattn_sm90a)]
 crate::for_each_wgmma_backward_kernel!(wgmma_backward_entry);
+
+#[cfg(flashattn_sm90a)]
+macro_rules! wgmma_backward_masked_entry {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            crate::backward_wgmma::dkdv_wgmma::<crate::element::$dtype, $d, $bm, $bn, false, true>(&p)
+        }
+    };
+}
+#[cfg(flashattn_sm90a)]
+crate::for_each_wgmma_backward_masked_kernel!(wgmma_backward_masked_entry);
 
 macro_rules! mma_backward_masked_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $ds:literal, $mods:literal) => {
