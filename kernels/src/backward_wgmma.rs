@@ -274,7 +274,8 @@ pub unsafe fn dkdv_wgmma<
         let mut it = it;
         let per = per_head.max(1);
         while it < total {
-            let (gi, i) = (it / per, first_block + it % per);
+            let (q, r) = ((it as u32) / (per as u32).max(1), (it as u32) % (per as u32).max(1)); // (u32: see block_of)
+            let (gi, i) = (q as usize, first_block + r as usize);
             let mask = BlockMask::new(&p.mask, h_kv * group + gi);
             let kept = mask.first_active_query_block(key0, i, end_block, BM, (thread_idx_x_reread() % 32) as usize);
             if kept < end_block {
