@@ -20,7 +20,7 @@ use flashattn_kernels::params::BackwardParams;
 /// sum over the query heads that share a K/V head.
 ///
 /// `opts.kernel` `Auto`: on compute capability 9.0, the wgmma dK/dV kernel for head dims 33..=64
-/// and 97..=128 (with windows, block masks and packed batches too; softcap, ALiBi and dropout
+/// and 97..=128 (with windows, block masks, packed batches and dropout too; softcap and ALiBi
 /// run mma.sync), else the mma.sync one (every head dim of the forward);
 /// `TensorCore`: always mma.sync; `Wgmma`: the wgmma kernel or an error. dQ is summed with f32
 /// atomics unless `opts.deterministic` (then its own kernel, mma.sync). `Scalar`: the CUDA-core reference
@@ -347,21 +347,23 @@ fn wgmma_backward_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<
     found
 }
 
-/// The masked wgmma dK/dV kernel (windows, block masks, packed batches; `mods` 0 only) for a
-/// head dim, under the same head-dim rule as [`wgmma_backward_kernel`].
+/// The masked wgmma dK/dV kernel (windows, block masks, packed batches; `mods` 0, or 2 with
+/// dropout: not softcap / ALiBi) for a head dim, under the same head-dim rule as
+/// [`wgmma_backward_kernel`].
 fn wgmma_backward_masked_kernel(
     dtype: Dtype,
     head_dim: usize,
     mods: u32,
 ) -> Option<(&'static str, WgmmaBackwardConfig)> {
     let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
-    if mods != 0 || mma_backward_masked_kernel(dtype, head_dim, 0)?.1.head_dim != padded {
+    if !(mods == 0 || mods == 2) || mma_backward_masked_kernel(dtype, head_dim, mods)?.1.head_dim != padded {
         return None;
     }
+    let dropout = mods == 2;
     let mut found = None;
     macro_rules! row {
-        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
-            if Dtype::$dtype == dtype && $d == padded {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $dropout:literal) => {
+            if Dtype::$dtype == dtype && $d == padded && $dropout == dropout {
                 found = Some((stringify!($name), WgmmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn }));
             }
         };
@@ -624,10 +626,8 @@ mod tests {
             for d in (8..=256).step_by(8) {
                 let expected = (40..=64).contains(&d) || (104..=128).contains(&d);
                 assert_eq!(wgmma_backward_masked_kernel(dtype, d, 0).is_some(), expected, "masked d={d}");
-                assert!(
-                    wgmma_backward_masked_kernel(dtype, d, 2).is_none()
-                        && wgmma_backward_masked_kernel(dtype, d, 3).is_none()
-                );
+                assert_eq!(wgmma_backward_masked_kernel(dtype, d, 2).is_some(), expected, "dropout d={d}");
+                assert!(wgmma_backward_masked_kernel(dtype, d, 3).is_none());
             }
             // The wgmma rows: exactly the head dims whose mma.sync row is instantiated at 64 or 128.
             for causal in [false, true] {

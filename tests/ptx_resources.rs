@@ -75,10 +75,12 @@ const DKDV_SM90_LOCAL_BYTES: u32 = 80;
 /// softcap, ALiBi) add per-block state to kernels already at 255 registers, and some spill: on
 /// sm_90a the dK/dV kernels at d = 192, 256, the `mods` dK/dV and the dropout forward at d = 128
 /// (up to 288 B of stack + spill traffic), on sm_80 the forward at d = 64, 128 (up to 472 B, the
-/// dropout build at d = 128; measured on the H100 it still beats the spill-free `mods` tiles).
+/// dropout build at d = 128; measured on the H100 it still beats the spill-free `mods` tiles),
+/// and the sm_90a wgmma dK/dV masked builds (d = 64: up to 244 B; the dropout build at d = 128:
+/// 596 B, its Philox words beside 192 accumulator registers; no wgmma is serialised by it).
 /// Known debt, budgeted so that a change spilling more still fails; the plain and causal
 /// kernels keep the strict rule.
-const MASKED_LOCAL_BYTES: u32 = 480;
+const MASKED_LOCAL_BYTES: u32 = 600;
 
 #[test]
 #[ignore = "needs ptxas: scripts/setup.sh --ptxas installs it (run with --ignored)"]

@@ -38,7 +38,7 @@ use crate::backward_mma::copy_stats_async;
 use crate::config::{WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
 use crate::element::WgmmaElement;
 use crate::forward_wgmma::{aligned_smem_base, copy_tile_sw128, k_major_step, mn_major_step, wgmma_rs, wgmma_ss};
-use crate::masking::{BlockMask, ScoreRules, Sequence};
+use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
 use crate::params::{BackwardParams, Strides};
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
 
@@ -127,6 +127,47 @@ fn thread_place() -> (usize, usize, usize, usize) {
     (tid / 128, (tid % 128) / 32, lane / 4, lane % 4)
 }
 
+/// dS^T with dropout, and P^T turned into what dV takes: with Z the keep flags of this warp's
+/// 16 keys (from `key16`) x the block's queries, `dS = P (dP Z / keep - D)` and dV's operand is
+/// `P Z / keep`. The S^T accumulator is mma.sync's m16n8 layout per warp with keys as rows, so
+/// `Dropout::st_bits` applies as in the mma.sync backward: one Philox call per lane per 32
+/// queries; element `4 j + 2 half + e` (query `8 j + 2 t + e`, key `g + 8 half`) is bit
+/// `8 (2 (nt % 2) + half) + 7 - nt / 2` of word `e`, `nt = j % 4` in slice `j / 4`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn drop_ds<const BM: usize>(
+    s: &mut [f32; MAX_S],
+    dp: &mut [f32; MAX_S],
+    dropout: &Dropout,
+    delta_st: u32,
+    key16: usize,
+    row0: usize,
+    g: usize,
+    t: usize,
+) {
+    let mut slice = 0;
+    while slice < BM / 32 {
+        let keep = dropout.st_bits(key16, row0 + 32 * slice, 4 * g + t);
+        let mut nt = 0;
+        while nt < 4 {
+            let j = 4 * slice + nt;
+            let delta = ld_shared_v2_f32(delta_st + 4 * (8 * j + 2 * t) as u32);
+            let mut e4 = 0;
+            while e4 < 4 {
+                let (half, e) = (e4 / 2, e4 % 2);
+                let kept = (keep[e] >> (8 * (2 * (nt % 2) + half) + 7 - nt / 2)) & 1 != 0;
+                let pe = s[4 * j + e4];
+                let dpv = if kept { dp[4 * j + e4] * dropout.scale } else { 0.0 };
+                dp[4 * j + e4] = pe * (dpv - delta[e]);
+                s[4 * j + e4] = if kept { pe * dropout.scale } else { 0.0 };
+                e4 += 1;
+            }
+            nt += 1;
+        }
+        slice += 1;
+    }
+}
+
 /// The dS^T tile is shared: each warpgroup writes its keys' rows and the dQ MMAs of both read
 /// all of them. Before a warpgroup overwrites its rows for the next block, the other one's dQ
 /// MMAs of this block must be done: named barrier `1 + wg` pairs warpgroup `1 - wg`'s arrival
@@ -182,8 +223,8 @@ unsafe fn add_dq_tile(dq: &[f32; DQ_REGS], stage: u32, tile: *mut f32, lane: usi
 }
 
 /// dK, dV (and dQ through bulk reductions unless `p.dq_accum` is 0) for plain and causal
-/// attention, and (`MASKED`) for windows, block masks and packed batches (causal as a window;
-/// no softcap, ALiBi or dropout: those run the mma.sync masked builds).
+/// attention, and (`MASKED`) for windows, block masks and packed batches (causal as a window),
+/// with (`DROPOUT`) dropout; no softcap or ALiBi (those run the mma.sync masked builds).
 /// Grid: (ceil(seqlen_k / BN), heads_kv, batch); `cfg.threads()` threads.
 #[inline(always)]
 pub unsafe fn dkdv_wgmma<
@@ -193,6 +234,7 @@ pub unsafe fn dkdv_wgmma<
     const BN: usize,
     const CAUSAL: bool,
     const MASKED: bool,
+    const DROPOUT: bool,
 >(
     p: &BackwardParams,
 ) {
@@ -201,6 +243,7 @@ pub unsafe fn dkdv_wgmma<
         assert!(WgmmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN }.is_valid());
         assert!(BM / 2 <= MAX_S && D / 2 <= MAX_ACC && BM / 16 <= MAX_KQ);
         assert!(!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0);
+        assert!(MASKED || !DROPOUT);
     };
     let threads = cfg.threads();
     let tid = _thread_idx_x() as usize;
@@ -397,16 +440,29 @@ pub unsafe fn dkdv_wgmma<
 
         wgmma_wait_group::<0>();
         fence_regs_f32_prefix(&mut dp, BM / 2);
-        let (_, _, _, t) = thread_place();
-        let mut j = 0;
-        while j < BM / 8 {
-            let delta = ld_shared_v2_f32(delta_st + 4 * (8 * j + 2 * t) as u32);
-            let mut e = 0;
-            while e < 4 {
-                dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - delta[e % 2]);
-                e += 1;
+        let (wg, warp, g, t) = thread_place();
+        if DROPOUT {
+            drop_ds::<BM>(
+                &mut s,
+                &mut dp,
+                &Dropout::new(&p.mask, b, hq, p.heads),
+                delta_st,
+                key0 + wg * 64 + warp * 16,
+                row0,
+                g,
+                t,
+            );
+        } else {
+            let mut j = 0;
+            while j < BM / 8 {
+                let delta = ld_shared_v2_f32(delta_st + 4 * (8 * j + 2 * t) as u32);
+                let mut e = 0;
+                while e < 4 {
+                    dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - delta[e % 2]);
+                    e += 1;
+                }
+                j += 1;
             }
-            j += 1;
         }
         // Packed only now: P^T in f32 feeds dS^T (packing first would keep both alive).
         let mut p_frags = pack_frags::<E, BM>(&s);

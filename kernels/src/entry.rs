@@ -150,7 +150,7 @@ macro_rules! wgmma_backward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            crate::backward_wgmma::dkdv_wgmma::<crate::element::$dtype, $d, $bm, $bn, $causal, false>(&p)
+            crate::backward_wgmma::dkdv_wgmma::<crate::element::$dtype, $d, $bm, $bn, $causal, false, false>(&p)
         }
     };
 }
@@ -159,10 +159,10 @@ crate::for_each_wgmma_backward_kernel!(wgmma_backward_entry);
 
 #[cfg(flashattn_sm90a)]
 macro_rules! wgmma_backward_masked_entry {
-    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal) => {
+    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $dropout:literal) => {
         #[no_mangle]
         pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
-            crate::backward_wgmma::dkdv_wgmma::<crate::element::$dtype, $d, $bm, $bn, false, true>(&p)
+            crate::backward_wgmma::dkdv_wgmma::<crate::element::$dtype, $d, $bm, $bn, false, true, $dropout>(&p)
         }
     };
 }

@@ -318,16 +318,20 @@ macro_rules! for_each_wgmma_backward_kernel {
     };
 }
 
-/// The masked wgmma dK/dV kernel (windows, block masks, packed batches; causal as a window; no
-/// softcap, ALiBi or dropout): `callback!(name, Dtype, head_dim, block_m, block_n)`, the tiles of
-/// the plain rows.
+/// The masked wgmma dK/dV kernel (windows, block masks, packed batches; causal as a window; with
+/// `dropout`, dropout too; no softcap or ALiBi): `callback!(name, Dtype, head_dim, block_m,
+/// block_n, dropout)`, the tiles of the plain rows.
 #[macro_export]
 macro_rules! for_each_wgmma_backward_masked_kernel {
     ($m:ident) => {
-        $m!(flash_bwd_dkdv_wgmma_masked_f16_d64, F16, 64, 128, 128);
-        $m!(flash_bwd_dkdv_wgmma_masked_bf16_d64, Bf16, 64, 128, 128);
-        $m!(flash_bwd_dkdv_wgmma_masked_f16_d128, F16, 128, 64, 128);
-        $m!(flash_bwd_dkdv_wgmma_masked_bf16_d128, Bf16, 128, 64, 128);
+        $m!(flash_bwd_dkdv_wgmma_masked_f16_d64, F16, 64, 128, 128, false);
+        $m!(flash_bwd_dkdv_wgmma_masked_bf16_d64, Bf16, 64, 128, 128, false);
+        $m!(flash_bwd_dkdv_wgmma_masked_f16_d128, F16, 128, 64, 128, false);
+        $m!(flash_bwd_dkdv_wgmma_masked_bf16_d128, Bf16, 128, 64, 128, false);
+        $m!(flash_bwd_dkdv_wgmma_masked_dropout_f16_d64, F16, 64, 128, 128, true);
+        $m!(flash_bwd_dkdv_wgmma_masked_dropout_bf16_d64, Bf16, 64, 128, 128, true);
+        $m!(flash_bwd_dkdv_wgmma_masked_dropout_f16_d128, F16, 128, 64, 128, true);
+        $m!(flash_bwd_dkdv_wgmma_masked_dropout_bf16_d128, Bf16, 128, 64, 128, true);
     };
 }
 
