@@ -21,6 +21,10 @@
 //!    (`cp.reduce.async.bulk`, one 4 D-byte row per thread of the first lanes of each warp).
 //! 5. Epilogue: dV and `scale * dK` staged through the V and K tiles, 16-byte stores.
 //!
+//! Builds: plain and causal; `MASKED` (windows, block masks, packed batches; causal as a
+//! window: the query blocks a key block sees, the kept ones, the per-element window test only in
+//! partially visible blocks); `DROPOUT` on top (`drop_ds`). Softcap and ALiBi run mma.sync.
+//!
 //! Register arrays are sized for the largest configuration and indexed only in loops with
 //! constant bounds (unrolled by LLVM), as in `forward_wgmma`.
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
