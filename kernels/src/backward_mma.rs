@@ -436,7 +436,17 @@ pub unsafe fn dkdv_mma<
                     let ds_bits = E::pack2(dsv[0], dsv[1]);
                     ds_frag[nt / 2][(nt % 2) * 2 + half] = ds_bits;
                     if write_ds {
-                        st_shared_b32(ds_s + ((warp_key + g + 8 * half) * ds_pitch + 2 * q_col) as u32, ds_bits);
+                        // sm_90a: the address from a re-read thread index (kept across the slice
+                        // loop, these addresses were what that build spilled; the sm_80 build
+                        // spills the other way round, so it keeps them).
+                        let (key, col) = if cfg!(flashattn_sm90a) {
+                            let lane_r = thread_idx_x_reread() as usize % 32;
+                            let warp_r = thread_idx_x_reread() as usize / 32;
+                            (16 * (warp_r % cfg.key_warps()) + lane_r / 4, q0 + nt * 8 + 2 * (lane_r % 4))
+                        } else {
+                            (warp_key + g, q_col)
+                        };
+                        st_shared_b32(ds_s + ((key + 8 * half) * ds_pitch + 2 * col) as u32, ds_bits);
                     }
                     half += 1;
                 }
