@@ -35,22 +35,24 @@ use crate::arch::sm80::{
 };
 use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
-    fence_proxy_async_shared, fence_regs_f32, fence_regs_f32_prefix, fence_regs_u32, smem_desc, wgmma_commit_group,
-    wgmma_fence, wgmma_wait_group, SWIZZLE_128B,
+    fence_proxy_async_shared, fence_regs_f32, fence_regs_f32_prefix, smem_desc, wgmma_commit_group, wgmma_fence,
+    wgmma_wait_group, SWIZZLE_128B,
 };
 use crate::backward_mma::copy_stats_async;
 use crate::config::{WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
 use crate::element::WgmmaElement;
-use crate::forward_wgmma::{aligned_smem_base, copy_tile_sw128, k_major_step, mn_major_step, wgmma_rs, wgmma_ss};
+use crate::forward_wgmma::{
+    aligned_smem_base, copy_tile_sw128, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss, MAX_KV, MAX_S,
+};
 use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
 use crate::params::{BackwardParams, Strides};
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
 
-/// Register-array bounds: S^T / dP^T accumulators (BM / 2), dK / dV accumulators (D / 2),
-/// k-steps over a query block (BM / 16), dQ accumulators (m64n64: 32).
-const MAX_S: usize = 64;
+/// Register-array bounds: S^T / dP^T accumulators (BM / 2) and k-steps over a query block
+/// (BM / 16) are the forward's S and P V bounds (the A-fragment helpers are shared); dK / dV
+/// accumulators (D / 2), dQ accumulators (m64n64: 32).
 const MAX_ACC: usize = 64;
-const MAX_KQ: usize = 8;
+const MAX_KQ: usize = MAX_KV;
 const DQ_REGS: usize = 32;
 
 /// Shared-memory descriptors of k-step 0 (stage 0 where staged); k-steps and stages move the
@@ -93,29 +95,6 @@ unsafe fn issue_ss<E: WgmmaElement, const D: usize, const BM: usize, const BN: u
     let mut kk = 0;
     while kk < D / 16 {
         wgmma_ss::<E, BM>(s, desc_a + k_major_step(BN, kk), desc_b + k_major_step(BM, kk), (kk > 0) as u32);
-        kk += 1;
-    }
-}
-
-/// Accumulator layout -> A fragments (as P in the forward): chunk `2 k` gives a0 / a1, chunk
-/// `2 k + 1` gives a2 / a3 of k-step `k`.
-#[inline(always)]
-fn pack_frags<E: WgmmaElement, const BM: usize>(s: &[f32; MAX_S]) -> [[u32; 4]; MAX_KQ] {
-    let mut frags = [[0u32; 4]; MAX_KQ];
-    let mut j = 0;
-    while j < BM / 8 {
-        frags[j / 2][(j % 2) * 2] = E::pack2(s[4 * j], s[4 * j + 1]);
-        frags[j / 2][(j % 2) * 2 + 1] = E::pack2(s[4 * j + 2], s[4 * j + 3]);
-        j += 1;
-    }
-    frags
-}
-
-#[inline(always)]
-fn fence_frags(frags: &mut [[u32; 4]; MAX_KQ], steps: usize) {
-    let mut kk = 0;
-    while kk < steps {
-        fence_regs_u32(&mut frags[kk]);
         kk += 1;
     }
 }
@@ -469,14 +448,14 @@ pub unsafe fn dkdv_wgmma<
             }
         }
         // Packed only now: P^T in f32 feeds dS^T (packing first would keep both alive).
-        let mut p_frags = pack_frags::<E, BM>(&s);
-        let mut ds_frags = pack_frags::<E, BM>(&dp);
+        let mut p_frags = pack_p::<E, BM>(&s);
+        let mut ds_frags = pack_p::<E, BM>(&dp);
 
         // dV += P^T dO and dK += dS^T Q (one group; waited for with dQ's or below).
         fence_regs_f32_prefix(&mut acc_dv, D / 2);
         fence_regs_f32_prefix(&mut acc_dk, D / 2);
-        fence_frags(&mut p_frags, BM / 16);
-        fence_frags(&mut ds_frags, BM / 16);
+        fence_p(&mut p_frags, BM / 16);
+        fence_p(&mut ds_frags, BM / 16);
         wgmma_fence();
         issue_rs::<E, D, BM>(&mut acc_dv, &p_frags, desc.do_mn + q_off);
         issue_rs::<E, D, BM>(&mut acc_dk, &ds_frags, desc.q_mn + q_off);

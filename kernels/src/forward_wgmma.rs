@@ -40,9 +40,9 @@ use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_maj
 
 const LN2: f32 = core::f32::consts::LN_2;
 /// Register-array bounds: S accumulators (BN / 2), O accumulators (D / 2), k-steps of P V (BN / 16).
-const MAX_S: usize = 64;
+pub(crate) const MAX_S: usize = 64;
 const MAX_O: usize = 64;
-const MAX_KV: usize = 8;
+pub(crate) const MAX_KV: usize = 8;
 
 /// The dynamic shared memory base rounded up to a 1024-byte swizzle atom (the launch reserves
 /// `WgmmaForwardConfig::ALIGN_SLACK` bytes for it).
@@ -375,9 +375,10 @@ fn softmax<const BN: usize>(s: &mut [f32; MAX_S], st: &mut RowState, scale_log2:
 }
 
 /// P (f32, accumulator layout) -> 16-bit A fragments of P V: k-step k takes 8-column chunk 2k
-/// for a0 (row g) / a1 (row g + 8) and chunk 2k + 1 for a2 / a3.
+/// for a0 (row g) / a1 (row g + 8) and chunk 2k + 1 for a2 / a3. (The backward packs P^T and
+/// dS^T the same way.)
 #[inline(always)]
-fn pack_p<E: WgmmaElement, const BN: usize>(s: &[f32; MAX_S]) -> [[u32; 4]; MAX_KV] {
+pub(crate) fn pack_p<E: WgmmaElement, const BN: usize>(s: &[f32; MAX_S]) -> [[u32; 4]; MAX_KV] {
     let mut p_frag = [[0u32; 4]; MAX_KV];
     let mut nt = 0;
     while nt < BN / 8 {
@@ -408,7 +409,7 @@ fn rescale_o<const D: usize>(acc_o: &mut [f32; MAX_O], alpha: [f32; 2], rescale:
 /// Register operands of an MMA batch pass through [`fence_regs_f32`] / [`fence_regs_u32`] before
 /// its `wgmma.fence`, so LLVM keeps their last writes above it.
 #[inline(always)]
-fn fence_p(p_frag: &mut [[u32; 4]; MAX_KV], k_steps: usize) {
+pub(crate) fn fence_p(p_frag: &mut [[u32; 4]; MAX_KV], k_steps: usize) {
     let mut kk = 0;
     while kk < k_steps {
         fence_regs_u32(&mut p_frag[kk]);
