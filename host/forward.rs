@@ -91,9 +91,9 @@ pub enum ForwardKernel {
     /// table exist.
     TensorCoreTiles { block_m: u16, block_n: u16, m_tiles: u8, stages: u8 },
     /// Hopper warpgroup MMAs (`wgmma`, compute capability 9.0 only): head dims that are
-    /// multiples of 8 up to 128 (padded to 64 or 128 inside the kernel). `Auto` picks it on
-    /// compute capability 9.0 for head dims 72..=128, and its 192-row tiles for non-causal head
-    /// dims up to 64, where it is the fastest (see `select_kernel`).
+    /// multiples of 8 up to 256 (padded to 64, 128 or 256 inside the kernel). `Auto` picks it on
+    /// compute capability 9.0 for head dims 72..=128 and 200..=256, and its 192-row tiles for
+    /// head dims up to 64, where it is the fastest (see `select_kernel`).
     Wgmma,
     /// The wgmma kernel with explicit tiles and schedule (for tuning and tests): `pipelined`
     /// false is the serial schedule. Only the configurations in the kernel table exist.
@@ -323,7 +323,7 @@ pub fn validate_inputs<T: Element>(
     check_masked_kernel(opts, masks::options_need_masks(opts))?;
     let cc = q.device().compute_capability();
     if matches!(
-        select_kernel(opts.kernel, dims.head_dim, opts.causal, false, Some(cc))?,
+        select_kernel(opts.kernel, dims.head_dim, false, Some(cc))?,
         ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }
     ) {
         let (major, minor) = cc;
@@ -371,15 +371,14 @@ pub fn tensor_core_supports(head_dim: usize) -> bool {
 /// The kernel family that runs a call. What `Auto` runs, per device (H100, bf16, peers in the
 /// same device call): on compute capability 9.0, the wgmma kernel for head dims that pad to 128
 /// (1.04-1.23x PyTorch's FA2 from N = 1k, against 0.92-0.98x for the mma.sync kernel) and, for
-/// non-causal head dims up to 64, its 192-row tiles (1.02-1.30x FA2 from N = 1k, against
-/// 0.97-1.04x for mma.sync; its causal build exceeds the registers of 3 warpgroups, and the
-/// 128-row wgmma tiles lose at d = 64: 0.80-0.97x); the mma.sync kernel everywhere else.
+/// head dims up to 64, its 192-row tiles (non-causal: 1.02-1.30x FA2 from N = 1k, against
+/// 0.97-1.04x for mma.sync; the 128-row wgmma tiles lose at d = 64: 0.80-0.97x; causal: see
+/// BENCHMARKS.md, session 5); the mma.sync kernel everywhere else.
 /// `compute_capability` None: a shape-only check, which any of them passes.
 /// `masked`: the call needs the masked builds, which only the mma.sync kernel has.
 fn select_kernel(
     choice: ForwardKernel,
     head_dim: usize,
-    causal: bool,
     masked: bool,
     compute_capability: Option<(i32, i32)>,
 ) -> Result<ForwardKernel> {
@@ -389,8 +388,13 @@ fn select_kernel(
         ForwardKernel::Auto if hopper && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(128) => {
             Ok(ForwardKernel::Wgmma)
         }
-        ForwardKernel::Auto if hopper && !causal && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(64) => {
+        ForwardKernel::Auto if hopper && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(64) => {
             Ok(ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true })
+        }
+        // Head dims 200..=256: padding to 256 costs at most 28% more MMA work (below that the
+        // mma.sync d160 / d192 builds pad less).
+        ForwardKernel::Auto if hopper && head_dim > 192 && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(256) => {
+            Ok(ForwardKernel::Wgmma)
         }
         ForwardKernel::Auto | ForwardKernel::TensorCore if tensor_core_supports(head_dim) => {
             Ok(ForwardKernel::TensorCore)
@@ -405,7 +409,7 @@ fn select_kernel(
         ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. } => Err(Error::UnsupportedHeadDim {
             head_dim,
             kernel: "wgmma forward",
-            supported: (8..=128).step_by(8).collect(),
+            supported: (8..=256).step_by(8).collect(),
         }),
         ForwardKernel::Scalar => Err(Error::UnsupportedHeadDim {
             head_dim,
@@ -621,7 +625,7 @@ fn launch_forward<T: Element>(
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let cc = q.device().compute_capability();
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
-    let (name, threads, block_m, smem) = match select_kernel(opts.kernel, dims.head_dim, opts.causal, masked, Some(cc))?
+    let (name, threads, block_m, smem) = match select_kernel(opts.kernel, dims.head_dim, masked, Some(cc))?
     {
         // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
         // Auto's choice only.)
@@ -720,7 +724,7 @@ pub fn check_supported<T: Element>(q_shape: &[usize], opts: &AttentionOptions) -
     }
     opts.check_masks()?;
     check_masked_kernel(opts, masks::options_need_masks(opts))?;
-    select_kernel(opts.kernel, q_shape[3], opts.causal, masks::options_need_masks(opts), None).map(|_| ())
+    select_kernel(opts.kernel, q_shape[3], masks::options_need_masks(opts), None).map(|_| ())
 }
 
 #[cfg(test)]
@@ -743,15 +747,18 @@ mod tests {
     #[test]
     fn auto_picks_wgmma_only_on_sm90() {
         let hopper = Some((9, 0));
-        let pick = |d, causal, cc| select_kernel(ForwardKernel::Auto, d, causal, false, cc).unwrap();
+        let pick = |d, _causal: bool, cc| select_kernel(ForwardKernel::Auto, d, false, cc).unwrap();
         assert_eq!(pick(128, true, hopper), ForwardKernel::Wgmma);
         assert_eq!(pick(64, false, hopper), ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true });
-        assert_eq!(pick(64, true, hopper), ForwardKernel::TensorCore);
-        assert_eq!(pick(256, false, hopper), ForwardKernel::TensorCore);
+        assert_eq!(pick(64, true, hopper), ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true });
+        assert_eq!(pick(256, false, hopper), ForwardKernel::Wgmma);
+        assert_eq!(pick(200, true, hopper), ForwardKernel::Wgmma);
+        assert_eq!(pick(192, false, hopper), ForwardKernel::TensorCore);
+        assert_eq!(pick(256, false, Some((8, 0))), ForwardKernel::TensorCore);
         assert_eq!(pick(128, false, Some((8, 0))), ForwardKernel::TensorCore);
         assert_eq!(pick(128, false, None), ForwardKernel::TensorCore);
         // Masks run on the masked mma.sync builds, whatever the device.
-        assert_eq!(select_kernel(ForwardKernel::Auto, 128, false, true, hopper).unwrap(), ForwardKernel::TensorCore);
+        assert_eq!(select_kernel(ForwardKernel::Auto, 128, true, hopper).unwrap(), ForwardKernel::TensorCore);
     }
 
     #[test]

@@ -54,6 +54,8 @@ use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_maj
 const MAX_ACC: usize = 64;
 const MAX_KQ: usize = MAX_KV;
 const DQ_REGS: usize = 32;
+/// Dropout keep words: two per 32 queries of a block (BM / 32).
+const MAX_SLICES: usize = MAX_S / 16;
 
 /// Shared-memory descriptors of k-step 0 (stage 0 where staged); k-steps and stages move the
 /// start address only.
@@ -110,44 +112,85 @@ fn thread_place() -> (usize, usize, usize, usize) {
     (tid / 128, (tid % 128) / 32, lane / 4, lane % 4)
 }
 
-/// dS^T with dropout, and P^T turned into what dV takes: with Z the keep flags of this warp's
-/// 16 keys (from `key16`) x the block's queries, `dS = P (dP Z / keep - D)` and dV's operand is
-/// `P Z / keep`. The S^T accumulator is mma.sync's m16n8 layout per warp with keys as rows, so
-/// `Dropout::st_bits` applies as in the mma.sync backward: one Philox call per lane per 32
-/// queries; element `4 j + 2 half + e` (query `8 j + 2 t + e`, key `g + 8 half`) is bit
-/// `8 (2 (nt % 2) + half) + 7 - nt / 2` of word `e`, `nt = j % 4` in slice `j / 4`.
+/// Keep flags of this warp's 16 keys (from `key16`) x the block's `BM` queries (from `row0`):
+/// one Philox call per lane per 32 queries (`Dropout::st_bits`). Computed while the block's
+/// S^T / dP^T MMAs run: the chain of ten multiply rounds then costs issue slots the tensor
+/// cores do not wait for, instead of sitting between dP^T and the dV / dK MMAs.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
+unsafe fn keep_bits<const BM: usize>(dropout: &Dropout, key16: usize, row0: usize, lane: usize) -> [[u32; 2]; MAX_SLICES] {
+    let mut keep = [[0u32; 2]; MAX_SLICES];
+    let mut slice = 0;
+    while slice < BM / 32 {
+        keep[slice] = dropout.st_bits(key16, row0 + 32 * slice, lane);
+        slice += 1;
+    }
+    keep
+}
+
+/// dS^T with dropout, and P^T turned into what dV takes: with Z the keep flags (`keep_bits`),
+/// `dS = P (dP Z / keep - D)` and dV's operand is `P Z / keep`. The S^T accumulator is
+/// mma.sync's m16n8 layout per warp with keys as rows, so element `4 j + 2 half + e` (query
+/// `8 j + 2 t + e`, key `g + 8 half`) is bit `8 (2 (nt % 2) + half) + 7 - nt / 2` of word
+/// `e` of slice `j / 4`, `nt = j % 4`.
+#[inline(always)]
 unsafe fn drop_ds<const BM: usize>(
     s: &mut [f32; MAX_S],
     dp: &mut [f32; MAX_S],
-    dropout: &Dropout,
+    keep: &[[u32; 2]; MAX_SLICES],
+    scale: f32,
     delta_st: u32,
-    key16: usize,
-    row0: usize,
-    g: usize,
     t: usize,
 ) {
-    let mut slice = 0;
-    while slice < BM / 32 {
-        let keep = dropout.st_bits(key16, row0 + 32 * slice, 4 * g + t);
-        let mut nt = 0;
-        while nt < 4 {
-            let j = 4 * slice + nt;
-            let delta = ld_shared_v2_f32(delta_st + 4 * (8 * j + 2 * t) as u32);
-            let mut e4 = 0;
-            while e4 < 4 {
-                let (half, e) = (e4 / 2, e4 % 2);
-                let kept = (keep[e] >> (8 * (2 * (nt % 2) + half) + 7 - nt / 2)) & 1 != 0;
-                let pe = s[4 * j + e4];
-                let dpv = if kept { dp[4 * j + e4] * dropout.scale } else { 0.0 };
-                dp[4 * j + e4] = pe * (dpv - delta[e]);
-                s[4 * j + e4] = if kept { pe * dropout.scale } else { 0.0 };
-                e4 += 1;
-            }
-            nt += 1;
+    let mut j = 0;
+    while j < BM / 8 {
+        let (slice, nt) = (j / 4, j % 4);
+        let delta = ld_shared_v2_f32(delta_st + 4 * (8 * j + 2 * t) as u32);
+        let mut e4 = 0;
+        while e4 < 4 {
+            let (half, e) = (e4 / 2, e4 % 2);
+            let kept = (keep[slice][e] >> (8 * (2 * (nt % 2) + half) + 7 - nt / 2)) & 1 != 0;
+            let pe = s[4 * j + e4];
+            let dpv = if kept { dp[4 * j + e4] * scale } else { 0.0 };
+            dp[4 * j + e4] = pe * (dpv - delta[e]);
+            s[4 * j + e4] = if kept { pe * scale } else { 0.0 };
+            e4 += 1;
         }
-        slice += 1;
+        j += 1;
+    }
+}
+
+/// P^T = 2^(S^T scale log2 e - LSE log2 e) of this thread's elements; `needs_mask`: zero those
+/// before `first_visible` of their key (key past the end, causal); `WINDOW`: zero those
+/// `visible(col, half)` rejects (masked builds, blocks not wholly visible).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn p_from_scores<const BM: usize, const WINDOW: bool>(
+    s: &mut [f32; MAX_S],
+    lse_st: u32,
+    scale_log2: f32,
+    needs_mask: bool,
+    first_visible: &[i32; 2],
+    t: usize,
+    visible: impl Fn(usize, usize) -> bool,
+) {
+    let mut j = 0;
+    while j < BM / 8 {
+        let col = 8 * j + 2 * t;
+        let lse2 = ld_shared_v2_f32(lse_st + 4 * col as u32);
+        let mut e = 0;
+        while e < 4 {
+            let (half, c) = (e / 2, e % 2);
+            let mut pe = ex2(fma(s[4 * j + e], scale_log2, -lse2[c]));
+            if needs_mask && ((col + c) as i32) < first_visible[half] {
+                pe = 0.0;
+            }
+            if WINDOW && !visible(col + c, half) {
+                pe = 0.0;
+            }
+            s[4 * j + e] = pe;
+            e += 1;
+        }
+        j += 1;
     }
 }
 
@@ -375,6 +418,12 @@ pub unsafe fn dkdv_wgmma<
         wgmma_commit_group();
         issue_ss::<E, D, BM, BN>(&mut dp, desc.v, desc.do_k + q_off);
         wgmma_commit_group();
+        let keep = if DROPOUT {
+            let (wg, warp, g, t) = thread_place();
+            keep_bits::<BM>(&Dropout::new(&p.mask, b, hq, p.heads), key0 + wg * 64 + warp * 16, row0, 4 * g + t)
+        } else {
+            [[0; 2]; MAX_SLICES]
+        };
         wgmma_wait_group::<1>();
         fence_regs_f32_prefix(&mut s, BM / 2);
 
@@ -400,41 +449,22 @@ pub unsafe fn dkdv_wgmma<
             }
             half += 1;
         }
-        let scale_log2 = p.scale_log2;
-        let mut j = 0;
-        while j < BM / 8 {
-            let col = 8 * j + 2 * t;
-            let lse2 = ld_shared_v2_f32(lse_st + 4 * col as u32);
-            let mut e = 0;
-            while e < 4 {
-                let (half, c) = (e / 2, e % 2);
-                let mut pe = ex2(fma(s[4 * j + e], scale_log2, -lse2[c]));
-                if needs_mask && ((col + c) as i32) < first_visible[half] {
-                    pe = 0.0;
-                }
-                if masks && !rules.visible((row0 + col + c) as i32, (warp_key + g + 8 * half) as i32) {
-                    pe = 0.0;
-                }
-                s[4 * j + e] = pe;
-                e += 1;
-            }
-            j += 1;
+        // Two copies of the loop: with the per-element test behind a branch in one loop, every
+        // element became its own basic block, and ptxas no longer interleaved the exponentials
+        // of wholly visible blocks with the rest.
+        if masks {
+            p_from_scores::<BM, true>(&mut s, lse_st, p.scale_log2, needs_mask, &first_visible, t, |col, half| {
+                rules.visible((row0 + col) as i32, (warp_key + g + 8 * half) as i32)
+            });
+        } else {
+            p_from_scores::<BM, false>(&mut s, lse_st, p.scale_log2, needs_mask, &first_visible, t, |_, _| true);
         }
 
         wgmma_wait_group::<0>();
         fence_regs_f32_prefix(&mut dp, BM / 2);
-        let (wg, warp, g, t) = thread_place();
+        let (_, _, _, t) = thread_place();
         if DROPOUT {
-            drop_ds::<BM>(
-                &mut s,
-                &mut dp,
-                &Dropout::new(&p.mask, b, hq, p.heads),
-                delta_st,
-                key0 + wg * 64 + warp * 16,
-                row0,
-                g,
-                t,
-            );
+            drop_ds::<BM>(&mut s, &mut dp, &keep, p.mask.dropout_scale, delta_st, t);
         } else {
             let mut j = 0;
             while j < BM / 8 {

@@ -280,7 +280,7 @@ impl MmaBackwardConfig {
 /// so the kernel rounds it up to 1024 and the launch asks for 1 KB more.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WgmmaForwardConfig {
-    /// Instantiated head dim: 64 or 128 (real head dims below are zero-padded up).
+    /// Instantiated head dim: 64, 128 or 256 (real head dims below are zero-padded up).
     pub head_dim: usize,
     pub block_m: usize,
     pub block_n: usize,
@@ -290,7 +290,7 @@ pub struct WgmmaForwardConfig {
 }
 
 impl WgmmaForwardConfig {
-    pub const HEAD_DIMS: [usize; 2] = [64, 128];
+    pub const HEAD_DIMS: [usize; 3] = [64, 128, 256];
     /// K/V buffers (prefetch one block ahead).
     pub const STAGES: usize = 2;
     /// Slack to round the dynamic shared memory base up to a 1024-byte swizzle atom.
@@ -312,16 +312,18 @@ impl WgmmaForwardConfig {
     }
     /// The instantiated head dim of a real one (multiple of 8), if any.
     pub const fn padded_head_dim(head_dim: usize) -> Option<usize> {
-        if head_dim == 0 || head_dim % 8 != 0 || head_dim > 128 {
+        if head_dim == 0 || head_dim % 8 != 0 || head_dim > 256 {
             None
         } else if head_dim <= 64 {
             Some(64)
-        } else {
+        } else if head_dim <= 128 {
             Some(128)
+        } else {
+            Some(256)
         }
     }
     pub const fn is_valid(self) -> bool {
-        (self.head_dim == 64 || self.head_dim == 128)
+        (self.head_dim == 64 || self.head_dim == 128 || self.head_dim == 256)
             && (self.block_n == 64 || self.block_n == 128)
             && self.block_m % 64 == 0
             && self.warpgroups() >= 1
@@ -483,6 +485,8 @@ const _: () = {
     // The largest tiles of the table fit the 227 KB an sm_90 CTA may opt into.
     assert!(WgmmaForwardConfig { head_dim: 128, block_m: 128, block_n: 128, pipelined: true }.is_valid());
     assert!(WgmmaForwardConfig { head_dim: 128, block_m: 192, block_n: 128, pipelined: true }.is_valid());
+    assert!(WgmmaForwardConfig { head_dim: 256, block_m: 128, block_n: 64, pipelined: true }.is_valid());
+    assert!(!WgmmaForwardConfig { head_dim: 256, block_m: 128, block_n: 128, pipelined: true }.is_valid());
 };
 
 /// The row kernels of the standard-attention baseline (`standard_softmax.rs`): one warp per row

@@ -29,7 +29,7 @@ use crate::arch::sm80::{
     shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
 };
 use crate::arch::sm90::{
-    fence_proxy_async_shared, fence_regs_f32, fence_regs_u32, smem_desc, wgmma_commit_group, wgmma_fence,
+    fence_proxy_async_shared, fence_regs_f32_prefix, fence_regs_u32, smem_desc, wgmma_commit_group, wgmma_fence,
     wgmma_wait_group, SWIZZLE_128B,
 };
 use crate::config::{WgmmaForwardConfig, BLOCK_MASK_SIZE};
@@ -41,8 +41,10 @@ use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_maj
 const LN2: f32 = core::f32::consts::LN_2;
 /// Register-array bounds: S accumulators (BN / 2), O accumulators (D / 2), k-steps of P V (BN / 16).
 pub(crate) const MAX_S: usize = 64;
-const MAX_O: usize = 64;
+const MAX_O: usize = 128;
 pub(crate) const MAX_KV: usize = 8;
+/// Dropout keep words of a block: two per 32 keys.
+const MAX_KEEP: usize = MAX_S / 16;
 
 /// The dynamic shared memory base rounded up to a 1024-byte swizzle atom (the launch reserves
 /// `WgmmaForwardConfig::ALIGN_SLACK` bytes for it).
@@ -235,9 +237,19 @@ impl Cta<'_> {
         stage: usize,
     ) {
         let v_stage = self.v_desc + ((stage * self.kv_bytes) >> 4) as u64;
+        // (Pointer casts: the halves as the wrappers' arrays, no bounds-check panic path.)
+        let lo = &mut *(acc_o.as_mut_ptr() as *mut [f32; 64]);
+        let hi = &mut *(acc_o.as_mut_ptr().add(64) as *mut [f32; 64]);
         let mut kk = 0;
         while kk < BN / 16 {
-            wgmma_rs::<E, D>(acc_o, p_frag[kk], v_stage + mn_major_step(kk), 1);
+            if D <= 128 {
+                wgmma_rs::<E, D>(lo, p_frag[kk], v_stage + mn_major_step(kk), 1);
+            } else {
+                // D = 256: two n128 MMAs; columns 128.. (registers 64..) start at V's column
+                // block 2, BN rows of 128 bytes per block further.
+                wgmma_rs::<E, 128>(lo, p_frag[kk], v_stage + mn_major_step(kk), 1);
+                wgmma_rs::<E, 128>(hi, p_frag[kk], v_stage + mn_major_step(kk) + ((2 * BN * 128) >> 4) as u64, 1);
+            }
             kk += 1;
         }
     }
@@ -299,36 +311,42 @@ impl Cta<'_> {
 }
 
 impl Cta<'_> {
-    /// Dropout of block `j`'s weights (after the softmax summed them, before they are packed):
-    /// the m64nBN accumulator is mma.sync's m16n8 layout per warp, so the keep flags of
-    /// `Dropout::s_bits` apply as they are: `s[4 nt + 2 half + e]` is row `g + 8 half`, key
-    /// `8 nt + 2 t + e`. One Philox call per lane per 32 keys, issued while `P V` of the previous
-    /// block still runs on the tensor cores.
+    /// Keep flags of block `j` for this thread's rows: one Philox call per lane per 32 keys
+    /// (`Dropout::s_bits`), computed while S_j and the previous P V are on the tensor cores, so
+    /// the ten multiply rounds fill issue slots the MMAs leave free.
     #[inline(always)]
-    unsafe fn drop_p<const BN: usize>(&self, s: &mut [f32; MAX_S], j: usize) {
-        let lane = 4 * self.g + self.t;
+    unsafe fn keep_bits<const BN: usize>(&self, j: usize) -> [[u32; 2]; MAX_KEEP] {
+        let mut keep = [[0u32; 2]; MAX_KEEP];
         let mut kp = 0;
         while kp < BN / 32 {
-            let keep = self.dropout.s_bits(self.warp_first_row, j * BN + 32 * kp, lane);
-            let mut q = 0;
-            while q < 4 {
-                let nt = 4 * kp + q;
-                let mut half = 0;
-                while half < 2 {
-                    let bit = 8 * (2 * half + nt % 2) + 7 - (nt % 4) / 2;
-                    let mut e = 0;
-                    while e < 2 {
-                        if (keep[e] >> bit) & 1 == 0 {
-                            s[4 * nt + 2 * half + e] = 0.0;
-                        }
-                        e += 1;
-                    }
-                    half += 1;
-                }
-                q += 1;
-            }
+            keep[kp] = self.dropout.s_bits(self.warp_first_row, j * BN + 32 * kp, 4 * self.g + self.t);
             kp += 1;
         }
+        keep
+    }
+}
+
+/// Dropout of a block's weights (after the softmax summed them, before they are packed): the
+/// m64nBN accumulator is mma.sync's m16n8 layout per warp, so the keep flags of
+/// `Dropout::s_bits` apply as they are: `s[4 nt + 2 half + e]` is row `g + 8 half`, key
+/// `8 nt + 2 t + e`, bit `8 (2 half + nt % 2) + 7 - (nt % 4) / 2` of word `e` of `keep[nt / 4]`.
+#[inline(always)]
+fn drop_p<const BN: usize>(s: &mut [f32; MAX_S], keep: &[[u32; 2]; MAX_KEEP]) {
+    let mut nt = 0;
+    while nt < BN / 8 {
+        let mut half = 0;
+        while half < 2 {
+            let bit = 8 * (2 * half + nt % 2) + 7 - (nt % 4) / 2;
+            let mut e = 0;
+            while e < 2 {
+                if (keep[nt / 4][e] >> bit) & 1 == 0 {
+                    s[4 * nt + 2 * half + e] = 0.0;
+                }
+                e += 1;
+            }
+            half += 1;
+        }
+        nt += 1;
     }
 }
 
@@ -546,12 +564,12 @@ unsafe fn serial_loop<E: WgmmaElement, const D: usize, const BM: usize, const BN
         cp_async_commit_group();
 
         let mut s = [0.0f32; MAX_S];
-        fence_regs_f32(&mut s);
+        fence_regs_f32_prefix(&mut s, BN / 2);
         wgmma_fence();
         cta.issue_s::<E, D, BM, BN>(&mut s, j % 2);
         wgmma_commit_group();
         wgmma_wait_group::<0>();
-        fence_regs_f32(&mut s);
+        fence_regs_f32_prefix(&mut s, BN / 2);
 
         cta.mask::<BN, CAUSAL, false>(&mut s, j);
         let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
@@ -566,13 +584,13 @@ unsafe fn serial_loop<E: WgmmaElement, const D: usize, const BM: usize, const BN
         }
         cp_async_commit_group();
 
-        fence_regs_f32(&mut st.acc_o);
+        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
         fence_p(&mut p_frag, BN / 16);
         wgmma_fence();
         cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, j % 2);
         wgmma_commit_group();
         wgmma_wait_group::<0>();
-        fence_regs_f32(&mut st.acc_o);
+        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
         j += 1;
     }
 }
@@ -618,17 +636,17 @@ unsafe fn pipelined_loop<
     }
     cp_async_commit_group(); // in flight: [V_first], [K_second]
     let mut s = [0.0f32; MAX_S];
-    fence_regs_f32(&mut s);
+    fence_regs_f32_prefix(&mut s, BN / 2);
     wgmma_fence();
     cta.issue_s::<E, D, BM, BN>(&mut s, 0);
     wgmma_commit_group();
     wgmma_wait_group::<0>();
-    fence_regs_f32(&mut s);
+    fence_regs_f32_prefix(&mut s, BN / 2);
     cta.mask::<BN, CAUSAL, MASKED>(&mut s, first);
     // O is zero: alpha needs no application.
     let _ = softmax::<BN>(&mut s, st, cta.scale_log2);
     if DROPOUT {
-        cta.drop_p::<BN>(&mut s, first);
+        drop_p::<BN>(&mut s, &cta.keep_bits::<BN>(first));
     }
     let mut p_frag = pack_p::<E, BN>(&s);
 
@@ -649,23 +667,24 @@ unsafe fn pipelined_loop<
         cp_async_commit_group();
 
         let mut s = [0.0f32; MAX_S];
-        fence_regs_f32(&mut s);
-        fence_regs_f32(&mut st.acc_o);
+        fence_regs_f32_prefix(&mut s, BN / 2);
+        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
         fence_p(&mut p_frag, BN / 16);
         wgmma_fence();
         cta.issue_s::<E, D, BM, BN>(&mut s, it_now % 2);
         wgmma_commit_group();
         cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, (it_now + 1) % 2);
         wgmma_commit_group();
+        let keep = if DROPOUT { cta.keep_bits::<BN>(j) } else { [[0; 2]; MAX_KEEP] };
         wgmma_wait_group::<1>(); // S_j is complete; the previous P V may still run
-        fence_regs_f32(&mut s);
+        fence_regs_f32_prefix(&mut s, BN / 2);
         cta.mask::<BN, CAUSAL, MASKED>(&mut s, j);
         let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
         if DROPOUT {
-            cta.drop_p::<BN>(&mut s, j); // (the previous P V still runs)
+            drop_p::<BN>(&mut s, &keep); // (the previous P V still runs)
         }
         wgmma_wait_group::<0>(); // P V_{j-1} is complete: O and P_{j-1} are free
-        fence_regs_f32(&mut st.acc_o);
+        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
         fence_p(&mut p_frag, BN / 16);
         rescale_o::<D>(&mut st.acc_o, alpha, rescale);
         p_frag = pack_p::<E, BN>(&s);
@@ -678,13 +697,13 @@ unsafe fn pipelined_loop<
     cp_async_wait_group::<0>();
     fence_proxy_async_shared();
     _syncthreads();
-    fence_regs_f32(&mut st.acc_o);
+    fence_regs_f32_prefix(&mut st.acc_o, D / 2);
     fence_p(&mut p_frag, BN / 16);
     wgmma_fence();
     cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, last_stage);
     wgmma_commit_group();
     wgmma_wait_group::<0>();
-    fence_regs_f32(&mut st.acc_o);
+    fence_regs_f32_prefix(&mut st.acc_o, D / 2);
 }
 
 /// Normalises O, stages it through this warp's own 16 rows of the Q tile (same swizzle:

@@ -171,11 +171,19 @@ macro_rules! for_each_wgmma_forward_kernel {
         $m!(flash_fwd_wgmma_f16_d128_causal, F16, 128, 128, 128, true, true);
         $m!(flash_fwd_wgmma_bf16_d128, Bf16, 128, 128, 128, true, false);
         $m!(flash_fwd_wgmma_bf16_d128_causal, Bf16, 128, 128, 128, true, true);
-        // Candidates (not defaults): d = 64 with 3 warpgroups (FlashAttention-3's 192 x 128),
-        // 384 threads, so at most 168 registers per thread (tests/ptx_resources.rs checks): the
-        // causal build takes 176 (ptxas 13.5), so only the non-causal one exists.
+        // d = 256: O takes 128 registers per thread, so 64-key blocks (S 32, P 16); shared
+        // memory 193 KB (Q 64 KB, two stages of K and V at 32 KB each).
+        $m!(flash_fwd_wgmma_f16_d256, F16, 256, 128, 64, true, false);
+        $m!(flash_fwd_wgmma_f16_d256_causal, F16, 256, 128, 64, true, true);
+        $m!(flash_fwd_wgmma_bf16_d256, Bf16, 256, 128, 64, true, false);
+        $m!(flash_fwd_wgmma_bf16_d256_causal, Bf16, 256, 128, 64, true, true);
+        // d = 64 with 3 warpgroups (FlashAttention-3's 192 x 128, what `Auto` runs at d <= 64):
+        // 384 threads, so at most 168 registers per thread (tests/ptx_resources.rs checks; the
+        // causal build took 176 in session 3, 167 now).
         $m!(flash_fwd_wgmma_f16_d64_m192, F16, 64, 192, 128, true, false);
         $m!(flash_fwd_wgmma_bf16_d64_m192, Bf16, 64, 192, 128, true, false);
+        $m!(flash_fwd_wgmma_f16_d64_m192_causal, F16, 64, 192, 128, true, true);
+        $m!(flash_fwd_wgmma_bf16_d64_m192_causal, Bf16, 64, 192, 128, true, true);
         $m!(flash_fwd_wgmma_f16_d64_serial, F16, 64, 128, 128, false, false);
         $m!(flash_fwd_wgmma_f16_d64_serial_causal, F16, 64, 128, 128, false, true);
         $m!(flash_fwd_wgmma_bf16_d64_serial, Bf16, 64, 128, 128, false, false);
