@@ -323,7 +323,7 @@ pub fn validate_inputs<T: Element>(
     check_masked_kernel(opts, masks::options_need_masks(opts))?;
     let cc = q.device().compute_capability();
     if matches!(
-        select_kernel(opts.kernel, dims.head_dim, false, Some(cc))?,
+        select_kernel(opts.kernel, dims.head_dim, short_causal(opts, dims.seqlen_q), false, Some(cc))?,
         ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }
     ) {
         let (major, minor) = cc;
@@ -368,17 +368,27 @@ pub fn tensor_core_supports(head_dim: usize) -> bool {
     head_dim % 8 == 0 && (8..=MmaForwardConfig::MAX_HEAD_DIM).contains(&head_dim)
 }
 
+/// Causal with at most 1k query rows: at d <= 64, where the 192-row wgmma tiles (one
+/// 384-thread CTA per SM, so nothing hides a CTA's prologue) lose to mma.sync (call `s5c2`,
+/// causal d = 64: 0.377 against 0.331 ms at N = 1k; 0.538 against 0.551 at 2k).
+fn short_causal(opts: &AttentionOptions, seqlen_q: usize) -> bool {
+    opts.causal && seqlen_q <= 1024
+}
+
 /// The kernel family that runs a call. What `Auto` runs, per device (H100, bf16, peers in the
 /// same device call): on compute capability 9.0, the wgmma kernel for head dims that pad to 128
 /// (1.04-1.23x PyTorch's FA2 from N = 1k, against 0.92-0.98x for the mma.sync kernel) and, for
 /// head dims up to 64, its 192-row tiles (non-causal: 1.02-1.30x FA2 from N = 1k, against
-/// 0.97-1.04x for mma.sync; the 128-row wgmma tiles lose at d = 64: 0.80-0.97x; causal: see
-/// BENCHMARKS.md, session 5); the mma.sync kernel everywhere else.
+/// 0.97-1.04x for mma.sync; the 128-row wgmma tiles lose at d = 64: 0.80-0.97x; causal from
+/// 2k rows, see [`short_causal`]); for head dims 200..=256 the wgmma d = 256 build (1.05-1.57x
+/// FA2, session 5); the mma.sync kernel everywhere else.
 /// `compute_capability` None: a shape-only check, which any of them passes.
+/// `short_causal`: see [`short_causal`].
 /// `masked`: the call needs the masked builds, which only the mma.sync kernel has.
 fn select_kernel(
     choice: ForwardKernel,
     head_dim: usize,
+    short_causal: bool,
     masked: bool,
     compute_capability: Option<(i32, i32)>,
 ) -> Result<ForwardKernel> {
@@ -388,7 +398,7 @@ fn select_kernel(
         ForwardKernel::Auto if hopper && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(128) => {
             Ok(ForwardKernel::Wgmma)
         }
-        ForwardKernel::Auto if hopper && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(64) => {
+        ForwardKernel::Auto if hopper && !short_causal && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(64) => {
             Ok(ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true })
         }
         // Head dims 200..=256: padding to 256 costs at most 28% more MMA work (below that the
@@ -625,7 +635,7 @@ fn launch_forward<T: Element>(
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let cc = q.device().compute_capability();
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
-    let (name, threads, block_m, smem) = match select_kernel(opts.kernel, dims.head_dim, masked, Some(cc))?
+    let (name, threads, block_m, smem) = match select_kernel(opts.kernel, dims.head_dim, short_causal(opts, dims.seqlen_q), masked, Some(cc))?
     {
         // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
         // Auto's choice only.)
@@ -724,7 +734,7 @@ pub fn check_supported<T: Element>(q_shape: &[usize], opts: &AttentionOptions) -
     }
     opts.check_masks()?;
     check_masked_kernel(opts, masks::options_need_masks(opts))?;
-    select_kernel(opts.kernel, q_shape[3], masks::options_need_masks(opts), None).map(|_| ())
+    select_kernel(opts.kernel, q_shape[3], short_causal(opts, q_shape[1]), masks::options_need_masks(opts), None).map(|_| ())
 }
 
 #[cfg(test)]
@@ -747,10 +757,12 @@ mod tests {
     #[test]
     fn auto_picks_wgmma_only_on_sm90() {
         let hopper = Some((9, 0));
-        let pick = |d, _causal: bool, cc| select_kernel(ForwardKernel::Auto, d, false, cc).unwrap();
+        let pick = |d, short_causal, cc| select_kernel(ForwardKernel::Auto, d, short_causal, false, cc).unwrap();
         assert_eq!(pick(128, true, hopper), ForwardKernel::Wgmma);
         assert_eq!(pick(64, false, hopper), ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true });
-        assert_eq!(pick(64, true, hopper), ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true });
+        // Causal d <= 64: the 192-row tiles from 2k query rows, mma.sync below (see `short_causal`).
+        assert_eq!(pick(64, false, hopper), ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true });
+        assert_eq!(pick(64, true, hopper), ForwardKernel::TensorCore);
         assert_eq!(pick(256, false, hopper), ForwardKernel::Wgmma);
         assert_eq!(pick(200, true, hopper), ForwardKernel::Wgmma);
         assert_eq!(pick(192, false, hopper), ForwardKernel::TensorCore);
@@ -758,7 +770,7 @@ mod tests {
         assert_eq!(pick(128, false, Some((8, 0))), ForwardKernel::TensorCore);
         assert_eq!(pick(128, false, None), ForwardKernel::TensorCore);
         // Masks run on the masked mma.sync builds, whatever the device.
-        assert_eq!(select_kernel(ForwardKernel::Auto, 128, true, hopper).unwrap(), ForwardKernel::TensorCore);
+        assert_eq!(select_kernel(ForwardKernel::Auto, 128, false, true, hopper).unwrap(), ForwardKernel::TensorCore);
     }
 
     #[test]

@@ -113,9 +113,10 @@ fn thread_place() -> (usize, usize, usize, usize) {
 }
 
 /// Keep flags of this warp's 16 keys (from `key16`) x the block's `BM` queries (from `row0`):
-/// one Philox call per lane per 32 queries (`Dropout::st_bits`). Computed while the block's
-/// S^T / dP^T MMAs run: the chain of ten multiply rounds then costs issue slots the tensor
-/// cores do not wait for, instead of sitting between dP^T and the dV / dK MMAs.
+/// one Philox call per lane per 32 queries (`Dropout::st_bits`). Computed during the block
+/// before, while its dV / dK MMAs run: the chain of ten multiply rounds then costs issue slots
+/// the tensor cores do not wait for, instead of sitting between dP^T and the dV / dK MMAs.
+/// (Issued after the block's own S^T / dP^T MMAs, ptxas moved it above them: same wait.)
 #[inline(always)]
 unsafe fn keep_bits<const BM: usize>(dropout: &Dropout, key16: usize, row0: usize, lane: usize) -> [[u32; 2]; MAX_SLICES] {
     let mut keep = [[0u32; 2]; MAX_SLICES];
@@ -392,6 +393,14 @@ pub unsafe fn dkdv_wgmma<
         DsTileFree::release(wg);
     }
 
+    // Dropout: the keep flags of a block are computed during the block before it (`keep_of`).
+    let keep_of = |it: usize| {
+        let (hq, row0) = block_of(it);
+        let (wg, warp, g, t) = thread_place();
+        let dropout = Dropout::new(&p.mask, b, hq, p.heads).with_keys_recomputed();
+        keep_bits::<BM>(&dropout, key0 + wg * 64 + warp * 16, row0, 4 * g + t)
+    };
+    let mut keep = if DROPOUT && first < total { keep_of(first) } else { [[0; 2]; MAX_SLICES] };
     let mut acc_dv = [0.0f32; MAX_ACC];
     let mut acc_dk = [0.0f32; MAX_ACC];
 
@@ -418,12 +427,6 @@ pub unsafe fn dkdv_wgmma<
         wgmma_commit_group();
         issue_ss::<E, D, BM, BN>(&mut dp, desc.v, desc.do_k + q_off);
         wgmma_commit_group();
-        let keep = if DROPOUT {
-            let (wg, warp, g, t) = thread_place();
-            keep_bits::<BM>(&Dropout::new(&p.mask, b, hq, p.heads), key0 + wg * 64 + warp * 16, row0, 4 * g + t)
-        } else {
-            [[0; 2]; MAX_SLICES]
-        };
         wgmma_wait_group::<1>();
         fence_regs_f32_prefix(&mut s, BM / 2);
 
@@ -490,6 +493,19 @@ pub unsafe fn dkdv_wgmma<
         issue_rs::<E, D, BM>(&mut acc_dv, &p_frags, desc.do_mn + q_off);
         issue_rs::<E, D, BM>(&mut acc_dk, &ds_frags, desc.q_mn + q_off);
         wgmma_commit_group();
+        // The next block's keep flags, while dV / dK (and then dQ) run on the tensor cores.
+        let keep_next = if DROPOUT && next < total { keep_of(next) } else { [[0; 2]; MAX_SLICES] };
+        // The block after that (masked builds: the block-mask scan, whose global loads wait
+        // here, under the MMAs, rather than after the barrier before dQ).
+        let after_next = if MASKED {
+            if next < total {
+                next_it(next)
+            } else {
+                total
+            }
+        } else {
+            it + 2
+        };
 
         if with_dq {
             // dS^T into its tile: key row 64 wg + 16 w + g (+ 8), 16-byte chunk j of the queries,
@@ -515,15 +531,6 @@ pub unsafe fn dkdv_wgmma<
         cp_async_wait_group::<0>();
         fence_proxy_async_shared();
         _syncthreads();
-        let after_next = if MASKED {
-            if next < total {
-                next_it(next)
-            } else {
-                total
-            }
-        } else {
-            it + 2
-        };
         if after_next < total {
             load_block(after_next, if MASKED { done + 2 } else { after_next } % WgmmaBackwardConfig::STAGES);
         }
@@ -563,6 +570,7 @@ pub unsafe fn dkdv_wgmma<
         }
         fence_regs_f32_prefix(&mut acc_dv, D / 2);
         fence_regs_f32_prefix(&mut acc_dk, D / 2);
+        keep = keep_next;
         if MASKED {
             (it, next) = (next, after_next);
             done += 1;

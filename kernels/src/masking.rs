@@ -3,7 +3,7 @@
 //! score rules of a (batch, head) (window, softcap, ALiBi), the block mask and the dropout
 //! stream. Every rule is off at its neutral value, so one build serves any mix; the plain builds
 //! never touch these (their PTX is unchanged).
-use crate::arch::sm80::{ex2, fma, rcp, shfl_xor_b32, vote_ballot};
+use crate::arch::sm80::{ex2, fma, opaque_u32, rcp, shfl_xor_b32, vote_ballot};
 use crate::config::BLOCK_MASK_SIZE;
 use crate::params::MaskParams;
 use crate::philox::{col_parity_half, row_parity_half, DropoutRng};
@@ -245,6 +245,13 @@ impl Dropout {
     pub fn new(m: &MaskParams, b: usize, h: usize, heads: u32) -> Self {
         let rng = DropoutRng::new(m.dropout_seed, m.dropout_offset, b as u32, h as u32, heads);
         Dropout { rng, threshold: m.dropout_threshold, scale: m.dropout_scale }
+    }
+
+    /// The same stream, its Philox round keys recomputed (uniform adds) wherever it is used
+    /// instead of eighteen loop-invariant registers kept alive, or spilled, across a loop.
+    #[inline(always)]
+    pub fn with_keys_recomputed(self) -> Self {
+        Dropout { rng: self.rng.map_key(opaque_u32), ..self }
     }
 
     /// No dropout: for builds without it (constants, so nothing of it stays in registers).

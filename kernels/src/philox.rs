@@ -176,6 +176,13 @@ impl DropoutRng {
         DropoutRng { key: [seed as u32, (seed >> 32) as u32], subsequence: [s as u32, (s >> 32) as u32] }
     }
 
+    /// The same stream with each key word passed through `f` (an identity the compiler cannot
+    /// see through, in kernels that want the round keys recomputed rather than kept alive).
+    #[inline(always)]
+    pub fn map_key(self, f: impl Fn(u32) -> u32) -> Self {
+        DropoutRng { key: [f(self.key[0]), f(self.key[1])], subsequence: self.subsequence }
+    }
+
     /// The 16 random bytes of call `call` ([`call_of`]).
     #[inline(always)]
     pub fn bytes(&self, call: [u32; 2]) -> [u32; 4] {

@@ -328,6 +328,15 @@ pub fn thread_idx_x_reread() -> u32 {
     r
 }
 
+/// `x` through an opaque (volatile) move: LLVM can neither hoist what is derived from it out of
+/// the loop that calls this nor fold it into a constant.
+#[inline(always)]
+pub fn opaque_u32(x: u32) -> u32 {
+    let mut r = x;
+    unsafe { asm!("mov.b32 {0}, {0};", inout(reg32) r, options(nomem, nostack)) };
+    r
+}
+
 /// `mov.u32 %ctaid.{x,y,z}` (`AXIS` 0, 1, 2) as an opaque read, as [`thread_idx_x_reread`].
 #[inline(always)]
 pub fn block_idx_reread<const AXIS: u32>() -> u32 {
