@@ -464,7 +464,13 @@ pub unsafe fn forward_wgmma<
     // Causal: the last query blocks see the most keys; launching them first keeps the heaviest
     // CTAs out of the tail wave.
     let m_block = if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
-    let row0 = m_block as usize * BM;
+    // Causal: the tiles end at the last row, so a partial tile is the first (rows from -shift:
+    // padding rows, zero-filled, masked, never stored), where it sees the fewest keys, not the
+    // last, which sees them all. Rows are then usize values that wrap below 0 (release
+    // arithmetic wraps; every use either casts to i64 or compares against n_q, which a wrapped
+    // row exceeds).
+    let shift = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) as usize * BM - p.seqlen_q as usize } else { 0 };
+    let row0 = (m_block as usize * BM).wrapping_sub(shift);
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     // heads_kv divides heads (validated on the host); max(1) keeps core's division panic out.
