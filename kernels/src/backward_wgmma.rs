@@ -113,10 +113,10 @@ fn thread_place() -> (usize, usize, usize, usize) {
 }
 
 /// Keep flags of this warp's 16 keys (from `key16`) x the block's `BM` queries (from `row0`):
-/// one Philox call per lane per 32 queries (`Dropout::st_bits`). Computed during the block
-/// before, while its dV / dK MMAs run: the chain of ten multiply rounds then costs issue slots
-/// the tensor cores do not wait for, instead of sitting between dP^T and the dV / dK MMAs.
-/// (Issued after the block's own S^T / dP^T MMAs, ptxas moved it above them: same wait.)
+/// one Philox call per lane per 32 queries (`Dropout::st_bits`). Where (`keep_ahead` in
+/// `dkdv_wgmma`): at d = 128 during the block before, while its dV / dK MMAs run, so the chain
+/// of ten multiply rounds costs issue slots the tensor cores do not wait for; at d = 64 at the
+/// block's start. (Issued after the block's own S^T / dP^T MMAs, ptxas moved it above them.)
 #[inline(always)]
 unsafe fn keep_bits<const BM: usize>(dropout: &Dropout, key16: usize, row0: usize, lane: usize) -> [[u32; 2]; MAX_SLICES] {
     let mut keep = [[0u32; 2]; MAX_SLICES];
@@ -393,14 +393,19 @@ pub unsafe fn dkdv_wgmma<
         DsTileFree::release(wg);
     }
 
-    // Dropout: the keep flags of a block are computed during the block before it (`keep_of`).
+    // Dropout: the keep flags of a block. At d = 128 they are computed during the block before
+    // it, under its dV / dK MMAs (call `s5c3`: backward with dropout 1.26-1.32x plain, against
+    // 1.59-1.79x computed between dP^T and dV / dK); at d = 64, where S^T and dP^T take twice
+    // the registers, that placement spills (60 B) and ran slower (1.35-1.43x, against
+    // 1.29-1.33x), so there they are computed at the block's start.
+    let keep_ahead = D > 64;
     let keep_of = |it: usize| {
         let (hq, row0) = block_of(it);
         let (wg, warp, g, t) = thread_place();
         let dropout = Dropout::new(&p.mask, b, hq, p.heads).with_keys_recomputed();
         keep_bits::<BM>(&dropout, key0 + wg * 64 + warp * 16, row0, 4 * g + t)
     };
-    let mut keep = if DROPOUT && first < total { keep_of(first) } else { [[0; 2]; MAX_SLICES] };
+    let mut keep = if DROPOUT && keep_ahead && first < total { keep_of(first) } else { [[0; 2]; MAX_SLICES] };
     let mut acc_dv = [0.0f32; MAX_ACC];
     let mut acc_dk = [0.0f32; MAX_ACC];
 
@@ -416,6 +421,9 @@ pub unsafe fn dkdv_wgmma<
         let q_off = ((stage * q_bytes) >> 4) as u64;
         let lse_st = lse_s + (stage * stat_bytes) as u32;
         let delta_st = delta_s + (stage * stat_bytes) as u32;
+        if DROPOUT && !keep_ahead {
+            keep = keep_of(it);
+        }
 
         // S^T and dP^T, two groups: P^T is computed while dP^T is still on the tensor cores.
         let mut s = [0.0f32; MAX_S];
@@ -494,7 +502,7 @@ pub unsafe fn dkdv_wgmma<
         issue_rs::<E, D, BM>(&mut acc_dk, &ds_frags, desc.q_mn + q_off);
         wgmma_commit_group();
         // The next block's keep flags, while dV / dK (and then dQ) run on the tensor cores.
-        let keep_next = if DROPOUT && next < total { keep_of(next) } else { [[0; 2]; MAX_SLICES] };
+        let keep_next = if DROPOUT && keep_ahead && next < total { keep_of(next) } else { keep };
         // The block after that (masked builds: the block-mask scan, whose global loads wait
         // here, under the MMAs, rather than after the barrier before dQ).
         let after_next = if MASKED {
