@@ -543,7 +543,19 @@ pub unsafe fn forward_wgmma<
 
     let mut st = RowState { acc_o: [0.0; MAX_O], row_max: [f32::NEG_INFINITY; 2], row_sum: [0.0; 2] };
     if PIPELINED {
-        pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT>(&cta, &mut st, first, n_blocks, |j| kept_from(j + 1));
+        // A warpgroup whose rows are all past the sequence end (the last tile of a sequence that
+        // does not fill it) runs the loop's copies and barriers only, leaving the tensor cores to
+        // the others. (The choice is made once, above the loop: a branch around the MMAs inside
+        // it made ptxas serialise every wgmma.)
+        if row0 + wg * 64 < n_q {
+            pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(&cta, &mut st, first, n_blocks, |j| {
+                kept_from(j + 1)
+            });
+        } else {
+            pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, false>(&cta, &mut st, first, n_blocks, |j| {
+                kept_from(j + 1)
+            });
+        }
     } else {
         serial_loop::<E, D, BM, BN, CAUSAL>(&cta, &mut st, n_blocks);
     }
@@ -622,6 +634,7 @@ unsafe fn pipelined_loop<
     const CAUSAL: bool,
     const MASKED: bool,
     const DROPOUT: bool,
+    const COMPUTE: bool,
 >(
     cta: &Cta,
     st: &mut RowState,
@@ -641,20 +654,23 @@ unsafe fn pipelined_loop<
         cta.load_k::<D, BN>(second, 1);
     }
     cp_async_commit_group(); // in flight: [V_first], [K_second]
-    let mut s = [0.0f32; MAX_S];
-    fence_regs_f32_prefix(&mut s, BN / 2);
-    wgmma_fence();
-    cta.issue_s::<E, D, BM, BN>(&mut s, 0);
-    wgmma_commit_group();
-    wgmma_wait_group::<0>();
-    fence_regs_f32_prefix(&mut s, BN / 2);
-    cta.mask::<BN, CAUSAL, MASKED>(&mut s, first);
-    // O is zero: alpha needs no application.
-    let _ = softmax::<BN>(&mut s, st, cta.scale_log2);
-    if DROPOUT {
-        drop_p::<BN>(&mut s, &cta.keep_bits::<BN>(first));
+    let mut p_frag = [[0u32; 4]; MAX_KV];
+    if COMPUTE {
+        let mut s = [0.0f32; MAX_S];
+        fence_regs_f32_prefix(&mut s, BN / 2);
+        wgmma_fence();
+        cta.issue_s::<E, D, BM, BN>(&mut s, 0);
+        wgmma_commit_group();
+        wgmma_wait_group::<0>();
+        fence_regs_f32_prefix(&mut s, BN / 2);
+        cta.mask::<BN, CAUSAL, MASKED>(&mut s, first);
+        // O is zero: alpha needs no application.
+        let _ = softmax::<BN>(&mut s, st, cta.scale_log2);
+        if DROPOUT {
+            drop_p::<BN>(&mut s, &cta.keep_bits::<BN>(first));
+        }
+        p_frag = pack_p::<E, BN>(&s);
     }
-    let mut p_frag = pack_p::<E, BN>(&s);
 
     let mut j = second;
     let mut it = 1; // (plain builds: it == j, and only j is kept)
@@ -672,28 +688,30 @@ unsafe fn pipelined_loop<
         cta.load_v::<D, BN>(j, it_now % 2);
         cp_async_commit_group();
 
-        let mut s = [0.0f32; MAX_S];
-        fence_regs_f32_prefix(&mut s, BN / 2);
-        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
-        fence_p(&mut p_frag, BN / 16);
-        wgmma_fence();
-        cta.issue_s::<E, D, BM, BN>(&mut s, it_now % 2);
-        wgmma_commit_group();
-        cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, (it_now + 1) % 2);
-        wgmma_commit_group();
-        let keep = if DROPOUT { cta.keep_bits::<BN>(j) } else { [[0; 2]; MAX_KEEP] };
-        wgmma_wait_group::<1>(); // S_j is complete; the previous P V may still run
-        fence_regs_f32_prefix(&mut s, BN / 2);
-        cta.mask::<BN, CAUSAL, MASKED>(&mut s, j);
-        let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
-        if DROPOUT {
-            drop_p::<BN>(&mut s, &keep); // (the previous P V still runs)
+        if COMPUTE {
+            let mut s = [0.0f32; MAX_S];
+            fence_regs_f32_prefix(&mut s, BN / 2);
+            fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+            fence_p(&mut p_frag, BN / 16);
+            wgmma_fence();
+            cta.issue_s::<E, D, BM, BN>(&mut s, it_now % 2);
+            wgmma_commit_group();
+            cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, (it_now + 1) % 2);
+            wgmma_commit_group();
+            let keep = if DROPOUT { cta.keep_bits::<BN>(j) } else { [[0; 2]; MAX_KEEP] };
+            wgmma_wait_group::<1>(); // S_j is complete; the previous P V may still run
+            fence_regs_f32_prefix(&mut s, BN / 2);
+            cta.mask::<BN, CAUSAL, MASKED>(&mut s, j);
+            let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
+            if DROPOUT {
+                drop_p::<BN>(&mut s, &keep); // (the previous P V still runs)
+            }
+            wgmma_wait_group::<0>(); // P V_{j-1} is complete: O and P_{j-1} are free
+            fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+            fence_p(&mut p_frag, BN / 16);
+            rescale_o::<D>(&mut st.acc_o, alpha, rescale);
+            p_frag = pack_p::<E, BN>(&s);
         }
-        wgmma_wait_group::<0>(); // P V_{j-1} is complete: O and P_{j-1} are free
-        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
-        fence_p(&mut p_frag, BN / 16);
-        rescale_o::<D>(&mut st.acc_o, alpha, rescale);
-        p_frag = pack_p::<E, BN>(&s);
         j = if MASKED { j_next } else { j + 1 };
         it += 1;
     }
@@ -703,13 +721,15 @@ unsafe fn pipelined_loop<
     cp_async_wait_group::<0>();
     fence_proxy_async_shared();
     _syncthreads();
-    fence_regs_f32_prefix(&mut st.acc_o, D / 2);
-    fence_p(&mut p_frag, BN / 16);
-    wgmma_fence();
-    cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, last_stage);
-    wgmma_commit_group();
-    wgmma_wait_group::<0>();
-    fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+    if COMPUTE {
+        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+        fence_p(&mut p_frag, BN / 16);
+        wgmma_fence();
+        cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, last_stage);
+        wgmma_commit_group();
+        wgmma_wait_group::<0>();
+        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+    }
 }
 
 /// Normalises O, stages it through this warp's own 16 rows of the Q tile (same swizzle:
