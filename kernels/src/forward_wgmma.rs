@@ -543,11 +543,13 @@ pub unsafe fn forward_wgmma<
 
     let mut st = RowState { acc_o: [0.0; MAX_O], row_max: [f32::NEG_INFINITY; 2], row_sum: [0.0; 2] };
     if PIPELINED {
-        // A warpgroup whose rows are all past the sequence end (the last tile of a sequence that
-        // does not fill it) runs the loop's copies and barriers only, leaving the tensor cores to
+        // A warpgroup with no row of the sequence (past its end in the last tile of a sequence
+        // that does not fill it; causal: before its start) runs the loop's copies and barriers only, leaving the tensor cores to
         // the others. (The choice is made once, above the loop: a branch around the MMAs inside
         // it made ptxas serialise every wgmma.)
-        if row0 + wg * 64 < n_q {
+        // (Signed: a shifted causal tile's first rows are negative, see `shift`.)
+        let wg_first = row0.wrapping_add(wg * 64) as isize;
+        if wg_first + 64 > 0 && wg_first < n_q as isize {
             pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(&cta, &mut st, first, n_blocks, |j| {
                 kept_from(j + 1)
             });

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Session 5, call 6: forward-only re-measure after the copy-only warpgroup path; tests first (they pay the JIT).
+set -u
+B=.gpu/bin/exe-flashattn
+T0=$(date +%s); el() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
+for t in gpu_masks gpu_forward gpu_wgmma; do
+  timeout 250 .gpu/bin/test-$t --include-ignored --test-threads=12 > $OUT/test-$t.log 2>&1; el "test $t rc=$?"
+  grep -E "^test result|FAILED|panicked" $OUT/test-$t.log | head -20
+done
+timeout 80 python3 benches/peers/sdpa_peers.py --dims 64,128,256 --backends fa2,cudnn --no-bwd --out $OUT/peers.json > $OUT/peers.log 2>&1; el "peers rc=$?"
+timeout 80 $B bench --op fwd --head-dims 64,128,256 --peers $OUT/peers.json --out $OUT/bench-fwd.json --budget-ms 80 > $OUT/bench-fwd.log 2>$OUT/bench-fwd.progress; el "bench fwd rc=$?"
+left=$(( 580 - ($(date +%s) - T0) ))
+timeout $left $B bench-masks --call s5c6 --out $OUT/masks.json --budget-ms 100 > $OUT/masks.log 2>&1; el "masks rc=$?"
+rm -f $OUT/test-*.log $OUT/peers.log $OUT/bench-fwd.progress
