@@ -403,7 +403,9 @@ fn select_kernel(
         }
         // Head dims 200..=256: padding to 256 costs at most 28% more MMA work (below that the
         // mma.sync d160 / d192 builds pad less).
-        ForwardKernel::Auto if hopper && head_dim > 192 && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(256) => {
+        ForwardKernel::Auto
+            if hopper && head_dim > 192 && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(256) =>
+        {
             Ok(ForwardKernel::Wgmma)
         }
         ForwardKernel::Auto | ForwardKernel::TensorCore if tensor_core_supports(head_dim) => {
@@ -635,52 +637,52 @@ fn launch_forward<T: Element>(
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let cc = q.device().compute_capability();
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
-    let (name, threads, block_m, smem) = match select_kernel(opts.kernel, dims.head_dim, short_causal(opts, dims.seqlen_q), masked, Some(cc))?
-    {
-        // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
-        // Auto's choice only.)
-        ForwardKernel::TensorCore
-            if masked
-                && opts.kernel == ForwardKernel::Auto
-                && wgmma_masked_applies(opts, inputs, dims.head_dim, cc) =>
-        {
-            let dropout = masks::mods_build(opts, inputs) == 2;
-            let (name, cfg) = wgmma_masked_kernel(dtype, dims.head_dim, dropout).ok_or_else(unsupported)?;
-            (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
-        }
-        ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
-            let mods = masks::mods_build(opts, inputs);
-            let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim, mods).ok_or_else(unsupported)?;
-            (name, cfg.threads(), cfg.block_m, cfg.smem_bytes() + MASKED_SCRATCH_BYTES)
-        }
-        ForwardKernel::Scalar => {
-            let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
-            let cfg = ScalarForwardConfig::new(dims.head_dim);
-            (name, ScalarForwardConfig::THREADS, ScalarForwardConfig::BLOCK_M, cfg.smem_bytes())
-        }
-        k @ (ForwardKernel::TensorCore | ForwardKernel::Auto | ForwardKernel::TensorCoreTiles { .. }) => {
-            let tiles = match k {
-                ForwardKernel::TensorCoreTiles { block_m, block_n, m_tiles, stages } => {
-                    Some((block_m as usize, block_n as usize, m_tiles as usize, stages as usize))
-                }
-                _ => None,
-            };
-            let row = mma_kernel(dtype, dims.head_dim, opts.causal, tiles).ok_or_else(unsupported)?;
-            let (name, cfg) = (row.name, row.config);
-            (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
-        }
-        k @ (ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) => {
-            // validate_inputs checked that the device is sm_90, whose PTX holds these kernels.
-            let config = match k {
-                ForwardKernel::WgmmaConfig { block_m, block_n, pipelined } => {
-                    Some((block_m as usize, block_n as usize, pipelined))
-                }
-                _ => None,
-            };
-            let row = wgmma_kernel(dtype, dims.head_dim, opts.causal, config).ok_or_else(unsupported)?;
-            (row.name, row.config.threads(), row.config.block_m, row.config.smem_bytes())
-        }
-    };
+    let (name, threads, block_m, smem) =
+        match select_kernel(opts.kernel, dims.head_dim, short_causal(opts, dims.seqlen_q), masked, Some(cc))? {
+            // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
+            // Auto's choice only.)
+            ForwardKernel::TensorCore
+                if masked
+                    && opts.kernel == ForwardKernel::Auto
+                    && wgmma_masked_applies(opts, inputs, dims.head_dim, cc) =>
+            {
+                let dropout = masks::mods_build(opts, inputs) == 2;
+                let (name, cfg) = wgmma_masked_kernel(dtype, dims.head_dim, dropout).ok_or_else(unsupported)?;
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+            }
+            ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
+                let mods = masks::mods_build(opts, inputs);
+                let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim, mods).ok_or_else(unsupported)?;
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes() + MASKED_SCRATCH_BYTES)
+            }
+            ForwardKernel::Scalar => {
+                let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
+                let cfg = ScalarForwardConfig::new(dims.head_dim);
+                (name, ScalarForwardConfig::THREADS, ScalarForwardConfig::BLOCK_M, cfg.smem_bytes())
+            }
+            k @ (ForwardKernel::TensorCore | ForwardKernel::Auto | ForwardKernel::TensorCoreTiles { .. }) => {
+                let tiles = match k {
+                    ForwardKernel::TensorCoreTiles { block_m, block_n, m_tiles, stages } => {
+                        Some((block_m as usize, block_n as usize, m_tiles as usize, stages as usize))
+                    }
+                    _ => None,
+                };
+                let row = mma_kernel(dtype, dims.head_dim, opts.causal, tiles).ok_or_else(unsupported)?;
+                let (name, cfg) = (row.name, row.config);
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+            }
+            k @ (ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) => {
+                // validate_inputs checked that the device is sm_90, whose PTX holds these kernels.
+                let config = match k {
+                    ForwardKernel::WgmmaConfig { block_m, block_n, pipelined } => {
+                        Some((block_m as usize, block_n as usize, pipelined))
+                    }
+                    _ => None,
+                };
+                let row = wgmma_kernel(dtype, dims.head_dim, opts.causal, config).ok_or_else(unsupported)?;
+                (row.name, row.config.threads(), row.config.block_m, row.config.smem_bytes())
+            }
+        };
     let dev = q.device().clone();
     let stream = dev.stream().clone();
     let (o_strides, q_strides, k_strides, v_strides) = (strides_of(o), strides_of(q), strides_of(k), strides_of(v));
@@ -734,7 +736,8 @@ pub fn check_supported<T: Element>(q_shape: &[usize], opts: &AttentionOptions) -
     }
     opts.check_masks()?;
     check_masked_kernel(opts, masks::options_need_masks(opts))?;
-    select_kernel(opts.kernel, q_shape[3], short_causal(opts, q_shape[1]), masks::options_need_masks(opts), None).map(|_| ())
+    select_kernel(opts.kernel, q_shape[3], short_causal(opts, q_shape[1]), masks::options_need_masks(opts), None)
+        .map(|_| ())
 }
 
 #[cfg(test)]

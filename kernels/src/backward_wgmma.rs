@@ -118,7 +118,12 @@ fn thread_place() -> (usize, usize, usize, usize) {
 /// of ten multiply rounds costs issue slots the tensor cores do not wait for; at d = 64 at the
 /// block's start. (Issued after the block's own S^T / dP^T MMAs, ptxas moved it above them.)
 #[inline(always)]
-unsafe fn keep_bits<const BM: usize>(dropout: &Dropout, key16: usize, row0: usize, lane: usize) -> [[u32; 2]; MAX_SLICES] {
+unsafe fn keep_bits<const BM: usize>(
+    dropout: &Dropout,
+    key16: usize,
+    row0: usize,
+    lane: usize,
+) -> [[u32; 2]; MAX_SLICES] {
     let mut keep = [[0u32; 2]; MAX_SLICES];
     let mut slice = 0;
     while slice < BM / 32 {
