@@ -346,6 +346,9 @@ pub unsafe fn dkdv_wgmma<
     // Masked builds: the first iteration >= it whose block the block mask keeps (warp-wide
     // scans down each head's mask column, as the mma.sync kernel); plain builds: every one.
     let first_kept = |it: usize| {
+        if p.mask.block_mask == 0 {
+            return it.min(total); // no block mask: every block is kept (no division, no scan)
+        }
         let mut it = it;
         let per = per_head.max(1);
         while it < total {
