@@ -30,7 +30,7 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, ld_shared_v4_b32, named_barrier_arrive,
+    cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, rcp, ld_shared_v4_b32, named_barrier_arrive,
     named_barrier_sync, st_global_v4_b32, st_shared_b32, st_shared_v4_f32, syncwarp, thread_idx_x_reread,
 };
 use crate::arch::sm90::{
@@ -40,6 +40,7 @@ use crate::arch::sm90::{
 };
 use crate::backward_mma::copy_stats_async;
 use crate::config::{WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
+use crate::fast_div::divmod_u32;
 use crate::element::WgmmaElement;
 use crate::forward_wgmma::{
     aligned_smem_base, copy_tile_sw128, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss, MAX_KV, MAX_S,
@@ -341,7 +342,8 @@ pub unsafe fn dkdv_wgmma<
     // (u32 division: a 64-bit one is a called subroutine.)
     let block_of = |it: usize| {
         let (it, per) = (it as u32, (per_head as u32).max(1));
-        (h_kv * group + (it / per) as usize, (first_block + (it % per) as usize) * BM)
+        let (q, r) = (it / per, it % per);
+        (h_kv * group + q as usize, (first_block + r as usize) * BM)
     };
     // Masked builds: the first iteration >= it whose block the block mask keeps (warp-wide
     // scans down each head's mask column, as the mma.sync kernel); plain builds: every one.
@@ -352,7 +354,10 @@ pub unsafe fn dkdv_wgmma<
         let mut it = it;
         let per = per_head.max(1);
         while it < total {
-            let (q, r) = ((it as u32) / (per as u32).max(1), (it as u32) % (per as u32).max(1)); // (u32: see block_of)
+            // (Through a float reciprocal, see `fast_div`: the block-mask scan runs per kept
+            // block; in `block_of` the same made the plain builds spill.)
+            let per32 = per as u32;
+            let (q, r) = divmod_u32(it as u32, per32, rcp(per32 as f32));
             let (gi, i) = (q as usize, first_block + r as usize);
             let mask = BlockMask::new(&p.mask, h_kv * group + gi);
             let kept = mask.first_active_query_block(key0, i, end_block, BM, (thread_idx_x_reread() % 32) as usize);

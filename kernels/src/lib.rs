@@ -25,6 +25,7 @@
 )]
 
 pub mod config;
+pub mod fast_div;
 pub mod params;
 pub mod philox;
 pub mod smem_layout;
