@@ -30,8 +30,8 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, rcp, ld_shared_v4_b32, named_barrier_arrive,
-    named_barrier_sync, st_global_v4_b32, st_shared_b32, st_shared_v4_f32, syncwarp, thread_idx_x_reread,
+    cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, ld_shared_v4_b32, named_barrier_arrive,
+    named_barrier_sync, rcp, st_global_v4_b32, st_shared_b32, st_shared_v4_f32, syncwarp, thread_idx_x_reread,
 };
 use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
@@ -40,8 +40,8 @@ use crate::arch::sm90::{
 };
 use crate::backward_mma::copy_stats_async;
 use crate::config::{WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
-use crate::fast_div::divmod_u32;
 use crate::element::WgmmaElement;
+use crate::fast_div::divmod_u32;
 use crate::forward_wgmma::{
     aligned_smem_base, copy_tile_sw128, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss, MAX_KV, MAX_S,
 };
