@@ -70,12 +70,13 @@ if has bench; then
   $B bench --quick --op bwd --deterministic --head-dims 64,128 --peers "$OUT/peers.json" --out "$OUT/bench-det.json" --budget-ms 150 2>/dev/null | tail -n 9
   [ -n "${TILES_64_128:-}" ] && $B bench --op fwd --head-dims 64,128 --tiles "$TILES_64_128" --peers "$OUT/peers.json" --out "$OUT/cand-64-128.json" --budget-ms 150 2>/dev/null | tail -n 25
   [ -n "${TILES_256:-}" ] && $B bench --op fwd --head-dims 256 --tiles "$TILES_256" --peers "$OUT/peers.json" --out "$OUT/cand-256.json" --budget-ms 150 2>/dev/null | tail -n 25
-  $B bench --quick --dtype f16 --head-dims 64,128 --out "$OUT/bench-f16.json" --budget-ms 150 2>/dev/null | tail -n 9
+  $B bench --quick --dtype f16 --head-dims 64,128,256 --out "$OUT/bench-f16.json" --budget-ms 150 2>/dev/null | tail -n 9
 fi
 if has wgmma; then
-  # The Hopper (wgmma) forward at d = 64 and 128 (Auto runs it at d = 128 on sm_90; at d = 64 it
-  # is the candidate to beat the mma.sync kernel): same shapes, same peers.
-  $B bench "${Q[@]}" --op fwd --kernel wgmma --head-dims 64,128 --peers "$OUT/peers.json" --out "$OUT/bench-wgmma.json" --budget-ms 150 2>/dev/null | tail -n 26
+  # The Hopper (wgmma) forward with its first table row per head dim (128-row tiles; Auto runs
+  # the 192-row ones at d <= 64) beside the mma.sync forward: same shapes, same peers.
+  $B bench "${Q[@]}" --op fwd --kernel wgmma --head-dims 64,128,256 --peers "$OUT/peers.json" --out "$OUT/bench-wgmma.json" --budget-ms 150 2>/dev/null | tail -n 38
+  $B bench "${Q[@]}" --op fwd --kernel tensor-core --head-dims 64,256 --peers "$OUT/peers.json" --out "$OUT/bench-mma.json" --budget-ms 150 2>/dev/null | tail -n 26
 fi
 if has run; then
   # `flashattn run` round trip from PyTorch: safetensors in, SDPA in float64 as the judge.
