@@ -6,7 +6,7 @@
 use crate::arch::sm80::{ex2, fma, opaque_u32, rcp, shfl_xor_b32, vote_ballot};
 use crate::config::BLOCK_MASK_SIZE;
 use crate::params::MaskParams;
-use crate::philox::{col_parity_half, row_parity_half, DropoutRng};
+use crate::philox::DropoutRng;
 
 /// The `MODS` bits of a masked build: which per-element work it compiles in. Windows, block
 /// masks and packed batches are in every masked build; builds without a bit run on larger tiles.
