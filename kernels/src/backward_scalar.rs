@@ -12,8 +12,8 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    dynamic_smem_base, ex2, fma, ld_global_nc_v2_b32, ld_shared_f32, shfl_xor_f32, st_global_b32,
-    st_global_f32, st_global_v4_b32, st_shared_f32,
+    dynamic_smem_base, ex2, fma, ld_global_nc_v2_b32, ld_shared_f32, shfl_xor_f32, st_global_b32, st_global_f32,
+    st_global_v4_b32, st_shared_f32,
 };
 use crate::config::ScalarBackwardConfig as Cfg;
 use crate::element::Element;
