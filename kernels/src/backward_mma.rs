@@ -35,7 +35,7 @@ use crate::arch::sm90::{
 };
 use crate::config::{dq_tiled_index, MmaBackwardConfig, MmaBackwardDqConfig, BLOCK_MASK_SIZE, DQ_CONVERT_THREADS};
 use crate::element::Element;
-use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
+use crate::masking::{first_kept_iteration, BlockMask, Dropout, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
 use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
 use crate::params::BackwardParams;
 
@@ -237,22 +237,9 @@ pub unsafe fn dkdv_mma<
     // Iteration `it` -> (query head, first row) of its block: heads of the group outermost.
     let block_of =
         |it: usize| (h_kv * group + it / blocks_per_head.max(1), (first_block + it % blocks_per_head.max(1)) * BM);
-    // Masked builds: the first iteration >= it whose block the block mask keeps (warp-wide scans
-    // down each head's mask column).
-    let first_kept = |it: usize| {
-        let mut it = it;
-        let per_head = blocks_per_head.max(1); // (total is 0 when it is 0; max keeps the panic path out)
-        while it < total {
-            let (gi, i) = (it / per_head, first_block + it % per_head);
-            let mask = BlockMask::new(&p.mask, h_kv * group + gi);
-            let kept = mask.first_active_query_block(key0, i, end_block, BM, lane);
-            if kept < end_block {
-                return gi * per_head + kept - first_block;
-            }
-            it = (gi + 1) * per_head; // this head has no more: the next head's first block
-        }
-        total
-    };
+    // Masked builds: the first iteration >= it whose block the block mask keeps.
+    let first_kept =
+        |it: usize| first_kept_iteration(&p.mask, h_kv * group, key0, first_block, end_block, BM, total, it, lane);
     let next_it = |it: usize| if MASKED { first_kept(it + 1) } else { it + 1 };
     let load_block = |it: usize, stage: u32| {
         // Re-read (opaque to LLVM), so that the per-thread copy offsets are recomputed at each

@@ -41,11 +41,10 @@ use crate::arch::sm90::{
 use crate::backward_mma::copy_stats_async;
 use crate::config::{WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
 use crate::element::WgmmaElement;
-use crate::fast_div::divmod_u32;
 use crate::forward_wgmma::{
     aligned_smem_base, copy_tile_sw128, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss, MAX_KV, MAX_S,
 };
-use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
+use crate::masking::{first_kept_iteration, Dropout, ScoreRules, Sequence};
 use crate::params::{BackwardParams, Strides};
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
 
@@ -345,28 +344,10 @@ pub unsafe fn dkdv_wgmma<
         let (q, r) = (it / per, it % per);
         (h_kv * group + q as usize, (first_block + r as usize) * BM)
     };
-    // Masked builds: the first iteration >= it whose block the block mask keeps (warp-wide
-    // scans down each head's mask column, as the mma.sync kernel); plain builds: every one.
+    // Masked builds: the first iteration >= it whose block the block mask keeps; plain: every one.
     let first_kept = |it: usize| {
-        if p.mask.block_mask == 0 {
-            return it.min(total); // no block mask: every block is kept (no division, no scan)
-        }
-        let mut it = it;
-        let per = per_head.max(1);
-        while it < total {
-            // (Through a float reciprocal, see `fast_div`: the block-mask scan runs per kept
-            // block; in `block_of` the same made the plain builds spill.)
-            let per32 = per as u32;
-            let (q, r) = divmod_u32(it as u32, per32, rcp(per32 as f32));
-            let (gi, i) = (q as usize, first_block + r as usize);
-            let mask = BlockMask::new(&p.mask, h_kv * group + gi);
-            let kept = mask.first_active_query_block(key0, i, end_block, BM, (thread_idx_x_reread() % 32) as usize);
-            if kept < end_block {
-                return gi * per + kept - first_block;
-            }
-            it = (gi + 1) * per; // this head has no more: the next head's first block
-        }
-        total
+        let lane = (thread_idx_x_reread() % 32) as usize;
+        first_kept_iteration(&p.mask, h_kv * group, key0, first_block, end_block, BM, total, it, lane)
     };
     let next_it = |it: usize| if MASKED { first_kept(it + 1) } else { it + 1 };
     let (q_first, q_end) = (seq.q_start, seq.q_start + n_q);

@@ -5,6 +5,7 @@
 //! never touch these (their PTX is unchanged).
 use crate::arch::sm80::{ex2, fma, opaque_u32, rcp, shfl_xor_b32, vote_ballot};
 use crate::config::BLOCK_MASK_SIZE;
+use crate::fast_div::divmod_u32;
 use crate::params::MaskParams;
 use crate::philox::DropoutRng;
 
@@ -229,6 +230,44 @@ impl BlockMask {
         }
         end
     }
+}
+
+/// The block-mask scan of the dK/dV kernels (one key block per CTA): iteration `it` is query
+/// block `first_block + it % per_head` of query head `first_head + it / per_head` (the heads of
+/// a GQA group outermost, `per_head = end_block - first_block`, `total` iterations). Returns the
+/// first iteration `>= it` whose block the block mask keeps for key `key`, or `total`: warp-wide
+/// scans down each head's mask column ([`BlockMask::first_active_query_block`]). Without a block
+/// mask every block is kept, with no division and no scan (call `s5c8`: that per-block division
+/// cost the masked wgmma backward ~7% with nothing masked). The division goes through a float
+/// reciprocal ([`divmod_u32`]). Whole warp.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn first_kept_iteration(
+    m: &MaskParams,
+    first_head: usize,
+    key: usize,
+    first_block: usize,
+    end_block: usize,
+    bm: usize,
+    total: usize,
+    it: usize,
+    lane: usize,
+) -> usize {
+    if m.block_mask == 0 {
+        return it.min(total);
+    }
+    let per = end_block.saturating_sub(first_block).max(1) as u32;
+    let mut it = it;
+    while it < total {
+        let (q, r) = divmod_u32(it as u32, per, rcp(per as f32));
+        let (gi, i) = (q as usize, first_block + r as usize);
+        let kept = BlockMask::new(m, first_head + gi).first_active_query_block(key, i, end_block, bm, lane);
+        if kept < end_block {
+            return gi * per as usize + kept - first_block;
+        }
+        it = (gi + 1) * per as usize; // this head has no more: the next head's first block
+    }
+    total
 }
 
 /// The dropout stream of a (batch, head), if dropout is on.
