@@ -549,14 +549,11 @@ pub unsafe fn forward_wgmma<
         // it made ptxas serialise every wgmma.)
         // (Signed: a shifted causal tile's first rows are negative, see `shift`.)
         let wg_first = row0.wrapping_add(wg * 64) as isize;
+        let next = |j: usize| kept_from(j + 1);
         if wg_first + 64 > 0 && wg_first < n_q as isize {
-            pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(&cta, &mut st, first, n_blocks, |j| {
-                kept_from(j + 1)
-            });
+            pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(&cta, &mut st, first, n_blocks, next);
         } else {
-            pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, false>(&cta, &mut st, first, n_blocks, |j| {
-                kept_from(j + 1)
-            });
+            pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, false>(&cta, &mut st, first, n_blocks, next);
         }
     } else {
         serial_loop::<E, D, BM, BN, CAUSAL>(&cta, &mut st, n_blocks);
