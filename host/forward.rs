@@ -369,8 +369,9 @@ pub fn tensor_core_supports(head_dim: usize) -> bool {
 }
 
 /// Causal with at most 1k query rows: at d <= 64, where the 192-row wgmma tiles (one
-/// 384-thread CTA per SM, so nothing hides a CTA's prologue) lose to mma.sync (call `s5c2`,
-/// causal d = 64: 0.377 against 0.331 ms at N = 1k; 0.538 against 0.551 at 2k).
+/// 384-thread CTA per SM, so nothing hides a CTA's prologue) lose to mma.sync (call `s5c3`,
+/// causal d = 64 at N = 1k: 0.338 against 0.326 ms; at 2k they win, 0.511 ms against 0.551 for
+/// mma.sync in `s5c2`).
 fn short_causal(opts: &AttentionOptions, seqlen_q: usize) -> bool {
     opts.causal && seqlen_q <= 1024
 }
@@ -380,8 +381,8 @@ fn short_causal(opts: &AttentionOptions, seqlen_q: usize) -> bool {
 /// (1.04-1.23x PyTorch's FA2 from N = 1k, against 0.92-0.98x for the mma.sync kernel) and, for
 /// head dims up to 64, its 192-row tiles (non-causal: 1.02-1.30x FA2 from N = 1k, against
 /// 0.97-1.04x for mma.sync; the 128-row wgmma tiles lose at d = 64: 0.80-0.97x; causal from
-/// 2k rows, see [`short_causal`]); for head dims 200..=256 the wgmma d = 256 build (1.05-1.57x
-/// FA2, session 5); the mma.sync kernel everywhere else.
+/// 2k rows, see [`short_causal`]); for head dims 200..=256 the wgmma d = 256 build (1.07-1.56x
+/// FA2, call `s5c7`); the mma.sync kernel everywhere else.
 /// `compute_capability` None: a shape-only check, which any of them passes.
 /// `short_causal`: see [`short_causal`].
 /// `masked`: the call needs the masked builds, which only the mma.sync kernel has.
