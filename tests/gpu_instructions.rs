@@ -149,6 +149,36 @@ fn shfl_xor_reads_the_butterfly_partner() {
     }
 }
 
+/// `prmt.b32`: every lane's bytes against a model of the default mode, selectors with and
+/// without sign replication (the dropout masks use `0x8`-nibbles on flags at bit 7).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn prmt_picks_and_sign_replicates_bytes() {
+    use flashattn_kernels::philox::pair_mask_selector;
+    let dev = device();
+    let s = dev.stream();
+    let f = dev.load_kernel("test_prmt", 0).unwrap();
+    let (a, b) = (0x80_7f_01_ffu32, 0x12_93_c4_05u32);
+    let sel: Vec<u32> =
+        (0..32u32).map(|l| if l < 4 { pair_mask_selector(l) } else { l.wrapping_mul(0x9e37_79b9) >> 16 }).collect();
+    let d_sel = s.clone_htod(&sel).unwrap();
+    let mut d_out = s.alloc_zeros::<u32>(32).unwrap();
+    let mut builder = s.launch_builder(&f);
+    builder.arg(&a).arg(&b).arg(&d_sel).arg(&mut d_out);
+    unsafe { builder.launch(one_warp(0)) }.unwrap();
+    let out = s.clone_dtoh(&d_out).unwrap();
+    for l in 0..32u32 {
+        let bytes = ((b ^ l) as u64) << 32 | a.wrapping_add(l) as u64;
+        let expected = (0..4).fold(0u32, |d, i| {
+            let nib = (sel[l as usize] >> (4 * i)) & 0xf;
+            let byte = ((bytes >> (8 * (nib & 7))) & 0xff) as u32;
+            let v = if nib & 8 != 0 { (byte >> 7) * 0xff } else { byte };
+            d | v << (8 * i)
+        });
+        assert_eq!(out[l as usize], expected, "lane {l} selector {:04x}", sel[l as usize]);
+    }
+}
+
 /// Philox4x32-10 and the dropout keep bits computed on the device agree with the host's
 /// (`flashattn_kernels::philox`), bit for bit: the backward and the CPU reference rely on it.
 #[test]

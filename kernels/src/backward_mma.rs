@@ -38,6 +38,7 @@ use crate::element::Element;
 use crate::masking::{first_kept_iteration, BlockMask, Dropout, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
 use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
 use crate::params::BackwardParams;
+use crate::philox::half_flags;
 
 /// dkdv_mma: query columns of S^T handled at once (a block is processed in slices of it), and
 /// the register-array bound of a warp's dK / dV / dQ n-tiles.
@@ -379,8 +380,8 @@ pub unsafe fn dkdv_mma<
                 };
                 half += 1;
             }
-            // Dropout keep bits of this warp's 16 keys x the slice's 32 queries (see `st_bits`).
-            let keep = if drop { dropout.st_bits(key0 + warp_key, row0 + q0, lane) } else { [0; 2] };
+            // Dropout drop flags of this warp's 16 keys x the slice's 32 queries (see `st_bits`).
+            let dropped = if drop { dropout.st_bits(key0 + warp_key, row0 + q0, lane) } else { [0; 2] };
             let mut nt = 0;
             while nt < SLICE_M / 8 {
                 let q_col = q0 + nt * 8 + 2 * t;
@@ -410,7 +411,8 @@ pub unsafe fn dkdv_mma<
                         pv[e] = pe;
                         if drop {
                             // dV takes the dropped, rescaled P; dS = P * (dP o Z / keep - D).
-                            let kept = (keep[e] >> (8 * (2 * (nt % 2) + half) + 7 - nt / 2)) & 1 != 0;
+                            let flags = half_flags(dropped[e], (g % 2) as u32, nt >= 2);
+                            let kept = (flags >> (8 * (2 * (nt % 2) + half) + 7)) & 1 == 0;
                             pv[e] = if kept { pe * dropout.scale } else { 0.0 };
                             dp = if kept { dp * dropout.scale } else { 0.0 };
                         }
@@ -660,12 +662,12 @@ pub unsafe fn dq_mma<
         let modifies = MODS & MODS_SCORES != 0 && rules.modifies();
         let masks = MASKED && !rules.all_visible(first_row, first_row + 16, col0, col0 + BN);
         let drop = MODS & MODS_DROPOUT != 0 && dropout.on();
-        // Dropout keep flags of this warp's 16 rows, two words per 32 keys (see `s_bits`).
-        let mut keep = [[0u32; 2]; MAX_NT / 4];
+        // Dropout drop flags of this warp's 16 rows, two words per 32 keys (see `s_bits`).
+        let mut dropped = [[0u32; 2]; MAX_NT / 4];
         if drop {
             let mut kp = 0;
             while kp < nt_s / 4 {
-                keep[kp] = dropout.s_bits(first_row, col0 + 32 * kp, lane);
+                dropped[kp] = dropout.s_bits(first_row, col0 + 32 * kp, lane);
                 kp += 1;
             }
         }
@@ -702,7 +704,8 @@ pub unsafe fn dq_mma<
                     }
                     let mut dp = dpv[nt][2 * half + e];
                     if drop {
-                        let kept = (keep[nt / 4][e] >> (8 * (2 * half + nt % 2) + 7 - (nt % 4) / 2)) & 1 != 0;
+                        let flags = half_flags(dropped[nt / 4][e], (g % 2) as u32, nt % 4 >= 2);
+                        let kept = (flags >> (8 * (2 * half + nt % 2) + 7)) & 1 == 0;
                         dp = if kept { dp * dropout.scale } else { 0.0 };
                     }
                     dsv[e] = pe * (dp - delta[half]) * cap_slope;

@@ -42,10 +42,12 @@ use crate::backward_mma::copy_stats_async;
 use crate::config::{WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
 use crate::element::WgmmaElement;
 use crate::forward_wgmma::{
-    aligned_smem_base, copy_tile_sw128, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss, MAX_KV, MAX_S,
+    aligned_smem_base, copy_tile_sw128, drop_packed, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss,
+    MAX_KV, MAX_S,
 };
 use crate::masking::{first_kept_iteration, Dropout, ScoreRules, Sequence};
 use crate::params::{BackwardParams, Strides};
+use crate::philox::half_flags;
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
 
 /// Register-array bounds: S^T / dP^T accumulators (BM / 2) and k-steps over a query block
@@ -54,7 +56,7 @@ use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_maj
 const MAX_ACC: usize = 64;
 const MAX_KQ: usize = MAX_KV;
 const DQ_REGS: usize = 32;
-/// Dropout keep words: two per 32 queries of a block (BM / 32).
+/// Dropout drop-flag words: two per 32 queries of a block (BM / 32).
 const MAX_SLICES: usize = MAX_S / 16;
 
 /// Shared-memory descriptors of k-step 0 (stage 0 where staged); k-steps and stages move the
@@ -112,53 +114,54 @@ fn thread_place() -> (usize, usize, usize, usize) {
     (tid / 128, (tid % 128) / 32, lane / 4, lane % 4)
 }
 
-/// Keep flags of this warp's 16 keys (from `key16`) x the block's `BM` queries (from `row0`):
-/// one Philox call per lane per 32 queries (`Dropout::st_bits`). Where (`keep_ahead` in
+/// Drop flags of this warp's 16 keys (from `key16`) x the block's `BM` queries (from `row0`):
+/// one Philox call per lane per 32 queries (`Dropout::st_bits`). Where (`flags_ahead` in
 /// `dkdv_wgmma`): at d = 128 during the block before, while its dV / dK MMAs run, so the chain
 /// of ten multiply rounds costs issue slots the tensor cores do not wait for; at d = 64 at the
 /// block's start. (Issued after the block's own S^T / dP^T MMAs, ptxas moved it above them.)
 #[inline(always)]
-unsafe fn keep_bits<const BM: usize>(
+unsafe fn drop_flags<const BM: usize>(
     dropout: &Dropout,
     key16: usize,
     row0: usize,
     lane: usize,
 ) -> [[u32; 2]; MAX_SLICES] {
-    let mut keep = [[0u32; 2]; MAX_SLICES];
+    let mut dropped = [[0u32; 2]; MAX_SLICES];
     let mut slice = 0;
     while slice < BM / 32 {
-        keep[slice] = dropout.st_bits(key16, row0 + 32 * slice, lane);
+        dropped[slice] = dropout.st_bits(key16, row0 + 32 * slice, lane);
         slice += 1;
     }
-    keep
+    dropped
 }
 
-/// dS^T with dropout, and P^T turned into what dV takes: with Z the keep flags (`keep_bits`),
-/// `dS = P (dP Z / keep - D)` and dV's operand is `P Z / keep`. The S^T accumulator is
-/// mma.sync's m16n8 layout per warp with keys as rows, so element `4 j + 2 half + e` (query
-/// `8 j + 2 t + e`, key `g + 8 half`) is bit `8 (2 (nt % 2) + half) + 7 - nt / 2` of word
-/// `e` of slice `j / 4`, `nt = j % 4`.
+/// dS^T with dropout: with Z the keep mask (`drop_flags` negated), `dS = P (dP Z / keep - D)`; one
+/// select and one FFMA more per element than without. (dV's operand `P Z / keep` is P^T packed
+/// and ANDed with the flags, `drop_packed`, its 1 / keep folded into dV's epilogue.) The S^T
+/// accumulator is mma.sync's m16n8 layout per warp with keys as rows, so element `4 j + 2 half +
+/// e` (query `8 j + 2 t + e`, key `g + 8 half`) is dropped iff bit 7 of byte `2 (nt % 2) + half`
+/// of `half_flags(dropped[j / 4][e], g % 2, nt >= 2)` is set, `nt = j % 4`.
 #[inline(always)]
 unsafe fn drop_ds<const BM: usize>(
-    s: &mut [f32; MAX_S],
+    s: &[f32; MAX_S],
     dp: &mut [f32; MAX_S],
-    keep: &[[u32; 2]; MAX_SLICES],
+    dropped: &[[u32; 2]; MAX_SLICES],
     scale: f32,
     delta_st: u32,
+    odd: u32,
     t: usize,
 ) {
     let mut j = 0;
     while j < BM / 8 {
         let (slice, nt) = (j / 4, j % 4);
+        let flags = [half_flags(dropped[slice][0], odd, nt >= 2), half_flags(dropped[slice][1], odd, nt >= 2)];
         let delta = ld_shared_v2_f32(delta_st + 4 * (8 * j + 2 * t) as u32);
         let mut e4 = 0;
         while e4 < 4 {
             let (half, e) = (e4 / 2, e4 % 2);
-            let kept = (keep[slice][e] >> (8 * (2 * (nt % 2) + half) + 7 - nt / 2)) & 1 != 0;
-            let pe = s[4 * j + e4];
-            let dpv = if kept { dp[4 * j + e4] * scale } else { 0.0 };
-            dp[4 * j + e4] = pe * (dpv - delta[e]);
-            s[4 * j + e4] = if kept { pe * scale } else { 0.0 };
+            let kept = (flags[e] >> (8 * (2 * (nt % 2) + half) + 7)) & 1 == 0;
+            let dpk = if kept { dp[4 * j + e4] } else { 0.0 };
+            dp[4 * j + e4] = s[4 * j + e4] * fma(dpk, scale, -delta[e]);
             e4 += 1;
         }
         j += 1;
@@ -387,19 +390,19 @@ pub unsafe fn dkdv_wgmma<
         DsTileFree::release(wg);
     }
 
-    // Dropout: the keep flags of a block. At d = 128 they are computed during the block before
+    // Dropout: the drop flags of a block. At d = 128 they are computed during the block before
     // it, under its dV / dK MMAs (call `s5c3`: backward with dropout 1.26-1.32x plain, against
     // 1.59-1.79x computed between dP^T and dV / dK); at d = 64, where S^T and dP^T take twice
     // the registers, that placement spills (60 B) and ran slower (1.35-1.43x, against
     // 1.29-1.33x), so there they are computed at the block's start.
-    let keep_ahead = D > 64;
-    let keep_of = |it: usize| {
+    let flags_ahead = D > 64;
+    let drop_flags_of = |it: usize| {
         let (hq, row0) = block_of(it);
         let (wg, warp, g, t) = thread_place();
         let dropout = Dropout::new(&p.mask, b, hq, p.heads).with_keys_recomputed();
-        keep_bits::<BM>(&dropout, key0 + wg * 64 + warp * 16, row0, 4 * g + t)
+        drop_flags::<BM>(&dropout, key0 + wg * 64 + warp * 16, row0, 4 * g + t)
     };
-    let mut keep = if DROPOUT && keep_ahead && first < total { keep_of(first) } else { [[0; 2]; MAX_SLICES] };
+    let mut dropped = if DROPOUT && flags_ahead && first < total { drop_flags_of(first) } else { [[0; 2]; MAX_SLICES] };
     let mut acc_dv = [0.0f32; MAX_ACC];
     let mut acc_dk = [0.0f32; MAX_ACC];
 
@@ -415,8 +418,8 @@ pub unsafe fn dkdv_wgmma<
         let q_off = ((stage * q_bytes) >> 4) as u64;
         let lse_st = lse_s + (stage * stat_bytes) as u32;
         let delta_st = delta_s + (stage * stat_bytes) as u32;
-        if DROPOUT && !keep_ahead {
-            keep = keep_of(it);
+        if DROPOUT && !flags_ahead {
+            dropped = drop_flags_of(it);
         }
 
         // S^T and dP^T, two groups: P^T is computed while dP^T is still on the tensor cores.
@@ -467,9 +470,9 @@ pub unsafe fn dkdv_wgmma<
 
         wgmma_wait_group::<0>();
         fence_regs_f32_prefix(&mut dp, BM / 2);
-        let (_, _, _, t) = thread_place();
+        let (_, _, g, t) = thread_place();
         if DROPOUT {
-            drop_ds::<BM>(&mut s, &mut dp, &keep, p.mask.dropout_scale, delta_st, t);
+            drop_ds::<BM>(&s, &mut dp, &dropped, p.mask.dropout_scale, delta_st, (g % 2) as u32, t);
         } else {
             let mut j = 0;
             while j < BM / 8 {
@@ -485,6 +488,9 @@ pub unsafe fn dkdv_wgmma<
         // Packed only now: P^T in f32 feeds dS^T (packing first would keep both alive).
         let mut p_frags = pack_p::<E, BM>(&s);
         let mut ds_frags = pack_p::<E, BM>(&dp);
+        if DROPOUT {
+            drop_packed::<BM, true, MAX_SLICES>(&mut p_frags, &dropped, (g % 2) as u32);
+        }
 
         // dV += P^T dO and dK += dS^T Q (one group; waited for with dQ's or below).
         fence_regs_f32_prefix(&mut acc_dv, D / 2);
@@ -495,8 +501,8 @@ pub unsafe fn dkdv_wgmma<
         issue_rs::<E, D, BM>(&mut acc_dv, &p_frags, desc.do_mn + q_off);
         issue_rs::<E, D, BM>(&mut acc_dk, &ds_frags, desc.q_mn + q_off);
         wgmma_commit_group();
-        // The next block's keep flags, while dV / dK (and then dQ) run on the tensor cores.
-        let keep_next = if DROPOUT && keep_ahead && next < total { keep_of(next) } else { keep };
+        // The next block's drop flags, while dV / dK (and then dQ) run on the tensor cores.
+        let dropped_next = if DROPOUT && flags_ahead && next < total { drop_flags_of(next) } else { dropped };
         // The block after that (masked builds: the block-mask scan, whose global loads wait
         // here, under the MMAs, rather than after the barrier before dQ).
         let after_next = if MASKED {
@@ -572,7 +578,7 @@ pub unsafe fn dkdv_wgmma<
         }
         fence_regs_f32_prefix(&mut acc_dv, D / 2);
         fence_regs_f32_prefix(&mut acc_dk, D / 2);
-        keep = keep_next;
+        dropped = dropped_next;
         if MASKED {
             (it, next) = (next, after_next);
             done += 1;
@@ -589,6 +595,8 @@ pub unsafe fn dkdv_wgmma<
     }
     _syncthreads(); // every warpgroup is done reading K and V
     let scale = p.scale;
+    // Dropout: dV summed P Z (`drop_packed`); its 1 / keep probability is applied once here.
+    let dv_scale = if DROPOUT { p.mask.dropout_scale } else { 1.0 };
     let (wg, warp, g, t) = thread_place();
     let lane = tid % 32;
     let row_w = wg * 64 + warp * 16; // this warp's 16 keys in the block
@@ -598,7 +606,7 @@ pub unsafe fn dkdv_wgmma<
         while half < 2 {
             let off = (sw128_chunk_offset(BN, row_w + g + 8 * half, j) + 4 * t) as u32;
             let (i0, i1) = (4 * j + 2 * half, 4 * j + 2 * half + 1);
-            st_shared_b32(v_s + off, E::pack2(acc_dv[i0], acc_dv[i1]));
+            st_shared_b32(v_s + off, E::pack2(acc_dv[i0] * dv_scale, acc_dv[i1] * dv_scale));
             st_shared_b32(k_s + off, E::pack2(acc_dk[i0] * scale, acc_dk[i1] * scale));
             half += 1;
         }

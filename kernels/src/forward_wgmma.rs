@@ -26,7 +26,7 @@ use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, 
 
 use crate::arch::sm80::{
     cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_shared_v4_b32, lg2,
-    shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
+    prmt_b32, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
 };
 use crate::arch::sm90::{
     fence_proxy_async_shared, fence_regs_f32_prefix, fence_regs_u32, smem_desc, wgmma_commit_group, wgmma_fence,
@@ -36,6 +36,7 @@ use crate::config::{WgmmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::WgmmaElement;
 use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
 use crate::params::{ForwardParams, Strides};
+use crate::philox::{half_flags, pair_mask_selector};
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
 
 const LN2: f32 = core::f32::consts::LN_2;
@@ -43,8 +44,8 @@ const LN2: f32 = core::f32::consts::LN_2;
 pub(crate) const MAX_S: usize = 64;
 const MAX_O: usize = 128;
 pub(crate) const MAX_KV: usize = 8;
-/// Dropout keep words of a block: two per 32 keys.
-const MAX_KEEP: usize = MAX_S / 16;
+/// Dropout drop-flag words of a block: two per 32 keys.
+const MAX_FLAG_WORDS: usize = MAX_S / 16;
 
 /// The dynamic shared memory base rounded up to a 1024-byte swizzle atom (the launch reserves
 /// `WgmmaForwardConfig::ALIGN_SLACK` bytes for it).
@@ -311,42 +312,18 @@ impl Cta<'_> {
 }
 
 impl Cta<'_> {
-    /// Keep flags of block `j` for this thread's rows: one Philox call per lane per 32 keys
+    /// Drop flags of block `j` for this thread's rows: one Philox call per lane per 32 keys
     /// (`Dropout::s_bits`), computed while S_j and the previous P V are on the tensor cores, so
     /// the ten multiply rounds fill issue slots the MMAs leave free.
     #[inline(always)]
-    unsafe fn keep_bits<const BN: usize>(&self, j: usize) -> [[u32; 2]; MAX_KEEP] {
-        let mut keep = [[0u32; 2]; MAX_KEEP];
+    unsafe fn drop_flags<const BN: usize>(&self, j: usize) -> [[u32; 2]; MAX_FLAG_WORDS] {
+        let mut dropped = [[0u32; 2]; MAX_FLAG_WORDS];
         let mut kp = 0;
         while kp < BN / 32 {
-            keep[kp] = self.dropout.s_bits(self.warp_first_row, j * BN + 32 * kp, 4 * self.g + self.t);
+            dropped[kp] = self.dropout.s_bits(self.warp_first_row, j * BN + 32 * kp, 4 * self.g + self.t);
             kp += 1;
         }
-        keep
-    }
-}
-
-/// Dropout of a block's weights (after the softmax summed them, before they are packed): the
-/// m64nBN accumulator is mma.sync's m16n8 layout per warp, so the keep flags of
-/// `Dropout::s_bits` apply as they are: `s[4 nt + 2 half + e]` is row `g + 8 half`, key
-/// `8 nt + 2 t + e`, bit `8 (2 half + nt % 2) + 7 - (nt % 4) / 2` of word `e` of `keep[nt / 4]`.
-#[inline(always)]
-fn drop_p<const BN: usize>(s: &mut [f32; MAX_S], keep: &[[u32; 2]; MAX_KEEP]) {
-    let mut nt = 0;
-    while nt < BN / 8 {
-        let mut half = 0;
-        while half < 2 {
-            let bit = 8 * (2 * half + nt % 2) + 7 - (nt % 4) / 2;
-            let mut e = 0;
-            while e < 2 {
-                if (keep[nt / 4][e] >> bit) & 1 == 0 {
-                    s[4 * nt + 2 * half + e] = 0.0;
-                }
-                e += 1;
-            }
-            half += 1;
-        }
-        nt += 1;
+        dropped
     }
 }
 
@@ -405,6 +382,34 @@ pub(crate) fn pack_p<E: WgmmaElement, const BN: usize>(s: &[f32; MAX_S]) -> [[u3
         nt += 1;
     }
     p_frag
+}
+
+/// Dropout of a block's packed weights (after the softmax summed them): each packed pair (two
+/// keys of one row, `pack_p`'s layout) is ANDed with the complement of a `prmt` of its two drop
+/// flags (0xffff per dropped value): one `prmt` and one LOP3 per two weights, where a test and
+/// an FSEL per weight cost four. `drop[kp]` holds the flags of keys `32 kp..`
+/// ([`Dropout::s_bits`]; `TRANSPOSED`: of queries, [`Dropout::st_bits`], for the backward's
+/// P^T); `odd = g % 2`. The 1 / keep-probability
+/// rescale is left to the caller (folded into the output scale).
+#[inline(always)]
+pub(crate) fn drop_packed<const BN: usize, const TRANSPOSED: bool, const N: usize>(
+    p_frag: &mut [[u32; 4]; MAX_KV],
+    drop: &[[u32; 2]; N],
+    odd: u32,
+) {
+    let mut nt = 0;
+    while nt < BN / 8 {
+        let (kp, upper, ntpar) = (nt / 4, (nt % 4) / 2 == 1, (nt % 2) as u32);
+        let flags = [half_flags(drop[kp][0], odd, upper), half_flags(drop[kp][1], odd, upper)];
+        let mut half = 0;
+        while half < 2 {
+            let byte = if TRANSPOSED { 2 * ntpar + half } else { 2 * half + ntpar };
+            let dropped = prmt_b32(flags[0], flags[1], pair_mask_selector(byte));
+            p_frag[nt / 2][(nt % 2) * 2 + half as usize] &= !dropped;
+            half += 1;
+        }
+        nt += 1;
+    }
 }
 
 /// O *= alpha, skipped when no row max of the warp moved (alpha is then exactly 1 on every lane,
@@ -665,10 +670,10 @@ unsafe fn pipelined_loop<
         cta.mask::<BN, CAUSAL, MASKED>(&mut s, first);
         // O is zero: alpha needs no application.
         let _ = softmax::<BN>(&mut s, st, cta.scale_log2);
-        if DROPOUT {
-            drop_p::<BN>(&mut s, &cta.keep_bits::<BN>(first));
-        }
         p_frag = pack_p::<E, BN>(&s);
+        if DROPOUT {
+            drop_packed::<BN, false, MAX_FLAG_WORDS>(&mut p_frag, &cta.drop_flags::<BN>(first), (cta.g % 2) as u32);
+        }
     }
 
     let mut j = second;
@@ -697,19 +702,19 @@ unsafe fn pipelined_loop<
             wgmma_commit_group();
             cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, (it_now + 1) % 2);
             wgmma_commit_group();
-            let keep = if DROPOUT { cta.keep_bits::<BN>(j) } else { [[0; 2]; MAX_KEEP] };
+            let dropped = if DROPOUT { cta.drop_flags::<BN>(j) } else { [[0; 2]; MAX_FLAG_WORDS] };
             wgmma_wait_group::<1>(); // S_j is complete; the previous P V may still run
             fence_regs_f32_prefix(&mut s, BN / 2);
             cta.mask::<BN, CAUSAL, MASKED>(&mut s, j);
             let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
-            if DROPOUT {
-                drop_p::<BN>(&mut s, &keep); // (the previous P V still runs)
-            }
             wgmma_wait_group::<0>(); // P V_{j-1} is complete: O and P_{j-1} are free
             fence_regs_f32_prefix(&mut st.acc_o, D / 2);
             fence_p(&mut p_frag, BN / 16);
             rescale_o::<D>(&mut st.acc_o, alpha, rescale);
             p_frag = pack_p::<E, BN>(&s);
+            if DROPOUT {
+                drop_packed::<BN, false, MAX_FLAG_WORDS>(&mut p_frag, &dropped, (cta.g % 2) as u32);
+            }
         }
         j = if MASKED { j_next } else { j + 1 };
         it += 1;

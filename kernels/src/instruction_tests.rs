@@ -7,7 +7,7 @@ use crate::philox::{philox4x32_10, DropoutRng};
 
 use crate::arch::sm80::{
     cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ldmatrix_x4, ldmatrix_x4_trans,
-    mma_m16n8k16_bf16, mma_m16n8k16_f16, shfl_xor_f32,
+    mma_m16n8k16_bf16, mma_m16n8k16_f16, prmt_b32, shfl_xor_f32,
 };
 
 /// Copies a 32 x 8 matrix of b16 (4 stacked 8x8 matrices) to shared memory with `cp.async`,
@@ -67,6 +67,13 @@ pub unsafe extern "ptx-kernel" fn test_mma_m16n8k16(a: *const u32, b: *const u32
 pub unsafe extern "ptx-kernel" fn test_shfl_xor(mask: u32, out: *mut f32) {
     let lane = _thread_idx_x();
     *out.add(lane as usize) = shfl_xor_f32(lane as f32 * 10.0, mask);
+}
+
+/// out[lane] = `prmt.b32` of `a + lane`, `b ^ lane` with selector `sel[lane]`.
+#[no_mangle]
+pub unsafe extern "ptx-kernel" fn test_prmt(a: u32, b: u32, sel: *const u32, out: *mut u32) {
+    let lane = _thread_idx_x();
+    *out.add(lane as usize) = prmt_b32(a.wrapping_add(lane), b ^ lane, *sel.add(lane as usize));
 }
 
 /// Philox and the dropout keep bits on the device, for comparison with the host's:

@@ -7,7 +7,7 @@ use crate::arch::sm80::{ex2, fma, opaque_u32, rcp, shfl_xor_b32, vote_ballot};
 use crate::config::BLOCK_MASK_SIZE;
 use crate::fast_div::divmod_u32;
 use crate::params::MaskParams;
-use crate::philox::DropoutRng;
+use crate::philox::{merge_flag_words, s_lane_call, s_own_send, st_lane_call, st_own_send, DropoutRng};
 
 /// The `MODS` bits of a masked build: which per-element work it compiles in. Windows, block
 /// masks and packed batches are in every masked build; builds without a bit run on larger tiles.
@@ -304,50 +304,31 @@ impl Dropout {
         self.threshold <= 255
     }
 
-    /// Keep flags of this lane's elements of `S` (rows = queries) in the 16 rows from `row16` and
-    /// the 32 keys from `col32` (both multiples of 16), in the m16n8 accumulator layout: element
-    /// `e` (column parity) of row `g + 8 half`, key `16 sub + 8 ntpar + 2 t + e` is bit
-    /// `8 (2 half + ntpar) + 7 - sub` of word `e`. One Philox call per lane: lanes `g` and
-    /// `g ^ 1` compute the calls of the two 16-key halves and swap the words the other needs
-    /// (the row-parity pair; see the `philox` module). Whole warp.
+    /// Drop flags (set: dropped) of this lane's elements of `S` (rows = queries) in the 16 rows
+    /// from `row16` and the 32 keys from `col32` (multiples of 16 and 32), in the m16n8
+    /// accumulator layout: element `e` (column parity) of row `g + 8 half`, key `16 sub + 8 ntpar +
+    /// 2 t + e` is bit 7 of byte
+    /// `2 half + ntpar` of [`half_flags`]`(words[e], g % 2, sub == 1)`. One Philox call per lane:
+    /// lanes `g` and `g ^ 1` compute the calls of the two 16-key halves and swap the words the
+    /// other needs (the row-parity pair; see the `philox` module), merged into one word per
+    /// column parity ([`merge_flag_words`]). Whole warp.
     #[inline(always)]
     pub unsafe fn s_bits(&self, row16: usize, col32: usize, lane: usize) -> [u32; 2] {
-        let (g, t) = (lane as u32 / 4, lane as u32 % 4);
-        let odd = g % 2;
-        let call = [(col32 as u32 / 16 + g % 2) * 4 + t, (row16 as u32 / 16) * 4 + g / 2];
-        let m = self.rng.keep_masks(call, self.threshold as u8);
-        // Word 2 (row % 2) + (col % 2): this lane's rows have parity g % 2. (Selects, not
-        // indexing by a lane-dependent value, which would put `m` in local memory.)
-        let odd = odd == 1;
-        let own = if odd { [m[2], m[3]] } else { [m[0], m[1]] };
-        let send = if odd { [m[0], m[1]] } else { [m[2], m[3]] };
+        let m = self.rng.drop_flags(s_lane_call(row16 as u32, col32 as u32, lane as u32), self.threshold as u8);
+        let (own, send) = s_own_send(m, (lane / 4) % 2 == 1);
         let other = [shfl_xor_b32(send[0], 4), shfl_xor_b32(send[1], 4)];
-        Self::pack_halves(own, other, odd)
+        [merge_flag_words(own[0], other[0]), merge_flag_words(own[1], other[1])]
     }
 
-    /// Keep flags of this lane's elements of `S^T` (rows = keys) in the 16 keys from `key16` and
+    /// Drop flags of this lane's elements of `S^T` (rows = keys) in the 16 keys from `key16` and
     /// the 32 queries from `q32`: element `e` (query parity) of key `g + 8 half`, query `16 sub +
-    /// 8 ntpar + 2 t + e` is bit `8 (2 ntpar + half) + 7 - sub` of word `e`. As
-    /// [`Dropout::s_bits`], one call per lane (the column-parity pair).
+    /// 8 ntpar + 2 t + e` is bit 7 of byte `2 ntpar + half` of [`half_flags`]`(words[e], g % 2,
+    /// sub == 1)`. As [`Dropout::s_bits`], one call per lane (the column-parity pair).
     #[inline(always)]
     pub unsafe fn st_bits(&self, key16: usize, q32: usize, lane: usize) -> [u32; 2] {
-        let (g, t) = (lane as u32 / 4, lane as u32 % 4);
-        let odd = g % 2;
-        let call = [(key16 as u32 / 16) * 4 + g / 2, (q32 as u32 / 16 + g % 2) * 4 + t];
-        let m = self.rng.keep_masks(call, self.threshold as u8);
-        // Word 2 (query % 2) + (key % 2): this lane's keys have parity g % 2.
-        let odd = odd == 1;
-        let own = if odd { [m[1], m[3]] } else { [m[0], m[2]] };
-        let send = if odd { [m[0], m[2]] } else { [m[1], m[3]] };
+        let m = self.rng.drop_flags(st_lane_call(key16 as u32, q32 as u32, lane as u32), self.threshold as u8);
+        let (own, send) = st_own_send(m, (lane / 4) % 2 == 1);
         let other = [shfl_xor_b32(send[0], 4), shfl_xor_b32(send[1], 4)];
-        Self::pack_halves(own, other, odd)
-    }
-
-    /// Both 16-wide halves in one pair of words: the lower half's flags at bit 7 of each byte,
-    /// the upper half's at bit 6. An even lane computed the lower half, an odd lane the upper.
-    #[inline(always)]
-    fn pack_halves(own: [u32; 2], other: [u32; 2], odd: bool) -> [u32; 2] {
-        let (lower, upper) = if odd { (other, own) } else { (own, other) };
-        [lower[0] | upper[0] >> 1, lower[1] | upper[1] >> 1]
+        [merge_flag_words(own[0], other[0]), merge_flag_words(own[1], other[1])]
     }
 }

@@ -145,16 +145,92 @@ pub fn keep_bits_of(bytes: [u32; 4], threshold: u8) -> u16 {
     bits as u16
 }
 
-/// Keep flags of the 4 bytes of one output word at once (SWAR): bit `8 k + 7` is set iff byte
-/// `k <= threshold`, all other bits clear. The per-byte rounded-up average of `threshold` and
-/// `255 - byte` reaches 128 exactly when `threshold >= byte`; `(x | y) - ((x ^ y) >> 1)` is that
-/// average with no borrow crossing bytes. Five integer operations per 4 elements, where testing
-/// bytes one by one costs about four per element.
+/// Drop flags of the 4 bytes of one output word at once (SWAR): bit `8 k + 7` is set iff byte
+/// `k > threshold` (dropped); bits 0-6 of each byte are left over from the arithmetic (consumers
+/// read bit 7 only: one-bit tests, `prmt`'s sign replication). A byte is dropped iff adding `c =
+/// 255 - threshold` to it carries out of the byte; that carry is the majority of the two bit 7s
+/// and the carry into bit 7, which is bit 7 of the sum of the low seven bits (at most 254, so no
+/// carry crosses bytes). Three integer operations per 4 elements (a LOP3, an add, a LOP3), where
+/// testing bytes one by one costs about four per element. (Drop, not keep, flags: the keep
+/// polarity's negation was a fourth operation ptxas did not fold; consumers negate for free.)
+#[inline(always)]
+pub fn drop_flags_word(word: u32, threshold: u8) -> u32 {
+    let c = (255 - threshold) as u32 * 0x0101_0101;
+    let low_sum = (word & 0x7f7f_7f7f) + (c & 0x7f7f_7f7f);
+    (word & c) | (word & low_sum) | (c & low_sum)
+}
+
+/// Keep flags with the other bits cleared: bit `8 k + 7` is set iff byte `k <= threshold`, all
+/// other bits clear ([`drop_flags_word`] negated).
 #[inline(always)]
 pub fn keep_mask_word(word: u32, threshold: u8) -> u32 {
-    let t = threshold as u32 * 0x0101_0101;
-    let y = !word;
-    (t | y).wrapping_sub(((t ^ y) >> 1) & 0x7f7f_7f7f) & 0x8080_8080
+    !drop_flags_word(word, threshold) & 0x8080_8080
+}
+
+/// Counter words 0 and 1 of the call lane `lane` makes for the 16 rows of `S` (rows = queries)
+/// from `row16` and the 32 keys from `col32` (multiples of 16 and 32): lanes `g` (`lane / 4`)
+/// and `g ^ 1` share a call's rows, the even one takes keys `col32..+16`, the odd one the 16
+/// after ([`s_own_send`] says which words each keeps).
+#[inline(always)]
+pub fn s_lane_call(row16: u32, col32: u32, lane: u32) -> [u32; 2] {
+    let (g, t) = (lane / 4, lane % 4);
+    [(col32 / 16 + g % 2) * 4 + t, (row16 / 16) * 4 + g / 2]
+}
+
+/// As [`s_lane_call`] for `S^T` (rows = keys): the 16 keys from `key16` and the 32 queries from
+/// `q32`; the even lane of a pair takes queries `q32..+16`.
+#[inline(always)]
+pub fn st_lane_call(key16: u32, q32: u32, lane: u32) -> [u32; 2] {
+    let (g, t) = (lane / 4, lane % 4);
+    [(key16 / 16) * 4 + g / 2, (q32 / 16 + g % 2) * 4 + t]
+}
+
+/// The two words of a call's flags ([`DropoutRng::drop_flags`]) a lane of `S` keeps, and the two
+/// it sends to its partner: word `2 (row % 2) + col % 2`, and this lane's rows have parity
+/// `odd`. (Selects, not indexing by a lane-dependent value, which would put the words in local
+/// memory.)
+#[inline(always)]
+pub fn s_own_send(m: [u32; 4], odd: bool) -> ([u32; 2], [u32; 2]) {
+    if odd {
+        ([m[2], m[3]], [m[0], m[1]])
+    } else {
+        ([m[0], m[1]], [m[2], m[3]])
+    }
+}
+
+/// As [`s_own_send`] for `S^T`: this lane's keys (columns of `S`) have parity `odd`.
+#[inline(always)]
+pub fn st_own_send(m: [u32; 4], odd: bool) -> ([u32; 2], [u32; 2]) {
+    if odd {
+        ([m[1], m[3]], [m[0], m[2]])
+    } else {
+        ([m[0], m[2]], [m[1], m[3]])
+    }
+}
+
+/// One word of a lane's (drop) flags for 32 columns: bit 7 of each byte is the flag from this lane's own
+/// call, bit 6 the partner's (bits 0-5 are left over). One shift and one LOP3.
+#[inline(always)]
+pub fn merge_flag_words(own: u32, other: u32) -> u32 {
+    (own & 0x8080_8080) | ((other >> 1) & 0x7f7f_7f7f)
+}
+
+/// The flags of the lower (`upper = false`) or upper 16 columns of a merged word
+/// ([`merge_flag_words`]) at bit 7 of each byte, for a lane of pair parity `odd` (0 or 1): the
+/// even lane's own call is the lower half, so its lower flags are at bit 7 and its upper ones at
+/// bit 6; the odd lane the other way round. One shift.
+#[inline(always)]
+pub fn half_flags(merged: u32, odd: u32, upper: bool) -> u32 {
+    merged << (odd ^ upper as u32)
+}
+
+/// The `prmt.b32` selector that turns two flag words ([`half_flags`]) into a mask of a packed
+/// pair of 16-bit values: the low half `0xffff` iff bit 7 of byte `byte` of the first word is
+/// set, the high half likewise from the second word (for drop flags: the values to clear) (selector nibbles 0-2 pick a byte of
+/// `{b, a}`, nibble bit 3 replicates that byte's sign bit).
+#[inline(always)]
+pub const fn pair_mask_selector(byte: u32) -> u32 {
+    (0x8 | byte) * 0x11 | ((0xc | byte) * 0x11) << 8
 }
 
 /// The dropout random stream of one (batch, head): the key and counter words 2-3 fixed, so a
@@ -196,16 +272,16 @@ impl DropoutRng {
         keep_bits_of(self.bytes(call), threshold)
     }
 
-    /// The keep flags of call `call` as [`keep_mask_word`]s: byte `k` of the call is bit
-    /// `8 (k % 4) + 7` of word `k / 4`.
+    /// The drop flags of call `call` as [`drop_flags_word`]s (bit 7 of each byte; byte `k` of the
+    /// call is byte `k % 4` of word `k / 4`).
     #[inline(always)]
-    pub fn keep_masks(&self, call: [u32; 2], threshold: u8) -> [u32; 4] {
+    pub fn drop_flags(&self, call: [u32; 2], threshold: u8) -> [u32; 4] {
         let w = self.bytes(call);
         [
-            keep_mask_word(w[0], threshold),
-            keep_mask_word(w[1], threshold),
-            keep_mask_word(w[2], threshold),
-            keep_mask_word(w[3], threshold),
+            drop_flags_word(w[0], threshold),
+            drop_flags_word(w[1], threshold),
+            drop_flags_word(w[2], threshold),
+            drop_flags_word(w[3], threshold),
         ]
     }
 
@@ -337,10 +413,79 @@ mod tests {
             }
         }
         let rng = DropoutRng::new(3, 4, 0, 1, 2);
-        let m = rng.keep_masks([5, 6], 100);
+        let m = rng.drop_flags([5, 6], 100);
         let bits = rng.keep_bits([5, 6], 100);
         for k in 0..16 {
-            assert_eq!((m[k / 4] >> (8 * (k % 4) + 7)) & 1, ((bits >> k) & 1) as u32);
+            assert_eq!((m[k / 4] >> (8 * (k % 4) + 7)) & 1, ((!bits >> k) & 1) as u32);
+        }
+    }
+
+    /// The warp-level flag words of `Dropout::s_bits` / `st_bits` (each lane's call, the
+    /// exchange with lane `^ 4`, the merge) with the shuffle emulated: every drop flag a lane
+    /// reads through [`half_flags`] (bit 7) and [`pair_mask_selector`] (a `prmt` model) is the
+    /// negated keep bit of its element in the m16n8 accumulator layout of `S` and of `S^T`.
+    #[test]
+    fn lane_flag_words_match_the_mma_layout_of_s_and_s_transposed() {
+        // prmt.b32 in its default mode (nibble bit 3: replicate the selected byte's sign).
+        let prmt = |a: u32, b: u32, sel: u32| -> u32 {
+            let bytes = (b as u64) << 32 | a as u64;
+            (0..4).fold(0u32, |d, i| {
+                let nib = (sel >> (4 * i)) & 0xf;
+                let byte = ((bytes >> (8 * (nib & 7))) & 0xff) as u32;
+                let out = if nib & 8 != 0 {
+                    if byte & 0x80 != 0 {
+                        0xff
+                    } else {
+                        0
+                    }
+                } else {
+                    byte
+                };
+                d | out << (8 * i)
+            })
+        };
+        let rng = DropoutRng::new(0xfeed_beef_0123_4567, 5, 1, 2, 3);
+        let th = keep_threshold(0.3);
+        for (r16, c32) in [(0u32, 0u32), (48, 96), (16, 224)] {
+            for transposed in [false, true] {
+                let own_send = |lane: u32| {
+                    let odd = (lane / 4) % 2 == 1;
+                    if transposed {
+                        st_own_send(rng.drop_flags(st_lane_call(r16, c32, lane), th), odd)
+                    } else {
+                        s_own_send(rng.drop_flags(s_lane_call(r16, c32, lane), th), odd)
+                    }
+                };
+                for lane in 0..32u32 {
+                    let (g, t) = (lane / 4, lane % 4);
+                    let (own, _) = own_send(lane);
+                    let (_, other) = own_send(lane ^ 4);
+                    let words = [merge_flag_words(own[0], other[0]), merge_flag_words(own[1], other[1])];
+                    for sub in 0..2u32 {
+                        let aligned = [half_flags(words[0], g % 2, sub == 1), half_flags(words[1], g % 2, sub == 1)];
+                        for half in 0..2u32 {
+                            for ntpar in 0..2u32 {
+                                // The accumulator row is g + 8 half, its column 16 sub + 8 ntpar + 2t + e.
+                                let (row, col) = (r16 + g + 8 * half, c32 + 16 * sub + 8 * ntpar + 2 * t);
+                                let byte = if transposed { 2 * ntpar + half } else { 2 * half + ntpar };
+                                let mask = prmt(aligned[0], aligned[1], pair_mask_selector(byte));
+                                for e in 0..2u32 {
+                                    let kept = (aligned[e as usize] >> (8 * byte + 7)) & 1 == 0;
+                                    let keep = if transposed {
+                                        rng.keep(col + e, row, th) // S^T: (query, key) = (col, row)
+                                    } else {
+                                        rng.keep(row, col + e, th)
+                                    };
+                                    let what = (transposed, lane, sub, half, ntpar, e);
+                                    assert_eq!(kept, keep, "(transposed, lane, sub, half, ntpar, e) {what:?}");
+                                    let expected = if keep { 0 } else { 0xffff };
+                                    assert_eq!((mask >> (16 * e)) & 0xffff, expected, "prmt mask {what:?}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -328,6 +328,19 @@ pub fn thread_idx_x_reread() -> u32 {
     r
 }
 
+/// `prmt.b32 d, a, b, sel` (default mode): byte `i` of `d` is the byte of `{b, a}` (bytes 0-3 of
+/// `a`, 4-7 of `b`) that bits 0-2 of nibble `i` of `sel` pick; with the nibble's bit 3 set, that
+/// byte's sign bit replicated to all 8 bits (how a flag at bit 7 becomes a 0x00 / 0xff mask).
+#[inline(always)]
+pub fn prmt_b32(a: u32, b: u32, sel: u32) -> u32 {
+    let d: u32;
+    unsafe {
+        asm!("prmt.b32 {0}, {1}, {2}, {3};", out(reg32) d, in(reg32) a, in(reg32) b, in(reg32) sel,
+             options(pure, nomem, nostack))
+    };
+    d
+}
+
 /// `x` through an opaque (volatile) move: LLVM can neither hoist what is derived from it out of
 /// the loop that calls this nor fold it into a constant.
 #[inline(always)]
