@@ -372,29 +372,6 @@ fn wgmma_backward_masked_kernel(
     found
 }
 
-/// The plain wgmma dK/dV kernel with dropout (dropout the only mask, [`masks::dropout_only`]), as
-/// [`wgmma_backward_kernel`].
-fn wgmma_backward_dropout_kernel(
-    dtype: Dtype,
-    head_dim: usize,
-    causal: bool,
-) -> Option<(&'static str, WgmmaBackwardConfig)> {
-    let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
-    if mma_backward_masked_kernel(dtype, head_dim, 2)?.1.head_dim != padded {
-        return None;
-    }
-    let mut found = None;
-    macro_rules! row {
-        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
-            if Dtype::$dtype == dtype && $d == padded && $causal == causal {
-                found = Some((stringify!($name), WgmmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn }));
-            }
-        };
-    }
-    flashattn_kernels::for_each_wgmma_backward_dropout_kernel!(row);
-    found
-}
-
 /// The dK/dV kernel a backward call runs: its name, grid width (keys per CTA), threads and
 /// dynamic shared memory.
 struct DkdvLaunch {
@@ -413,17 +390,12 @@ fn dkdv_launch(
     opts: &AttentionOptions,
     masked: bool,
     mods: u32,
-    dropout_only: bool,
     compute_capability: (i32, i32),
 ) -> Result<DkdvLaunch> {
     let hopper = compute_capability == (9, 0);
     let wants_wgmma = matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::Wgmma);
     if wants_wgmma && hopper {
-        let plain_dropout =
-            if dropout_only { wgmma_backward_dropout_kernel(dtype, dims.head_dim, opts.causal) } else { None };
-        let wgmma = if plain_dropout.is_some() {
-            plain_dropout
-        } else if masked {
+        let wgmma = if masked {
             wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
         } else {
             wgmma_backward_kernel(dtype, dims.head_dim, opts.causal)
@@ -569,8 +541,7 @@ fn launch_backward<T: Element>(
     let (b, h, hkv) = (dims.batch as u32, dims.heads as u32, dims.heads_kv as u32);
     // Chosen before anything is launched, so that a call it rejects leaves the stream untouched.
     let dkdv = if uses_tensor_cores(opts) {
-        let dropout_only = masks::dropout_only(opts, inputs, varlen.is_some());
-        Some(dkdv_launch(dtype, &dims, opts, masked, mods, dropout_only, dev.compute_capability())?)
+        Some(dkdv_launch(dtype, &dims, opts, masked, mods, dev.compute_capability())?)
     } else {
         None
     };
@@ -657,13 +628,6 @@ mod tests {
                 assert_eq!(wgmma_backward_masked_kernel(dtype, d, 0).is_some(), expected, "masked d={d}");
                 assert_eq!(wgmma_backward_masked_kernel(dtype, d, 2).is_some(), expected, "dropout d={d}");
                 assert!(wgmma_backward_masked_kernel(dtype, d, 3).is_none());
-                // Dropout alone: the plain build with dropout at d = 128 without causal only.
-                let plain = wgmma_backward_dropout_kernel(dtype, d, false);
-                assert_eq!(plain.is_some(), (104..=128).contains(&d), "plain dropout d={d}");
-                if let Some((name, cfg)) = plain {
-                    assert!(cfg.is_valid() && name.contains("_dropout_") && !name.contains("masked"), "{name}");
-                }
-                assert!(wgmma_backward_dropout_kernel(dtype, d, true).is_none());
             }
             // The wgmma rows: exactly the head dims whose mma.sync row is instantiated at 64 or 128.
             for causal in [false, true] {

@@ -620,25 +620,6 @@ fn wgmma_masked_kernel(dtype: Dtype, head_dim: usize, dropout: bool) -> Option<(
     found
 }
 
-/// The plain wgmma forward with dropout (dropout the only mask, [`masks::dropout_only`]) for a
-/// head dim (padded to 64 or 128) and causal, and its configuration.
-fn wgmma_dropout_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&'static str, WgmmaForwardConfig)> {
-    let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
-    let mut found = None;
-    macro_rules! row {
-        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
-            if found.is_none() && Dtype::$dtype == dtype && $d == padded && $causal == causal {
-                found = Some((
-                    stringify!($name),
-                    WgmmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, pipelined: true },
-                ));
-            }
-        };
-    }
-    flashattn_kernels::for_each_wgmma_forward_dropout_kernel!(row);
-    found
-}
-
 #[allow(clippy::too_many_arguments)]
 fn launch_forward<T: Element>(
     q: &Tensor<T>,
@@ -661,16 +642,6 @@ fn launch_forward<T: Element>(
         match select_kernel(opts.kernel, dims.head_dim, short_causal(opts, dims.seqlen_q), masked, Some(cc))? {
             // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
             // Auto's choice only.)
-            ForwardKernel::TensorCore
-                if masked
-                    && opts.kernel == ForwardKernel::Auto
-                    && cc == (9, 0)
-                    && masks::dropout_only(opts, inputs, varlen.is_some())
-                    && wgmma_dropout_kernel(dtype, dims.head_dim, opts.causal).is_some() =>
-            {
-                let (name, cfg) = wgmma_dropout_kernel(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
-                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
-            }
             ForwardKernel::TensorCore
                 if masked
                     && opts.kernel == ForwardKernel::Auto
@@ -804,24 +775,6 @@ mod tests {
         assert_eq!(pick(128, false, None), ForwardKernel::TensorCore);
         // Masks run on the masked mma.sync builds, whatever the device.
         assert_eq!(select_kernel(ForwardKernel::Auto, 128, false, true, hopper).unwrap(), ForwardKernel::TensorCore);
-    }
-
-    /// Dropout alone runs the plain wgmma builds with dropout up to d = 128, causal or not.
-    #[test]
-    fn dropout_only_calls_have_plain_wgmma_rows_up_to_d128() {
-        for dtype in [Dtype::F16, Dtype::Bf16] {
-            for causal in [false, true] {
-                for d in (8..=256).step_by(8) {
-                    let row = wgmma_dropout_kernel(dtype, d, causal);
-                    assert_eq!(row.is_some(), d <= 128, "d={d} causal={causal}");
-                    if let Some((name, cfg)) = row {
-                        assert!(cfg.is_valid() && cfg.head_dim >= d && cfg.pipelined, "{name} {cfg:?}");
-                        assert!(name.contains("_dropout_") && !name.contains("masked"), "{name}");
-                        assert_eq!(name.ends_with("_causal"), causal, "{name}");
-                    }
-                }
-            }
-        }
     }
 
     #[test]

@@ -143,20 +143,6 @@ pub(crate) fn needs_masks(opts: &AttentionOptions, inputs: &MaskInputs, varlen: 
     options_need_masks(opts) || inputs.alibi_slopes.is_some() || inputs.block_mask.is_some() || varlen
 }
 
-/// Whether dropout is a call's only mask feature (causal aside): no window, softcap, ALiBi, block
-/// mask or packed batch. Such calls run the wgmma kernels' plain builds with dropout where a row
-/// exists (`for_each_wgmma_*_dropout_kernel`), without the masked builds' window and block-mask
-/// work.
-pub(crate) fn dropout_only(opts: &AttentionOptions, inputs: &MaskInputs, varlen: bool) -> bool {
-    opts.dropout_p > 0.0
-        && opts.window_left.is_none()
-        && opts.window_right.is_none()
-        && opts.softcap == 0.0
-        && inputs.alibi_slopes.is_none()
-        && inputs.block_mask.is_none()
-        && !varlen
-}
-
 /// The masked build (`MODS` bits of the kernel tables) that runs a call: 0 for windows, block
 /// masks and packed batches alone; 2 (`MODS_DROPOUT`) adds dropout on nearly the same tiles; 3
 /// adds softcap and ALiBi (smaller tiles; softcap or ALiBi without dropout run it too).

@@ -278,6 +278,7 @@ pub unsafe fn dkdv_wgmma<
         assert!(WgmmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN }.is_valid());
         assert!(BM / 2 <= MAX_S && D / 2 <= MAX_ACC && BM / 16 <= MAX_KQ);
         assert!(!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0);
+        assert!(MASKED || !DROPOUT);
     };
     let threads = cfg.threads();
     let tid = _thread_idx_x() as usize;

@@ -460,8 +460,7 @@ pub unsafe fn forward_wgmma<
         assert!(BN / 2 <= MAX_S && D / 2 <= MAX_O && BN / 16 <= MAX_KV);
         // Masked builds (windows, block masks, packed batches): pipelined, causal as a window.
         assert!(!MASKED || (PIPELINED && !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0));
-        // Dropout (masked or plain builds): the pipelined loop only.
-        assert!(!DROPOUT || PIPELINED);
+        assert!(MASKED || !DROPOUT);
     };
     let tid = _thread_idx_x() as usize;
     let wg = tid / 128; // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
@@ -475,10 +474,7 @@ pub unsafe fn forward_wgmma<
     // last, which sees them all. Rows are then usize values that wrap below 0 (release
     // arithmetic wraps; every use either casts to i64 or compares against n_q, which a wrapped
     // row exceeds).
-    // Dropout: a multiple of 16, so that every warp's 16 rows are the 16-row band of the
-    // dropout calls (`Dropout::s_bits`); the last tile may then keep up to 15 padding rows.
     let shift = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) as usize * BM - p.seqlen_q as usize } else { 0 };
-    let shift = if DROPOUT { shift / 16 * 16 } else { shift };
     let row0 = (m_block as usize * BM).wrapping_sub(shift);
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;

@@ -211,25 +211,6 @@ macro_rules! for_each_wgmma_forward_masked_kernel {
     };
 }
 
-/// The Hopper forward with dropout and no other mask (sm_90a PTX only): the plain build
-/// (`MASKED` false: causal and sequence ends only) with `DROPOUT`, `callback!(name, Dtype,
-/// head_dim, block_m, block_n, causal)`. Dropout is issue-bound on the ALUs, and the masked
-/// build's loop carries the window and block-mask work as well (1422 against 1073 instructions
-/// per block at d = 128). d = 64 takes 128-row tiles (the 192-row build has no registers left).
-#[macro_export]
-macro_rules! for_each_wgmma_forward_dropout_kernel {
-    ($m:ident) => {
-        $m!(flash_fwd_wgmma_dropout_f16_d64, F16, 64, 128, 128, false);
-        $m!(flash_fwd_wgmma_dropout_f16_d64_causal, F16, 64, 128, 128, true);
-        $m!(flash_fwd_wgmma_dropout_bf16_d64, Bf16, 64, 128, 128, false);
-        $m!(flash_fwd_wgmma_dropout_bf16_d64_causal, Bf16, 64, 128, 128, true);
-        $m!(flash_fwd_wgmma_dropout_f16_d128, F16, 128, 128, 128, false);
-        $m!(flash_fwd_wgmma_dropout_f16_d128_causal, F16, 128, 128, 128, true);
-        $m!(flash_fwd_wgmma_dropout_bf16_d128, Bf16, 128, 128, 128, false);
-        $m!(flash_fwd_wgmma_dropout_bf16_d128_causal, Bf16, 128, 128, 128, true);
-    };
-}
-
 /// The scalar backward: `callback!(name, Dq | Dv | Dk, Dtype, head_dim, causal)`.
 #[macro_export]
 macro_rules! for_each_scalar_backward_kernel {
@@ -359,19 +340,6 @@ macro_rules! for_each_wgmma_backward_masked_kernel {
         $m!(flash_bwd_dkdv_wgmma_masked_dropout_bf16_d64, Bf16, 64, 128, 128, true);
         $m!(flash_bwd_dkdv_wgmma_masked_dropout_f16_d128, F16, 128, 64, 128, true);
         $m!(flash_bwd_dkdv_wgmma_masked_dropout_bf16_d128, Bf16, 128, 64, 128, true);
-    };
-}
-
-/// The Hopper dK/dV kernel with dropout and no other mask (sm_90a PTX only), as
-/// [`for_each_wgmma_forward_dropout_kernel`]: `callback!(name, Dtype, head_dim, block_m,
-/// block_n, causal)`, the tiles of the plain rows. d = 128 without causal only: the plain
-/// builds spill with dropout at d = 64 (48 bytes) and causal d = 128 (24 bytes), which keep the
-/// masked build (causal as a window).
-#[macro_export]
-macro_rules! for_each_wgmma_backward_dropout_kernel {
-    ($m:ident) => {
-        $m!(flash_bwd_dkdv_wgmma_dropout_f16_d128, F16, 128, 64, 128, false);
-        $m!(flash_bwd_dkdv_wgmma_dropout_bf16_d128, Bf16, 128, 64, 128, false);
     };
 }
 
