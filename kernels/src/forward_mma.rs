@@ -222,62 +222,39 @@ pub unsafe fn forward_mma<
             }
         }
 
-        // Causal: whether some row of this warp sees the second half of this block's keys. On
-        // the diagonal block the warps of the first half of the rows do not: they skip the MMAs
-        // of those keys (Q K^T and P V), whose scores the mask sets to -inf and whose weights
-        // are then exactly 0, so nothing changes but the work (a quarter of a diagonal block's
-        // MMAs). Halves, each its own loop behind one branch: a test per 16 keys inside the
-        // k-loop made the d = 64 build spill 80 bytes; so did splitting Q K^T at all at d = 64
-        // (12 bytes, at 255 registers), which there splits P V only; the sm_80 build spilled
-        // (44 bytes at d = 64) with P V split alone, so it keeps one loop each.
-        let warp_first_row = row0 + warp_row;
-        let split = CAUSAL && !MASKED && cfg!(flashattn_sm90a);
-        let upper_half =
-            !split || (warp_first_row + 16 * MT) as i64 - 1 + n_k as i64 - n_q as i64 >= (col0 + BN / 2) as i64;
-
-        // S = Q K_j^T, keys [16 np_lo, 16 np_hi) of the block.
+        // S = Q K_j^T
         let mut s = [[[0.0f32; 4]; MAX_NT]; MAX_MT];
         let k_stage = k_s + stage * stage_bytes + k_lane_off;
-        let qk = #[inline(always)]
-        |s: &mut [[[f32; 4]; MAX_NT]; MAX_MT], np_lo: usize, np_hi: usize| {
-            let mut kk = 0;
-            while kk < kt_q {
-                let mut a = [[0u32; 4]; MAX_MT];
+        let mut kk = 0;
+        while kk < kt_q {
+            let mut a = [[0u32; 4]; MAX_MT];
+            let mut mt = 0;
+            while mt < MT {
+                a[mt] = if Q_IN_REGS {
+                    q_frag[mt * MAX_KT + kk]
+                } else {
+                    ldmatrix_x4(q_s + ((warp_row + 16 * mt) * pitch) as u32 + a_lane_off + (kk * 32) as u32)
+                };
+                mt += 1;
+            }
+            let mut np = 0;
+            while np < nt_s / 2 {
+                // Two n-tiles (keys 16np .. 16np+15) x one k-step (16 columns).
+                let kb = ldmatrix_x4(k_stage + (16 * np * pitch) as u32 + (kk * 32) as u32);
                 let mut mt = 0;
                 while mt < MT {
-                    a[mt] = if Q_IN_REGS {
-                        q_frag[mt * MAX_KT + kk]
-                    } else {
-                        ldmatrix_x4(q_s + ((warp_row + 16 * mt) * pitch) as u32 + a_lane_off + (kk * 32) as u32)
-                    };
+                    E::mma(&mut s[mt][2 * np], a[mt], [kb[0], kb[1]]);
+                    E::mma(&mut s[mt][2 * np + 1], a[mt], [kb[2], kb[3]]);
                     mt += 1;
                 }
-                let mut np = np_lo;
-                while np < np_hi {
-                    // Two n-tiles (keys 16np .. 16np+15) x one k-step (16 columns).
-                    let kb = ldmatrix_x4(k_stage + (16 * np * pitch) as u32 + (kk * 32) as u32);
-                    let mut mt = 0;
-                    while mt < MT {
-                        E::mma(&mut s[mt][2 * np], a[mt], [kb[0], kb[1]]);
-                        E::mma(&mut s[mt][2 * np + 1], a[mt], [kb[2], kb[3]]);
-                        mt += 1;
-                    }
-                    np += 1;
-                }
-                kk += 1;
+                np += 1;
             }
-        };
-        if split && D > 64 {
-            qk(&mut s, 0, nt_s / 4);
-            if upper_half {
-                qk(&mut s, nt_s / 4, nt_s / 2);
-            }
-        } else {
-            qk(&mut s, 0, nt_s / 2);
+            kk += 1;
         }
 
         // Mask, only where this block crosses the sequence end or (causal) the diagonal of
         // some row of this warp.
+        let warp_first_row = row0 + warp_row;
         if MASKED {
             let warp_rows = (warp_first_row, warp_first_row + 16 * MT);
             let modifies = MODS & MODS_SCORES != 0 && rules.modifies();
@@ -466,32 +443,21 @@ pub unsafe fn forward_mma<
 
         // O += P V_j
         let v_stage = v_s + stage * stage_bytes + v_lane_off;
-        let pv = #[inline(always)]
-        |acc_o: &mut [[[f32; 4]; MAX_DT]; MAX_MT], kk_lo: usize, kk_hi: usize| {
-            let mut kk = kk_lo;
-            while kk < kk_hi {
-                let mut dp = 0;
-                while dp < dt_o / 2 {
-                    // Keys 16kk .. 16kk+15 x dims 16dp .. 16dp+15: B fragments of two O n-tiles.
-                    let vb = ldmatrix_x4_trans(v_stage + (16 * kk * pitch) as u32 + (dp * 32) as u32);
-                    let mut mt = 0;
-                    while mt < MT {
-                        E::mma(&mut acc_o[mt][2 * dp], p_frag[mt][kk], [vb[0], vb[1]]);
-                        E::mma(&mut acc_o[mt][2 * dp + 1], p_frag[mt][kk], [vb[2], vb[3]]);
-                        mt += 1;
-                    }
-                    dp += 1;
+        let mut kk = 0;
+        while kk < kt_v {
+            let mut dp = 0;
+            while dp < dt_o / 2 {
+                // Keys 16kk .. 16kk+15 x dims 16dp .. 16dp+15: B fragments of two O n-tiles.
+                let vb = ldmatrix_x4_trans(v_stage + (16 * kk * pitch) as u32 + (dp * 32) as u32);
+                let mut mt = 0;
+                while mt < MT {
+                    E::mma(&mut acc_o[mt][2 * dp], p_frag[mt][kk], [vb[0], vb[1]]);
+                    E::mma(&mut acc_o[mt][2 * dp + 1], p_frag[mt][kk], [vb[2], vb[3]]);
+                    mt += 1;
                 }
-                kk += 1;
+                dp += 1;
             }
-        };
-        if split {
-            pv(&mut acc_o, 0, kt_v / 2);
-            if upper_half {
-                pv(&mut acc_o, kt_v / 2, kt_v);
-            }
-        } else {
-            pv(&mut acc_o, 0, kt_v);
+            kk += 1;
         }
         j = next_block(j);
         iteration += 1;

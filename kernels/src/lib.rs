@@ -20,7 +20,7 @@
 #![no_std]
 #![cfg_attr(
     target_arch = "nvptx64",
-    feature(abi_ptx, stdarch_nvptx, asm_experimental_arch, core_intrinsics, stmt_expr_attributes),
+    feature(abi_ptx, stdarch_nvptx, asm_experimental_arch, core_intrinsics),
     allow(internal_features)
 )]
 
