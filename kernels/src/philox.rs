@@ -230,7 +230,7 @@ pub fn half_flags(merged: u32, odd: u32, upper: bool) -> u32 {
 /// `{b, a}`, nibble bit 3 replicates that byte's sign bit).
 #[inline(always)]
 pub const fn pair_mask_selector(byte: u32) -> u32 {
-    (0x8 | byte) * 0x11 | ((0xc | byte) * 0x11) << 8
+    ((0x8 | byte) * 0x11) | (((0xc | byte) * 0x11) << 8)
 }
 
 /// The dropout random stream of one (batch, head): the key and counter words 2-3 fixed, so a
