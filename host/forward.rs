@@ -323,7 +323,7 @@ pub fn validate_inputs<T: Element>(
     check_masked_kernel(opts, masks::options_need_masks(opts))?;
     let cc = q.device().compute_capability();
     if matches!(
-        select_kernel(opts.kernel, dims.head_dim, short_causal(opts, dims.seqlen_q), false, Some(cc))?,
+        select_kernel(opts.kernel, dims.head_dim, few_rows(opts, dims.seqlen_q), false, Some(cc))?,
         ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }
     ) {
         let (major, minor) = cc;
@@ -368,28 +368,31 @@ pub fn tensor_core_supports(head_dim: usize) -> bool {
     head_dim % 8 == 0 && (8..=MmaForwardConfig::MAX_HEAD_DIM).contains(&head_dim)
 }
 
-/// Causal with at most 1k query rows: at d <= 64, where the 192-row wgmma tiles (one
-/// 384-thread CTA per SM, so nothing hides a CTA's prologue) lose to mma.sync (call `s5c3`,
-/// causal d = 64 at N = 1k: 0.338 against 0.326 ms; at 2k they win, 0.511 ms against 0.551 for
-/// mma.sync in `s5c2`).
-fn short_causal(opts: &AttentionOptions, seqlen_q: usize) -> bool {
-    opts.causal && seqlen_q <= 1024
+/// Few query rows for the 192-row wgmma tiles at d <= 64: causal up to 1k rows, otherwise up
+/// to 512. There `Auto` runs 64-row wgmma tiles (one warpgroup, 128 threads, 73 KB of shared
+/// memory: three CTAs per SM, which hide each other's prologue, where one 384-thread CTA of the
+/// 192-row tiles hides nothing). Call `s6c6` (d = 64, bf16): causal N = 1k 0.306 ms against
+/// 0.323-0.325 on mma.sync (1.05x against 0.99x FA2), N = 512 0.200 against 0.211; non-causal
+/// N = 512 0.251-0.255 against 0.275-0.277 on the 192-row tiles; level at causal 2k and
+/// non-causal 1k, behind from there (e.g. causal 4k 0.94 against 0.88 ms).
+fn few_rows(opts: &AttentionOptions, seqlen_q: usize) -> bool {
+    seqlen_q <= if opts.causal { 1024 } else { 512 }
 }
 
 /// The kernel family that runs a call. What `Auto` runs, per device (H100, bf16, peers in the
 /// same device call): on compute capability 9.0, the wgmma kernel for head dims that pad to 128
 /// (1.04-1.23x PyTorch's FA2 from N = 1k, against 0.92-0.98x for the mma.sync kernel) and, for
 /// head dims up to 64, its 192-row tiles (non-causal: 1.02-1.30x FA2 from N = 1k, against
-/// 0.97-1.04x for mma.sync; the 128-row wgmma tiles lose at d = 64: 0.80-0.97x; causal from
-/// 2k rows, see [`short_causal`]); for head dims 200..=256 the wgmma d = 256 build (1.07-1.56x
-/// FA2, call `s5c7`); the mma.sync kernel everywhere else.
+/// 0.97-1.04x for mma.sync; the 128-row wgmma tiles lose at d = 64: 0.80-0.97x), or its 64-row
+/// tiles for few query rows (see [`few_rows`]); for head dims 200..=256 the wgmma d = 256 build
+/// (1.07-1.56x FA2, call `s5c7`); the mma.sync kernel everywhere else.
 /// `compute_capability` None: a shape-only check, which any of them passes.
-/// `short_causal`: see [`short_causal`].
+/// `few_rows`: see [`few_rows`].
 /// `masked`: the call needs the masked builds, which only the mma.sync kernel has.
 fn select_kernel(
     choice: ForwardKernel,
     head_dim: usize,
-    short_causal: bool,
+    few_rows: bool,
     masked: bool,
     compute_capability: Option<(i32, i32)>,
 ) -> Result<ForwardKernel> {
@@ -399,8 +402,9 @@ fn select_kernel(
         ForwardKernel::Auto if hopper && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(128) => {
             Ok(ForwardKernel::Wgmma)
         }
-        ForwardKernel::Auto if hopper && !short_causal && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(64) => {
-            Ok(ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true })
+        ForwardKernel::Auto if hopper && WgmmaForwardConfig::padded_head_dim(head_dim) == Some(64) => {
+            let block_m = if few_rows { 64 } else { 192 };
+            Ok(ForwardKernel::WgmmaConfig { block_m, block_n: 128, pipelined: true })
         }
         // Head dims 200..=256: padding to 256 costs at most 28% more MMA work (below that the
         // mma.sync d160 / d192 builds pad less).
@@ -639,7 +643,7 @@ fn launch_forward<T: Element>(
     let cc = q.device().compute_capability();
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
     let (name, threads, block_m, smem) =
-        match select_kernel(opts.kernel, dims.head_dim, short_causal(opts, dims.seqlen_q), masked, Some(cc))? {
+        match select_kernel(opts.kernel, dims.head_dim, few_rows(opts, dims.seqlen_q), masked, Some(cc))? {
             // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
             // Auto's choice only.)
             ForwardKernel::TensorCore
@@ -737,7 +741,7 @@ pub fn check_supported<T: Element>(q_shape: &[usize], opts: &AttentionOptions) -
     }
     opts.check_masks()?;
     check_masked_kernel(opts, masks::options_need_masks(opts))?;
-    select_kernel(opts.kernel, q_shape[3], short_causal(opts, q_shape[1]), masks::options_need_masks(opts), None)
+    select_kernel(opts.kernel, q_shape[3], few_rows(opts, q_shape[1]), masks::options_need_masks(opts), None)
         .map(|_| ())
 }
 
@@ -761,12 +765,16 @@ mod tests {
     #[test]
     fn auto_picks_wgmma_only_on_sm90() {
         let hopper = Some((9, 0));
-        let pick = |d, short_causal, cc| select_kernel(ForwardKernel::Auto, d, short_causal, false, cc).unwrap();
+        let pick = |d, few_rows, cc| select_kernel(ForwardKernel::Auto, d, few_rows, false, cc).unwrap();
         assert_eq!(pick(128, true, hopper), ForwardKernel::Wgmma);
+        // d <= 64: the 192-row tiles, the 64-row ones for few query rows (see `few_rows`).
         assert_eq!(pick(64, false, hopper), ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true });
-        // Causal d <= 64: the 192-row tiles from 2k query rows, mma.sync below (see `short_causal`).
-        assert_eq!(pick(64, false, hopper), ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true });
-        assert_eq!(pick(64, true, hopper), ForwardKernel::TensorCore);
+        assert_eq!(pick(40, false, hopper), ForwardKernel::WgmmaConfig { block_m: 192, block_n: 128, pipelined: true });
+        assert_eq!(pick(64, true, hopper), ForwardKernel::WgmmaConfig { block_m: 64, block_n: 128, pipelined: true });
+        let causal = AttentionOptions { causal: true, ..Default::default() };
+        let plain = AttentionOptions::default();
+        assert!(few_rows(&causal, 1024) && !few_rows(&causal, 1025) && few_rows(&plain, 512) && !few_rows(&plain, 513));
+        assert_eq!(pick(64, true, Some((8, 0))), ForwardKernel::TensorCore);
         assert_eq!(pick(256, false, hopper), ForwardKernel::Wgmma);
         assert_eq!(pick(200, true, hopper), ForwardKernel::Wgmma);
         assert_eq!(pick(192, false, hopper), ForwardKernel::TensorCore);

@@ -184,6 +184,12 @@ macro_rules! for_each_wgmma_forward_kernel {
         $m!(flash_fwd_wgmma_bf16_d64_m192, Bf16, 64, 192, 128, true, false);
         $m!(flash_fwd_wgmma_f16_d64_m192_causal, F16, 64, 192, 128, true, true);
         $m!(flash_fwd_wgmma_bf16_d64_m192_causal, Bf16, 64, 192, 128, true, true);
+        // d = 64 with 1 warpgroup (64-row tiles): 128 threads and 73 KB, so two CTAs per SM
+        // hide each other's prologue (candidate for short causal sequences).
+        $m!(flash_fwd_wgmma_f16_d64_m64, F16, 64, 64, 128, true, false);
+        $m!(flash_fwd_wgmma_bf16_d64_m64, Bf16, 64, 64, 128, true, false);
+        $m!(flash_fwd_wgmma_f16_d64_m64_causal, F16, 64, 64, 128, true, true);
+        $m!(flash_fwd_wgmma_bf16_d64_m64_causal, Bf16, 64, 64, 128, true, true);
         $m!(flash_fwd_wgmma_f16_d64_serial, F16, 64, 128, 128, false, false);
         $m!(flash_fwd_wgmma_f16_d64_serial_causal, F16, 64, 128, 128, false, true);
         $m!(flash_fwd_wgmma_bf16_d64_serial, Bf16, 64, 128, 128, false, false);
