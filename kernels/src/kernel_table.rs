@@ -155,11 +155,12 @@ macro_rules! for_each_mma_forward_masked_kernel {
 /// the `_serial` rows (no intra-warpgroup overlap, the simplest schedule) are selected with
 /// `ForwardKernel::WgmmaConfig`.
 ///
-/// Why these tiles (not measured yet, FlashAttention-3's choices as the starting point):
-/// 128 x 128 with 2 warpgroups at both head dims (d = 64: FlashAttention-3 uses 192 x 128, a
-/// candidate row below; at 162-168 registers 128 x 128 runs one CTA per SM). At d = 128, S (64 f32) + O (64 f32) + P
-/// (32 u32) per thread need ~200 registers: 2 warpgroups (256 threads) leave 255 each, 3 would
-/// leave 168. Shared memory: d = 128 takes 161 KB (one CTA per SM), d = 64 81 KB (two per SM).
+/// Why these tiles (FlashAttention-3's choices as the starting point, then measured): 128 x 128
+/// with 2 warpgroups at d = 128 (S (64 f32) + O (64 f32) + P (32 u32) per thread need ~200
+/// registers: 2 warpgroups leave 255 each, 3 would leave 168; 161 KB of shared memory, one CTA
+/// per SM). At d = 64 `Auto` runs the 192 x 128 rows (3 warpgroups, FlashAttention-3's tiles)
+/// and, for few query rows, the 64 x 128 rows (see their comments); the 128 x 128 rows lose
+/// there (0.80-0.97x FA2, session 4).
 #[macro_export]
 macro_rules! for_each_wgmma_forward_kernel {
     ($m:ident) => {
