@@ -154,7 +154,7 @@ fn shfl_xor_reads_the_butterfly_partner() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn prmt_picks_and_sign_replicates_bytes() {
-    use flashattn_kernels::philox::pair_mask_selector;
+    use flashattn_kernels::philox::{pair_mask_selector, prmt_model};
     let dev = device();
     let s = dev.stream();
     let f = dev.load_kernel("test_prmt", 0).unwrap();
@@ -168,13 +168,7 @@ fn prmt_picks_and_sign_replicates_bytes() {
     unsafe { builder.launch(one_warp(0)) }.unwrap();
     let out = s.clone_dtoh(&d_out).unwrap();
     for l in 0..32u32 {
-        let bytes = ((b ^ l) as u64) << 32 | a.wrapping_add(l) as u64;
-        let expected = (0..4).fold(0u32, |d, i| {
-            let nib = (sel[l as usize] >> (4 * i)) & 0xf;
-            let byte = ((bytes >> (8 * (nib & 7))) & 0xff) as u32;
-            let v = if nib & 8 != 0 { (byte >> 7) * 0xff } else { byte };
-            d | v << (8 * i)
-        });
+        let expected = prmt_model(a.wrapping_add(l), b ^ l, sel[l as usize]);
         assert_eq!(out[l as usize], expected, "lane {l} selector {:04x}", sel[l as usize]);
     }
 }

@@ -5,8 +5,9 @@
 //! count for every kept block (call `s5c8`: the masked kernel ran 4% more instructions than the
 //! plain one but 13% longer, with more fixed-latency stalls). Only `d` stays live: the reciprocal
 //! is one MUFU op at each use (`rcp.approx`, within 1 ulp); a divider kept in registers across
-//! the loop (and this division in `block_of` of every build) made those kernels spill. Compiled for the host too, where
-//! `tests/fast_div.rs` checks it against `/` and `%` with reciprocals 1 ulp off either way.
+//! the loop (and this division in `block_of` of every build) made those kernels spill. Compiled
+//! for the host too, where `tests/fast_div.rs` checks it against `/` and `%` with reciprocals 1
+//! ulp off either way.
 
 /// Below this, for both `n` and `d`, `trunc(n * inv)` in f32 with `inv` within 1 ulp of `1 / d`
 /// is `n / d` or one less: the relative error of the product (< 1.5 * 2^-23) stays below

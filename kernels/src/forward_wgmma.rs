@@ -389,8 +389,8 @@ pub(crate) fn pack_p<E: WgmmaElement, const BN: usize>(s: &[f32; MAX_S]) -> [[u3
 /// flags (0xffff per dropped value): one `prmt` and one LOP3 per two weights, where a test and
 /// an FSEL per weight cost four. `drop[kp]` holds the flags of keys `32 kp..`
 /// ([`Dropout::s_bits`]; `TRANSPOSED`: of queries, [`Dropout::st_bits`], for the backward's
-/// P^T); `odd = g % 2`. The 1 / keep-probability
-/// rescale is left to the caller (folded into the output scale).
+/// P^T); `odd = g % 2`. The 1 / keep-probability rescale is left to the caller (folded into the
+/// output scale).
 #[inline(always)]
 pub(crate) fn drop_packed<const BN: usize, const TRANSPOSED: bool, const N: usize>(
     p_frag: &mut [[u32; 4]; MAX_KV],
@@ -549,8 +549,8 @@ pub unsafe fn forward_wgmma<
     let mut st = RowState { acc_o: [0.0; MAX_O], row_max: [f32::NEG_INFINITY; 2], row_sum: [0.0; 2] };
     if PIPELINED {
         // A warpgroup with no row of the sequence (past its end in the last tile of a sequence
-        // that does not fill it; causal: before its start) runs the loop's copies and barriers only, leaving the tensor cores to
-        // the others. (The choice is made once, above the loop: a branch around the MMAs inside
+        // that does not fill it; causal: before its start) runs the loop's copies and barriers
+        // only, leaving the tensor cores to the others. (The choice is made once, above the loop: a branch around the MMAs inside
         // it made ptxas serialise every wgmma.)
         // (Signed: a shifted causal tile's first rows are negative, see `shift`.)
         let wg_first = row0.wrapping_add(wg * 64) as isize;

@@ -307,11 +307,10 @@ impl Dropout {
     /// Drop flags (set: dropped) of this lane's elements of `S` (rows = queries) in the 16 rows
     /// from `row16` and the 32 keys from `col32` (multiples of 16 and 32), in the m16n8
     /// accumulator layout: element `e` (column parity) of row `g + 8 half`, key `16 sub + 8 ntpar +
-    /// 2 t + e` is bit 7 of byte
-    /// `2 half + ntpar` of [`half_flags`]`(words[e], g % 2, sub == 1)`. One Philox call per lane:
-    /// lanes `g` and `g ^ 1` compute the calls of the two 16-key halves and swap the words the
-    /// other needs (the row-parity pair; see the `philox` module), merged into one word per
-    /// column parity ([`merge_flag_words`]). Whole warp.
+    /// 2 t + e` is bit 7 of byte `2 half + ntpar` of [`half_flags`]`(words[e], g % 2, sub == 1)`.
+    /// One Philox call per lane: lanes `g` and `g ^ 1` compute the calls of the two 16-key halves
+    /// and swap the words the other needs (the row-parity pair; see the `philox` module), merged
+    /// into one word per column parity ([`merge_flag_words`]). Whole warp.
     #[inline(always)]
     pub unsafe fn s_bits(&self, row16: usize, col32: usize, lane: usize) -> [u32; 2] {
         let m = self.rng.drop_flags(s_lane_call(row16 as u32, col32 as u32, lane as u32), self.threshold as u8);

@@ -160,13 +160,6 @@ pub fn drop_flags_word(word: u32, threshold: u8) -> u32 {
     (word & c) | (word & low_sum) | (c & low_sum)
 }
 
-/// Keep flags with the other bits cleared: bit `8 k + 7` is set iff byte `k <= threshold`, all
-/// other bits clear ([`drop_flags_word`] negated).
-#[inline(always)]
-pub fn keep_mask_word(word: u32, threshold: u8) -> u32 {
-    !drop_flags_word(word, threshold) & 0x8080_8080
-}
-
 /// Counter words 0 and 1 of the call lane `lane` makes for the 16 rows of `S` (rows = queries)
 /// from `row16` and the 32 keys from `col32` (multiples of 16 and 32): lanes `g` (`lane / 4`)
 /// and `g ^ 1` share a call's rows, the even one takes keys `col32..+16`, the odd one the 16
@@ -208,8 +201,8 @@ pub fn st_own_send(m: [u32; 4], odd: bool) -> ([u32; 2], [u32; 2]) {
     }
 }
 
-/// One word of a lane's (drop) flags for 32 columns: bit 7 of each byte is the flag from this lane's own
-/// call, bit 6 the partner's (bits 0-5 are left over). One shift and one LOP3.
+/// One word of a lane's (drop) flags for 32 columns: bit 7 of each byte is the flag from this
+/// lane's own call, bit 6 the partner's (bits 0-5 are left over). One shift and one LOP3.
 #[inline(always)]
 pub fn merge_flag_words(own: u32, other: u32) -> u32 {
     (own & 0x8080_8080) | ((other >> 1) & 0x7f7f_7f7f)
@@ -226,11 +219,27 @@ pub fn half_flags(merged: u32, odd: u32, upper: bool) -> u32 {
 
 /// The `prmt.b32` selector that turns two flag words ([`half_flags`]) into a mask of a packed
 /// pair of 16-bit values: the low half `0xffff` iff bit 7 of byte `byte` of the first word is
-/// set, the high half likewise from the second word (for drop flags: the values to clear) (selector nibbles 0-2 pick a byte of
-/// `{b, a}`, nibble bit 3 replicates that byte's sign bit).
+/// set, the high half likewise from the second word (for drop flags: the values to clear).
+/// Selector nibbles 0-2 pick a byte of `{b, a}`, nibble bit 3 replicates that byte's sign bit
+/// ([`prmt_model`]).
 #[inline(always)]
 pub const fn pair_mask_selector(byte: u32) -> u32 {
     ((0x8 | byte) * 0x11) | (((0xc | byte) * 0x11) << 8)
+}
+
+/// What `prmt.b32 d, a, b, sel` computes in its default mode, on the host: byte `i` of `d` is
+/// the byte of `{b, a}` (bytes 0-3 of `a`, 4-7 of `b`) that bits 0-2 of nibble `i` of `sel`
+/// pick, or, with the nibble's bit 3 set, that byte's sign bit replicated. The reference of the
+/// instruction's GPU test and of the host test of [`pair_mask_selector`].
+#[cfg(not(target_arch = "nvptx64"))]
+pub fn prmt_model(a: u32, b: u32, sel: u32) -> u32 {
+    let bytes = (b as u64) << 32 | a as u64;
+    (0..4).fold(0u32, |d, i| {
+        let nib = (sel >> (4 * i)) & 0xf;
+        let byte = ((bytes >> (8 * (nib & 7))) & 0xff) as u32;
+        let v = if nib & 8 != 0 { (byte >> 7) * 0xff } else { byte };
+        d | v << (8 * i)
+    })
 }
 
 /// The dropout random stream of one (batch, head): the key and counter words 2-3 fixed, so a
@@ -396,7 +405,7 @@ mod tests {
     }
 
     #[test]
-    fn keep_mask_word_is_the_bytewise_compare() {
+    fn drop_flags_word_is_the_bytewise_compare() {
         let mut rng = 0x1234_5678u32;
         for t in 0..=255u8 {
             for _ in 0..64 {
@@ -405,11 +414,11 @@ mod tests {
                 let word = if rng % 3 == 0 { (t as u32).wrapping_mul(0x0100_0101) ^ (rng & 0x0101_0000) } else { rng };
                 let mut expected = 0;
                 for k in 0..4 {
-                    if (word >> (8 * k)) & 0xff <= t as u32 {
+                    if (word >> (8 * k)) & 0xff > t as u32 {
                         expected |= 0x80 << (8 * k);
                     }
                 }
-                assert_eq!(keep_mask_word(word, t), expected, "word {word:08x} threshold {t}");
+                assert_eq!(drop_flags_word(word, t) & 0x8080_8080, expected, "word {word:08x} threshold {t}");
             }
         }
         let rng = DropoutRng::new(3, 4, 0, 1, 2);
@@ -422,28 +431,10 @@ mod tests {
 
     /// The warp-level flag words of `Dropout::s_bits` / `st_bits` (each lane's call, the
     /// exchange with lane `^ 4`, the merge) with the shuffle emulated: every drop flag a lane
-    /// reads through [`half_flags`] (bit 7) and [`pair_mask_selector`] (a `prmt` model) is the
+    /// reads through [`half_flags`] (bit 7) and [`pair_mask_selector`] ([`prmt_model`]) is the
     /// negated keep bit of its element in the m16n8 accumulator layout of `S` and of `S^T`.
     #[test]
     fn lane_flag_words_match_the_mma_layout_of_s_and_s_transposed() {
-        // prmt.b32 in its default mode (nibble bit 3: replicate the selected byte's sign).
-        let prmt = |a: u32, b: u32, sel: u32| -> u32 {
-            let bytes = (b as u64) << 32 | a as u64;
-            (0..4).fold(0u32, |d, i| {
-                let nib = (sel >> (4 * i)) & 0xf;
-                let byte = ((bytes >> (8 * (nib & 7))) & 0xff) as u32;
-                let out = if nib & 8 != 0 {
-                    if byte & 0x80 != 0 {
-                        0xff
-                    } else {
-                        0
-                    }
-                } else {
-                    byte
-                };
-                d | out << (8 * i)
-            })
-        };
         let rng = DropoutRng::new(0xfeed_beef_0123_4567, 5, 1, 2, 3);
         let th = keep_threshold(0.3);
         for (r16, c32) in [(0u32, 0u32), (48, 96), (16, 224)] {
@@ -468,7 +459,7 @@ mod tests {
                                 // The accumulator row is g + 8 half, its column 16 sub + 8 ntpar + 2t + e.
                                 let (row, col) = (r16 + g + 8 * half, c32 + 16 * sub + 8 * ntpar + 2 * t);
                                 let byte = if transposed { 2 * ntpar + half } else { 2 * half + ntpar };
-                                let mask = prmt(aligned[0], aligned[1], pair_mask_selector(byte));
+                                let mask = prmt_model(aligned[0], aligned[1], pair_mask_selector(byte));
                                 for e in 0..2u32 {
                                     let kept = (aligned[e as usize] >> (8 * byte + 7)) & 1 == 0;
                                     let keep = if transposed {
