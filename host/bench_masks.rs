@@ -12,7 +12,7 @@ use crate::masks::{MaskInputs, VarlenBatch, BLOCK_MASK_SIZE};
 use crate::runtime::Device;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
-use crate::{backward_masked, backward_varlen, forward_masked, forward_varlen, AttentionOptions};
+use crate::{backward_masked, backward_varlen, forward_masked, forward_varlen, AttentionOptions, ForwardKernel};
 
 /// One variant of a masked benchmark: its label, options and tensor inputs.
 struct Variant<'a> {
@@ -42,6 +42,12 @@ fn time_variants(dev: &Device, dims: Shape, variants: &[Variant], budget_ms: f64
         let flops = forward_flops(&dims, v.opts.causal) * v.density;
         let (o, lse) = forward_masked(&x.q, &x.k, &x.v, &v.inputs, &v.opts)?;
         let fwd = time_ms(dev, || forward_masked(&x.q, &x.k, &x.v, &v.inputs, &v.opts).map(drop), budget_ms, 3, 100)?;
+        rows.push(row("fwd", &v.label, &dims, v.opts.causal, fwd, flops));
+        // Forward tiles (`WgmmaConfig`) are a forward-only variant: its backward is Auto's.
+        if matches!(v.opts.kernel, ForwardKernel::WgmmaConfig { .. }) {
+            eprintln!("  {:<28} {:?} fwd {fwd:8.3} ms", v.label, (dims.seqlen_q, dims.head_dim));
+            continue;
+        }
         let bwd = time_ms(
             dev,
             || backward_masked(&x.q, &x.k, &x.v, &o, &lse, &x.d_o, &v.inputs, &v.opts).map(drop),
@@ -49,7 +55,6 @@ fn time_variants(dev: &Device, dims: Shape, variants: &[Variant], budget_ms: f64
             3,
             100,
         )?;
-        rows.push(row("fwd", &v.label, &dims, v.opts.causal, fwd, flops));
         rows.push(row("bwd", &v.label, &dims, v.opts.causal, bwd, 2.5 * flops));
         eprintln!("  {:<28} {:?} fwd {fwd:8.3} ms  bwd {bwd:8.3} ms", v.label, (dims.seqlen_q, dims.head_dim));
     }
@@ -103,6 +108,23 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64) -> Result<Vec<Be
                 Variant {
                     label: "flash-dropout-0.1".into(),
                     opts: AttentionOptions { dropout_p: 0.1, dropout_seed: 1, ..Default::default() },
+                    inputs: Default::default(),
+                    density: 1.0,
+                },
+                // The same dropout on the masked wgmma tiles `Auto` does not take (d = 64: 128
+                // rows; d = 128: 64 x 64), forward only.
+                Variant {
+                    label: "flash-dropout-0.1-other-tiles".into(),
+                    opts: AttentionOptions {
+                        dropout_p: 0.1,
+                        dropout_seed: 1,
+                        kernel: ForwardKernel::WgmmaConfig {
+                            block_m: if d == 64 { 128 } else { 64 },
+                            block_n: if d == 64 { 128 } else { 64 },
+                            pipelined: true,
+                        },
+                        ..Default::default()
+                    },
                     inputs: Default::default(),
                     density: 1.0,
                 },

@@ -222,12 +222,15 @@ pub(crate) fn validate_packed<T: Element>(
 
 /// Masks run on the masked tensor-core kernels only: `Auto` or `TensorCore`.
 pub(crate) fn check_masked_kernel(opts: &AttentionOptions, masked: bool) -> Result<()> {
-    if masked && !matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::TensorCore) {
+    // (WgmmaConfig: the masked wgmma rows with those tiles, checked at launch.)
+    if masked
+        && !matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::TensorCore | ForwardKernel::WgmmaConfig { .. })
+    {
         return Err(Error::invalid(
             "kernel",
             format!(
                 "{:?} has no masked build: windows, softcap, ALiBi, block masks, dropout and packed batches \
-                 run on ForwardKernel::Auto or TensorCore",
+                 run on ForwardKernel::Auto, TensorCore, or WgmmaConfig with the tiles of a masked wgmma build",
                 opts.kernel
             ),
         ));
@@ -602,17 +605,28 @@ pub fn mma_masked_kernel(dtype: Dtype, head_dim: usize, mods: u32) -> Option<(&'
 /// ALiBi (mma.sync builds only), and a wgmma masked row for the padded head dim and dropout.
 fn wgmma_masked_applies(opts: &AttentionOptions, inputs: &MaskInputs, head_dim: usize, cc: (i32, i32)) -> bool {
     let build = masks::mods_build(opts, inputs);
-    cc == (9, 0) && build != 3 && wgmma_masked_kernel(Dtype::Bf16, head_dim, build == 2).is_some()
+    cc == (9, 0) && build != 3 && wgmma_masked_kernel(Dtype::Bf16, head_dim, build == 2, None).is_some()
 }
 
 /// The masked wgmma forward for a head dim (padded to 64 or 128) with or without dropout, and
-/// its configuration.
-fn wgmma_masked_kernel(dtype: Dtype, head_dim: usize, dropout: bool) -> Option<(&'static str, WgmmaForwardConfig)> {
+/// its configuration: with `tiles` (block_m, block_n) the row with those tiles, else the first
+/// row (the one `Auto` runs).
+fn wgmma_masked_kernel(
+    dtype: Dtype,
+    head_dim: usize,
+    dropout: bool,
+    tiles: Option<(usize, usize)>,
+) -> Option<(&'static str, WgmmaForwardConfig)> {
     let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
     let mut found = None;
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $dropout:literal) => {
-            if found.is_none() && Dtype::$dtype == dtype && $d == padded && $dropout == dropout {
+            if found.is_none()
+                && Dtype::$dtype == dtype
+                && $d == padded
+                && $dropout == dropout
+                && tiles.map_or(true, |t| t == ($bm, $bn))
+            {
                 found = Some((
                     stringify!($name),
                     WgmmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, pipelined: true },
@@ -644,6 +658,25 @@ fn launch_forward<T: Element>(
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
     let (name, threads, block_m, smem) =
         match select_kernel(opts.kernel, dims.head_dim, few_rows(opts, dims.seqlen_q), masked, Some(cc))? {
+            // Explicit tiles for a masked call: the masked wgmma row with them (no softcap / ALiBi).
+            ForwardKernel::WgmmaConfig { block_m, block_n, .. } if masked => {
+                let build = masks::mods_build(opts, inputs);
+                let tiles = (block_m as usize, block_n as usize);
+                let row =
+                    if build == 3 { None } else { wgmma_masked_kernel(dtype, dims.head_dim, build == 2, Some(tiles)) };
+                let (name, cfg) = row.ok_or_else(|| {
+                    Error::invalid(
+                        "kernel",
+                        format!(
+                            "no masked wgmma build with {block_m} x {block_n} tiles for head dim {} (dropout: {}; \
+                             softcap and ALiBi run on Auto or TensorCore)",
+                            dims.head_dim,
+                            build == 2
+                        ),
+                    )
+                })?;
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+            }
             // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
             // Auto's choice only.)
             ForwardKernel::TensorCore
@@ -652,7 +685,7 @@ fn launch_forward<T: Element>(
                     && wgmma_masked_applies(opts, inputs, dims.head_dim, cc) =>
             {
                 let dropout = masks::mods_build(opts, inputs) == 2;
-                let (name, cfg) = wgmma_masked_kernel(dtype, dims.head_dim, dropout).ok_or_else(unsupported)?;
+                let (name, cfg) = wgmma_masked_kernel(dtype, dims.head_dim, dropout, None).ok_or_else(unsupported)?;
                 (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
             }
             ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {

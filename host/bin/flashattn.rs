@@ -71,6 +71,10 @@ struct BenchMasksArgs {
     /// Only the long sequences (N = 65536 dense, N = 262144 block-sparse at 5%).
     #[arg(long)]
     long: bool,
+    /// Which tables (without `--long`): dropout, sparse, varlen.
+    #[arg(long, value_delimiter = ',', value_parser = ["dropout", "sparse", "varlen"],
+          default_values_t = vec!["dropout".to_string(), "sparse".to_string(), "varlen".to_string()])]
+    only: Vec<String>,
     /// Results file to append the rows to (default benches/results/<gpu>-masks.json).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -611,12 +615,19 @@ fn bench_masks(args: &BenchMasksArgs) -> Result<bool> {
         rows.extend(long_sparse_rows(&dev, 65536, 1.0, budget)?);
         rows.extend(long_sparse_rows(&dev, 262144, 0.05, budget)?);
     } else {
-        eprintln!("dropout");
-        rows.extend(dropout_rows(&dev, if args.quick { &[4096] } else { &[1024, 4096, 16384] }, budget)?);
-        eprintln!("block-sparse, N = 16384");
-        rows.extend(sparsity_rows(&dev, 16384, budget)?);
-        eprintln!("packed batches");
-        rows.extend(varlen_rows(&dev, 2048, 8, budget)?);
+        let wants = |t: &str| args.only.iter().any(|o| o == t);
+        if wants("dropout") {
+            eprintln!("dropout");
+            rows.extend(dropout_rows(&dev, if args.quick { &[4096] } else { &[1024, 4096, 16384] }, budget)?);
+        }
+        if wants("sparse") {
+            eprintln!("block-sparse, N = 16384");
+            rows.extend(sparsity_rows(&dev, 16384, budget)?);
+        }
+        if wants("varlen") {
+            eprintln!("packed batches");
+            rows.extend(varlen_rows(&dev, 2048, 8, budget)?);
+        }
     }
     for r in &mut rows {
         r.call = args.call.clone();

@@ -45,7 +45,7 @@ use crate::forward_wgmma::{
     aligned_smem_base, copy_tile_sw128, drop_packed, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss,
     MAX_KV, MAX_S,
 };
-use crate::masking::{first_kept_iteration, Dropout, ScoreRules, Sequence};
+use crate::masking::{first_kept_iteration, Dropout, MaskWindow, ScoreRules, Sequence};
 use crate::params::{BackwardParams, Strides};
 use crate::philox::half_flags;
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
@@ -348,11 +348,11 @@ pub unsafe fn dkdv_wgmma<
         (h_kv * group + q as usize, (first_block + r as usize) * BM)
     };
     // Masked builds: the first iteration >= it whose block the block mask keeps; plain: every one.
-    let first_kept = |it: usize| {
+    let mut window = MaskWindow::EMPTY;
+    let mut first_kept = |it: usize| {
         let lane = (thread_idx_x_reread() % 32) as usize;
-        first_kept_iteration(&p.mask, h_kv * group, key0, first_block, end_block, BM, total, it, lane)
+        first_kept_iteration(&p.mask, h_kv * group, key0, first_block, end_block, BM, total, it, lane, &mut window)
     };
-    let next_it = |it: usize| if MASKED { first_kept(it + 1) } else { it + 1 };
     let (q_first, q_end) = (seq.q_start, seq.q_start + n_q);
     let load_block = |it: usize, stage: usize| {
         let (hq, row0) = block_of(it);
@@ -373,7 +373,13 @@ pub unsafe fn dkdv_wgmma<
     copy_tile_sw128::<D>(p.k, &p.k_strides, b, h_kv, k_row, k_end, BN, head_dim, k_s, tid, threads);
     copy_tile_sw128::<D>(p.v, &p.v_strides, b, h_kv, k_row, k_end, BN, head_dim, v_s, tid, threads);
     let first = if MASKED { first_kept(0) } else { 0 };
-    let second = if first < total { next_it(first) } else { total };
+    let second = if first >= total {
+        total
+    } else if MASKED {
+        first_kept(first + 1)
+    } else {
+        first + 1
+    };
     if first < total {
         load_block(first, 0);
     }
@@ -507,7 +513,7 @@ pub unsafe fn dkdv_wgmma<
         // here, under the MMAs, rather than after the barrier before dQ).
         let after_next = if MASKED {
             if next < total {
-                next_it(next)
+                first_kept(next + 1)
             } else {
                 total
             }
