@@ -207,25 +207,80 @@ impl BlockMask {
         }
         end
     }
+
+    /// The first query block `i' >= i` (blocks of `bm` rows) whose mask block with key `key` is
+    /// computed, or `end`: [`BlockMask::first_active_key_block`] down a mask column.
+    #[inline(always)]
+    pub unsafe fn first_active_query_block(&self, key: usize, i: usize, end: usize, bm: usize, lane: usize) -> usize {
+        if self.head.is_null() || i >= end {
+            return i;
+        }
+        let per = BLOCK_MASK_SIZE / bm;
+        let mask_col = self.head.add(key / BLOCK_MASK_SIZE);
+        let mut mb = i / per;
+        let mask_end = end.div_ceil(per);
+        while mb < mask_end {
+            let m = mb + lane;
+            let set = vote_ballot(m < mask_end && *mask_col.add(m * self.k_blocks) != 0);
+            if set != 0 {
+                let first = mb + set.trailing_zeros() as usize;
+                return (if first == i / per { i } else { first * per }).min(end);
+            }
+            mb += 32;
+        }
+        end
+    }
 }
 
 /// The block-mask scan of the dK/dV kernels (one key block per CTA): iteration `it` is query
 /// block `first_block + it % per_head` of query head `first_head + it / per_head` (the heads of
 /// a GQA group outermost, `per_head = end_block - first_block`, `total` iterations). Returns the
-/// first iteration `>= it` whose block the block mask keeps for key `key`, or `total`. Without a
-/// block mask every block is kept, with no division and no scan (call `s5c8`: that per-block
-/// division cost the masked wgmma backward ~7% with nothing masked). The division goes through a
-/// float reciprocal ([`divmod_u32`]).
-///
-/// With one, the warp reads 32 mask blocks of the key's column at once and keeps their ballot in
+/// first iteration `>= it` whose block the block mask keeps for key `key`, or `total`: warp-wide
+/// scans down each head's mask column ([`BlockMask::first_active_query_block`]). Without a block
+/// mask every block is kept, with no division and no scan (call `s5c8`: that per-block division
+/// cost the masked wgmma backward ~7% with nothing masked). The division goes through a float
+/// reciprocal ([`divmod_u32`]). Whole warp.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn first_kept_iteration(
+    m: &MaskParams,
+    first_head: usize,
+    key: usize,
+    first_block: usize,
+    end_block: usize,
+    bm: usize,
+    total: usize,
+    it: usize,
+    lane: usize,
+) -> usize {
+    if m.block_mask == 0 {
+        return it.min(total);
+    }
+    let per = end_block.saturating_sub(first_block).max(1) as u32;
+    let mut it = it;
+    while it < total {
+        let (q, r) = divmod_u32(it as u32, per, rcp(per as f32));
+        let (gi, i) = (q as usize, first_block + r as usize);
+        let kept = BlockMask::new(m, first_head + gi).first_active_query_block(key, i, end_block, bm, lane);
+        if kept < end_block {
+            return gi * per as usize + kept - first_block;
+        }
+        it = (gi + 1) * per as usize; // this head has no more: the next head's first block
+    }
+    total
+}
+
+/// [`first_kept_iteration`] keeping a window across calls (`it` rising): the warp reads 32 mask blocks of the key's column at once and keeps their ballot in
 /// `window`; calls with `it` rising answer from it until the loop leaves it, so a column costs
 /// one global load latency per 32 mask blocks, not one per block (call `s7c1`: the per-block
 /// scan made the masked wgmma backward 1.12x the plain one with every block kept, against
 /// 1.00-1.02x with a window mask and no block mask). Only the window lives across the loop; the
-/// rest is recomputed from the parameters per call. Whole warp.
+/// rest is recomputed from the parameters per call. (The dropout and mma.sync builds scan afresh:
+/// the window's code made ptxas spill 24-84 B there and the dropout backward 3-7% slower, call
+/// `s7c3`.) Whole warp.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn first_kept_iteration(
+pub unsafe fn first_kept_iteration_windowed(
     m: &MaskParams,
     first_head: usize,
     key: usize,
