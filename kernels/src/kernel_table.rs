@@ -209,10 +209,10 @@ macro_rules! for_each_wgmma_forward_kernel {
 /// `callback!(name, Dtype, head_dim, block_m, block_n, dropout)`; softcap and ALiBi run on the
 /// mma.sync `mods` builds. d = 64: dropout only (without it the mma.sync masked build is as fast).
 /// The first row of a (dtype, head dim, dropout) is `Auto`'s, the others are chosen by their
-/// tiles (`ForwardKernel::WgmmaConfig`). Dropout forward, time against the 128-row tiles (call
-/// `s7c1`, N = 1k / 4k / 16k): 64-row tiles (one warpgroup, two CTAs per SM) 0.97 / 0.98 /
-/// 0.99x at d = 64, so `Auto` runs them there; 1.15 / 1.19x at d = 128 (64 x 64: the K and V
-/// stages of 64 x 128 tiles leave room for one CTA per SM).
+/// tiles (`ForwardKernel::WgmmaConfig`). Dropout forward, time against the 128-row tiles (calls
+/// `s7c1`, `s7c3`, `s7c4`, N = 1k / 4k / 16k): 64-row tiles (one warpgroup, two CTAs per SM)
+/// 0.95-0.99x at d = 64, so `Auto` runs them there; 1.11-1.21x at d = 128 (64 x 64: the K and
+/// V stages of 64 x 128 tiles leave room for one CTA per SM).
 #[macro_export]
 macro_rules! for_each_wgmma_forward_masked_kernel {
     ($m:ident) => {
