@@ -220,7 +220,8 @@ pub(crate) fn validate_packed<T: Element>(
     })
 }
 
-/// Masks run on the masked tensor-core kernels only: `Auto` or `TensorCore`.
+/// Masks run on the masked tensor-core kernels only: `Auto`, `TensorCore`, or `WgmmaConfig` naming
+/// the tiles of a masked wgmma build.
 pub(crate) fn check_masked_kernel(opts: &AttentionOptions, masked: bool) -> Result<()> {
     // (WgmmaConfig: the masked wgmma rows with those tiles, checked at launch.)
     if masked

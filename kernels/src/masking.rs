@@ -270,14 +270,15 @@ pub unsafe fn first_kept_iteration(
     total
 }
 
-/// [`first_kept_iteration`] keeping a window across calls (`it` rising): the warp reads 32 mask blocks of the key's column at once and keeps their ballot in
-/// `window`; calls with `it` rising answer from it until the loop leaves it, so a column costs
-/// one global load latency per 32 mask blocks, not one per block (call `s7c1`: the per-block
-/// scan made the masked wgmma backward 1.12x the plain one with every block kept, against
-/// 1.00-1.02x with a window mask and no block mask). Only the window lives across the loop; the
-/// rest is recomputed from the parameters per call. (The dropout and mma.sync builds scan afresh:
-/// the window's code made ptxas spill 24-84 B there and the dropout backward 3-7% slower, call
-/// `s7c3`.) Whole warp.
+/// [`first_kept_iteration`] keeping a window across calls (`it` rising): the warp reads 32 mask
+/// blocks of the key's column at once and keeps their ballot in `window`; later calls answer
+/// from it until the loop leaves it, so a column costs one global load latency per 32 mask
+/// blocks, not one per block (call `s7c1`: the per-block scan made the masked wgmma backward
+/// 1.12x the plain one with every block kept, against 1.00-1.02x with a window mask and no block
+/// mask). Only the window lives across the loop; the rest is recomputed from the parameters per
+/// call. Not one function for both: the dropout and mma.sync builds keep the fresh scan, since
+/// this code, even with the window reset per call, made ptxas spill 24-84 B there and the
+/// dropout backward 3-7% slower (call `s7c3`). Whole warp.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn first_kept_iteration_windowed(
@@ -327,8 +328,8 @@ pub unsafe fn first_kept_iteration_windowed(
     total
 }
 
-/// 32 mask blocks of one column, as a warp's ballot ([`first_kept_iteration`]): `name` says
-/// which (head of the group and first block), bit `k` of `bits` is block `first + k`. Two
+/// 32 mask blocks of one column, as a warp's ballot ([`first_kept_iteration_windowed`]): `name`
+/// says which (head of the group and first block), bit `k` of `bits` is block `first + k`. Two
 /// registers across the dK/dV loop, which has no more to spare.
 #[derive(Clone, Copy)]
 pub struct MaskWindow {
