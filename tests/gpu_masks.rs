@@ -206,6 +206,13 @@ fn block_sparse_masks_with_empty_rows() {
             18,
         )
         .block_mask(0.4, true),
+        // A block mask alone (the masked wgmma build on compute capability 9.0) at both head
+        // dims and dtypes (even index: bf16), awkward lengths, GQA, deterministic dQ.
+        MaskCase::new(shape(1, 97, 1025, 4, 2, 128), opts(), 19).block_mask(0.6, false),
+        MaskCase::new(shape(2, 1, 513, 2, 2, 64), opts(), 20).block_mask(0.7, true),
+        MaskCase::new(shape(1, 1025, 300, 2, 1, 64), opts(), 21).block_mask(0.5, true),
+        MaskCase::new(shape(1, 300, 700, 2, 2, 128), AttentionOptions { deterministic: true, ..opts() }, 22)
+            .block_mask(0.5, false),
     ]);
 }
 
