@@ -271,14 +271,15 @@ pub unsafe fn first_kept_iteration(
 }
 
 /// [`first_kept_iteration`] keeping a window across calls (`it` rising): the warp reads 32 mask
-/// blocks of the key's column at once and keeps their ballot in `window`; later calls answer
-/// from it until the loop leaves it, so a column costs one global load latency per 32 mask
-/// blocks, not one per block (call `s7c1`: the per-block scan made the masked wgmma backward
-/// 1.12x the plain one with every block kept, against 1.00-1.02x with a window mask and no block
-/// mask). Only the window lives across the loop; the rest is recomputed from the parameters per
-/// call. Not one function for both: the dropout and mma.sync builds keep the fresh scan, since
-/// this code, even with the window reset per call, made ptxas spill 24-84 B there and the
-/// dropout backward 3-7% slower (call `s7c3`). Whole warp.
+/// blocks of the key's column at once and keeps their ballot in `window`, indexed by iteration;
+/// later calls answer from it until the loop leaves it, so a column costs one global load latency
+/// per 32 mask blocks, not one per block (call `s7c1`). A call inside the window is a handful of
+/// dependent operations (offset, shift, bit test); only leaving it divides `it` into (head of the
+/// group, block) again: that division, the window's naming and the spill reloads it needed were a
+/// ~60-operation dependent chain per block before the dS^T barrier, which cost the masked kernel
+/// with every block kept ~9% of its time (Nsight source counters, call `s8c1`). Not one function
+/// for both: the dropout and mma.sync builds keep the fresh scan, since this code made ptxas spill
+/// there and the dropout backward 3-7% slower (call `s7c3`). Whole warp.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn first_kept_iteration_windowed(
@@ -296,51 +297,65 @@ pub unsafe fn first_kept_iteration_windowed(
     if m.block_mask == 0 {
         return it.min(total);
     }
+    let per = BLOCK_MASK_SIZE / bm; // kernel blocks per mask block (a power of two)
+                                    // Inside the window: iteration it0 + o is mask block `o / per` of it (wrapping: it0 may lie
+                                    // below the head's first iteration when the window starts before `first_block`).
+    let off = (it as u32).wrapping_sub(window.it0);
+    if off < window.len {
+        let ahead = window.bits >> (off / per as u32);
+        if ahead & 1 != 0 {
+            return it;
+        }
+        if ahead != 0 {
+            return window.it0.wrapping_add((off / per as u32 + ahead.trailing_zeros()) * per as u32) as usize;
+        }
+    }
     let per_head = end_block.saturating_sub(first_block).max(1) as u32;
-    let per = BLOCK_MASK_SIZE / bm; // kernel blocks per mask block
     let mask_end = end_block.div_ceil(per);
-    let mut it = it;
+    // Past the window (or none yet): from its end on, or from `it` if that is further.
+    let mut it = if off < window.len { window.it0.wrapping_add(window.len) as usize } else { it };
     while it < total {
         let (gi, r) = divmod_u32(it as u32, per_head, rcp(per_head as f32));
         let i = first_block + r as usize;
         let mb = i / per;
-        // Windows start at multiples of 32 mask blocks, so they never straddle two heads and
-        // one number names them: `gi * stride + first`.
+        // Windows start at multiples of 32 mask blocks of a head and end at its end.
         let first = mb & !31;
-        let name = (gi as usize * mask_end.next_multiple_of(32) + first) as u32;
-        if window.name != name {
-            let column = BlockMask::new(m, first_head + gi as usize).head.add(key / BLOCK_MASK_SIZE);
-            let k_blocks = m.block_mask_k_blocks as usize;
-            let b = first + lane;
-            *window = MaskWindow { name, bits: vote_ballot(b < mask_end && *column.add(b * k_blocks) != 0) };
-        }
-        let ahead = window.bits >> (mb - first);
         let head_start = gi as usize * per_head as usize;
+        let it0 = (head_start + first * per).wrapping_sub(first_block) as u32;
+        let head_end = (head_start + per_head as usize) as u32;
+        let column = BlockMask::new(m, first_head + gi as usize).head.add(key / BLOCK_MASK_SIZE);
+        let k_blocks = m.block_mask_k_blocks as usize;
+        let b = first + lane;
+        *window = MaskWindow {
+            it0,
+            len: (32 * per as u32).min(head_end.wrapping_sub(it0)),
+            bits: vote_ballot(b < mask_end && *column.add(b * k_blocks) != 0),
+        };
+        let ahead = window.bits >> (mb - first);
         if ahead != 0 {
             let kept = mb + ahead.trailing_zeros() as usize;
             let block = if kept == mb { i } else { kept * per };
             return head_start + block - first_block;
         }
-        // Nothing kept in the rest of the window: its end, or the next head's first block.
-        let next = (first + 32) * per;
-        it = head_start + if next < end_block { next - first_block } else { per_head as usize };
+        // Nothing kept in the rest of the window: its end (the next head's first block).
+        it = window.it0.wrapping_add(window.len) as usize;
     }
     total
 }
 
-/// 32 mask blocks of one column, as a warp's ballot ([`first_kept_iteration_windowed`]): `name`
-/// says which (head of the group and first block), bit `k` of `bits` is block `first + k`. Two
-/// registers across the dK/dV loop, which has no more to spare.
+/// 32 mask blocks of one column, as a warp's ballot ([`first_kept_iteration_windowed`]):
+/// iterations `it0 .. it0 + len` (wrapping) of the dK/dV loop lie in it, `per` iterations per mask
+/// block; bit `k` of `bits` is its `k`-th block. Three registers across the dK/dV loop.
 #[derive(Clone, Copy)]
 pub struct MaskWindow {
-    name: u32,
+    it0: u32,
+    len: u32,
     bits: u32,
 }
 
 impl MaskWindow {
-    /// No blocks yet: the first call loads. (No window has this name: the mask would need
-    /// 2^32 - 1 blocks.)
-    pub const EMPTY: MaskWindow = MaskWindow { name: u32::MAX, bits: 0 };
+    /// No blocks yet: the first call loads.
+    pub const EMPTY: MaskWindow = MaskWindow { it0: 0, len: 0, bits: 0 };
 }
 
 /// The dropout stream of a (batch, head), if dropout is on.
