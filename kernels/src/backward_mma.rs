@@ -35,7 +35,7 @@ use crate::arch::sm90::{
 };
 use crate::config::{dq_tiled_index, MmaBackwardConfig, MmaBackwardDqConfig, BLOCK_MASK_SIZE, DQ_CONVERT_THREADS};
 use crate::element::Element;
-use crate::masking::{first_kept_iteration, BlockMask, Dropout, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
+use crate::masking::{BlockMask, Dropout, KeyColumnScan, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
 use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
 use crate::params::BackwardParams;
 use crate::philox::half_flags;
@@ -239,8 +239,8 @@ pub unsafe fn dkdv_mma<
     let block_of =
         |it: usize| (h_kv * group + it / blocks_per_head.max(1), (first_block + it % blocks_per_head.max(1)) * BM);
     // Masked builds: the first iteration >= it whose block the block mask keeps.
-    let first_kept =
-        |it: usize| first_kept_iteration(&p.mask, h_kv * group, key0, first_block, end_block, BM, total, it, lane);
+    let scan = KeyColumnScan { m: &p.mask, first_head: h_kv * group, key: key0, first_block, end_block, bm: BM, total };
+    let first_kept = |it: usize| scan.first_kept(it, lane);
     let next_it = |it: usize| if MASKED { first_kept(it + 1) } else { it + 1 };
     let load_block = |it: usize, stage: u32| {
         // Re-read (opaque to LLVM), so that the per-thread copy offsets are recomputed at each

@@ -45,7 +45,7 @@ use crate::forward_wgmma::{
     aligned_smem_base, copy_tile_sw128, drop_packed, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss,
     MAX_KV, MAX_S,
 };
-use crate::masking::{first_kept_iteration, first_kept_iteration_windowed, Dropout, MaskWindow, ScoreRules, Sequence};
+use crate::masking::{Dropout, KeyColumnScan, MaskWindow, ScoreRules, Sequence};
 use crate::params::{BackwardParams, Strides};
 use crate::philox::half_flags;
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
@@ -348,15 +348,16 @@ pub unsafe fn dkdv_wgmma<
         (h_kv * group + q as usize, (first_block + r as usize) * BM)
     };
     // Masked builds: the first iteration >= it whose block the block mask keeps; plain: every one.
-    // (The dropout builds scan afresh per block: see `first_kept_iteration_windowed`.)
+    // (The dropout builds scan afresh per block: see `KeyColumnScan::first_kept_windowed`.)
     let mut window = MaskWindow::EMPTY;
     let mut first_kept = |it: usize| {
         let lane = (thread_idx_x_reread() % 32) as usize;
-        let (head, key) = (h_kv * group, key0);
+        let scan =
+            KeyColumnScan { m: &p.mask, first_head: h_kv * group, key: key0, first_block, end_block, bm: BM, total };
         if DROPOUT {
-            first_kept_iteration(&p.mask, head, key, first_block, end_block, BM, total, it, lane)
+            scan.first_kept(it, lane)
         } else {
-            first_kept_iteration_windowed(&p.mask, head, key, first_block, end_block, BM, total, it, lane, &mut window)
+            scan.first_kept_windowed(it, lane, &mut window)
         }
     };
     let (q_first, q_end) = (seq.q_start, seq.q_start + n_q);

@@ -232,118 +232,113 @@ impl BlockMask {
     }
 }
 
-/// The block-mask scan of the dK/dV kernels (one key block per CTA): iteration `it` is query
-/// block `first_block + it % per_head` of query head `first_head + it / per_head` (the heads of
-/// a GQA group outermost, `per_head = end_block - first_block`, `total` iterations). Returns the
-/// first iteration `>= it` whose block the block mask keeps for key `key`, or `total`: warp-wide
-/// scans down each head's mask column ([`BlockMask::first_active_query_block`]). Without a block
-/// mask every block is kept, with no division and no scan (call `s5c8`: that per-block division
-/// cost the masked wgmma backward ~7% with nothing masked). The division goes through a float
-/// reciprocal ([`divmod_u32`]). Whole warp.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn first_kept_iteration(
-    m: &MaskParams,
-    first_head: usize,
-    key: usize,
-    first_block: usize,
-    end_block: usize,
-    bm: usize,
-    total: usize,
-    it: usize,
-    lane: usize,
-) -> usize {
-    if m.block_mask == 0 {
-        return it.min(total);
-    }
-    let per = end_block.saturating_sub(first_block).max(1) as u32;
-    let mut it = it;
-    while it < total {
-        let (q, r) = divmod_u32(it as u32, per, rcp(per as f32));
-        let (gi, i) = (q as usize, first_block + r as usize);
-        let kept = BlockMask::new(m, first_head + gi).first_active_query_block(key, i, end_block, bm, lane);
-        if kept < end_block {
-            return gi * per as usize + kept - first_block;
-        }
-        it = (gi + 1) * per as usize; // this head has no more: the next head's first block
-    }
-    total
+/// The block-mask scan of a dK/dV CTA (one key block per CTA): iteration `it` is query block
+/// `first_block + it % per_head` of query head `first_head + it / per_head` (the heads of a GQA
+/// group outermost, `per_head = end_block - first_block`, `total` iterations, kernel blocks of
+/// `bm` queries); the scan looks down the mask column of key `key`. Built once per CTA; its
+/// methods return the first iteration `>= it` whose block the block mask keeps, or `total`.
+/// Without a block mask every block is kept, with no division and no scan (call `s5c8`: that
+/// per-block division cost the masked wgmma backward ~7% with nothing masked). Divisions go
+/// through a float reciprocal ([`divmod_u32`]). Whole warp.
+#[derive(Clone, Copy)]
+pub struct KeyColumnScan<'a> {
+    pub m: &'a MaskParams,
+    pub first_head: usize,
+    pub key: usize,
+    pub first_block: usize,
+    pub end_block: usize,
+    pub bm: usize,
+    pub total: usize,
 }
 
-/// [`first_kept_iteration`] keeping a window across calls (`it` rising): the warp reads 32 mask
-/// blocks of the key's column at once and keeps their ballot in `window`, indexed by iteration;
-/// later calls answer from it until the loop leaves it, so a column costs one global load latency
-/// per 32 mask blocks, not one per block (call `s7c1`). A call inside the window is a handful of
-/// dependent operations (offset, shift, bit test); only leaving it divides `it` into (head of the
-/// group, block) again: that division, the window's naming and the spill reloads it needed were a
-/// ~60-operation dependent chain per block before the dS^T barrier, which cost the masked kernel
-/// with every block kept ~9% of its time (Nsight source counters, call `s8c1`). Not one function
-/// for both: the dropout and mma.sync builds keep the fresh scan, since this code made ptxas spill
-/// there and the dropout backward 3-7% slower (call `s7c3`). Whole warp.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn first_kept_iteration_windowed(
-    m: &MaskParams,
-    first_head: usize,
-    key: usize,
-    first_block: usize,
-    end_block: usize,
-    bm: usize,
-    total: usize,
-    it: usize,
-    lane: usize,
-    window: &mut MaskWindow,
-) -> usize {
-    if m.block_mask == 0 {
-        return it.min(total);
-    }
-    let per = BLOCK_MASK_SIZE / bm; // kernel blocks per mask block (a power of two)
-                                    // Inside the window: iteration it0 + o is mask block `o / per` of it (wrapping: it0 may lie
-                                    // below the head's first iteration when the window starts before `first_block`).
-    let off = (it as u32).wrapping_sub(window.it0);
-    if off < window.len {
-        let ahead = window.bits >> (off / per as u32);
-        if ahead & 1 != 0 {
-            return it;
+impl KeyColumnScan<'_> {
+    /// A fresh warp-wide scan from `it` on ([`BlockMask::first_active_query_block`]).
+    #[inline(always)]
+    pub unsafe fn first_kept(&self, it: usize, lane: usize) -> usize {
+        let KeyColumnScan { m, first_head, key, first_block, end_block, bm, total } = *self;
+        if m.block_mask == 0 {
+            return it.min(total);
         }
-        if ahead != 0 {
-            return window.it0.wrapping_add((off / per as u32 + ahead.trailing_zeros()) * per as u32) as usize;
+        let per = end_block.saturating_sub(first_block).max(1) as u32;
+        let mut it = it;
+        while it < total {
+            let (q, r) = divmod_u32(it as u32, per, rcp(per as f32));
+            let (gi, i) = (q as usize, first_block + r as usize);
+            let kept = BlockMask::new(m, first_head + gi).first_active_query_block(key, i, end_block, bm, lane);
+            if kept < end_block {
+                return gi * per as usize + kept - first_block;
+            }
+            it = (gi + 1) * per as usize; // this head has no more: the next head's first block
         }
+        total
     }
-    let per_head = end_block.saturating_sub(first_block).max(1) as u32;
-    let mask_end = end_block.div_ceil(per);
-    // Past the window (or none yet): from its end on, or from `it` if that is further.
-    let mut it = if off < window.len { window.it0.wrapping_add(window.len) as usize } else { it };
-    while it < total {
-        let (gi, r) = divmod_u32(it as u32, per_head, rcp(per_head as f32));
-        let i = first_block + r as usize;
-        let mb = i / per;
-        // Windows start at multiples of 32 mask blocks of a head and end at its end.
-        let first = mb & !31;
-        let head_start = gi as usize * per_head as usize;
-        let it0 = (head_start + first * per).wrapping_sub(first_block) as u32;
-        let head_end = (head_start + per_head as usize) as u32;
-        let column = BlockMask::new(m, first_head + gi as usize).head.add(key / BLOCK_MASK_SIZE);
-        let k_blocks = m.block_mask_k_blocks as usize;
-        let b = first + lane;
-        *window = MaskWindow {
-            it0,
-            len: (32 * per as u32).min(head_end.wrapping_sub(it0)),
-            bits: vote_ballot(b < mask_end && *column.add(b * k_blocks) != 0),
-        };
-        let ahead = window.bits >> (mb - first);
-        if ahead != 0 {
-            let kept = mb + ahead.trailing_zeros() as usize;
-            let block = if kept == mb { i } else { kept * per };
-            return head_start + block - first_block;
+
+    /// [`Self::first_kept`] keeping a window across calls (`it` rising): the warp reads 32 mask
+    /// blocks of the key's column at once and keeps their ballot in `window`, indexed by
+    /// iteration; later calls answer from it until the loop leaves it, so a column costs one
+    /// global load latency per 32 mask blocks, not one per block (call `s7c1`). A call inside the
+    /// window is a handful of dependent operations (offset, shift, bit test); only leaving it
+    /// divides `it` into (head of the group, block) again: that division, the window's naming and
+    /// the spill reloads it needed were a ~60-operation dependent chain per block before the dS^T
+    /// barrier, which cost the masked kernel with every block kept ~9% of its time (Nsight source
+    /// counters, call `s8c1`). Not one method for both: the dropout and mma.sync builds keep the
+    /// fresh scan, since this code made ptxas spill there and the dropout backward 3-7% slower
+    /// (call `s7c3`).
+    #[inline(always)]
+    pub unsafe fn first_kept_windowed(&self, it: usize, lane: usize, window: &mut MaskWindow) -> usize {
+        let KeyColumnScan { m, first_head, key, first_block, end_block, bm, total } = *self;
+        if m.block_mask == 0 {
+            return it.min(total);
         }
-        // Nothing kept in the rest of the window: its end (the next head's first block).
-        it = window.it0.wrapping_add(window.len) as usize;
+        let per = BLOCK_MASK_SIZE / bm; // kernel blocks per mask block (a power of two)
+
+        // Inside the window: iteration it0 + o is mask block `o / per` of it (wrapping: it0 may
+        // lie below the head's first iteration when the window starts before `first_block`).
+        let off = (it as u32).wrapping_sub(window.it0);
+        if off < window.len {
+            let ahead = window.bits >> (off / per as u32);
+            if ahead & 1 != 0 {
+                return it;
+            }
+            if ahead != 0 {
+                return window.it0.wrapping_add((off / per as u32 + ahead.trailing_zeros()) * per as u32) as usize;
+            }
+        }
+        let per_head = end_block.saturating_sub(first_block).max(1) as u32;
+        let mask_end = end_block.div_ceil(per);
+        // Past the window (or none yet): from its end on, or from `it` if that is further.
+        let mut it = if off < window.len { window.it0.wrapping_add(window.len) as usize } else { it };
+        while it < total {
+            let (gi, r) = divmod_u32(it as u32, per_head, rcp(per_head as f32));
+            let i = first_block + r as usize;
+            let mb = i / per;
+            // Windows start at multiples of 32 mask blocks of a head and end at its end.
+            let first = mb & !31;
+            let head_start = gi as usize * per_head as usize;
+            let it0 = (head_start + first * per).wrapping_sub(first_block) as u32;
+            let head_end = (head_start + per_head as usize) as u32;
+            let column = BlockMask::new(m, first_head + gi as usize).head.add(key / BLOCK_MASK_SIZE);
+            let k_blocks = m.block_mask_k_blocks as usize;
+            let b = first + lane;
+            *window = MaskWindow {
+                it0,
+                len: (32 * per as u32).min(head_end.wrapping_sub(it0)),
+                bits: vote_ballot(b < mask_end && *column.add(b * k_blocks) != 0),
+            };
+            let ahead = window.bits >> (mb - first);
+            if ahead != 0 {
+                let kept = mb + ahead.trailing_zeros() as usize;
+                let block = if kept == mb { i } else { kept * per };
+                return head_start + block - first_block;
+            }
+            // Nothing kept in the rest of the window: its end (the next head's first block).
+            it = window.it0.wrapping_add(window.len) as usize;
+        }
+        total
     }
-    total
 }
 
-/// 32 mask blocks of one column, as a warp's ballot ([`first_kept_iteration_windowed`]):
+/// 32 mask blocks of one column, as a warp's ballot ([`KeyColumnScan::first_kept_windowed`]):
 /// iterations `it0 .. it0 + len` (wrapping) of the dK/dV loop lie in it, `per` iterations per mask
 /// block; bit `k` of `bits` is its `k`-th block. Three registers across the dK/dV loop.
 #[derive(Clone, Copy)]
