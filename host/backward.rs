@@ -9,8 +9,8 @@ use crate::masks::{self, MaskInputs, VarlenBatch, VarlenDevice};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{
-    Dtype, MmaBackwardConfig, MmaBackwardDqConfig, MmaForwardConfig, ScalarBackwardConfig, WgmmaBackwardConfig,
-    WgmmaForwardConfig, DQ_CONVERT_THREADS, MASKED_SCRATCH_BYTES,
+    dq_convert_threads, Dtype, MmaBackwardConfig, MmaBackwardDqConfig, MmaForwardConfig, ScalarBackwardConfig,
+    WgmmaBackwardConfig, WgmmaForwardConfig, DQ_CONVERT_THREADS, MASKED_SCRATCH_BYTES,
 };
 use flashattn_kernels::params::BackwardParams;
 
@@ -582,8 +582,8 @@ fn launch_backward<T: Element>(
     let k_blocks = dims.seqlen_k.div_ceil(dkdv.block_n) as u32;
     unsafe { launch(&dev, dkdv.name, dkdv.smem, (k_blocks, hkv, b), dkdv.threads, &params)? };
     if dq_accum_ptr != 0 {
-        let chunks = dims.seqlen_q * dims.head_dim / 8;
-        let grid = (chunks.div_ceil(DQ_CONVERT_THREADS) as u32, h, b);
+        let threads = dq_convert_threads(dims.seqlen_q, dims.head_dim, dkdv.dq_tiled);
+        let grid = (threads.div_ceil(DQ_CONVERT_THREADS) as u32, h, b);
         unsafe { launch(&dev, dq_convert_kernel_name(dtype, dkdv.dq_tiled), 0, grid, DQ_CONVERT_THREADS, &params)? };
     } else {
         let (name, cfg) = if masked {

@@ -51,7 +51,7 @@ pub use error::{Error, Result};
 pub use flashattn_kernels::config::Dtype;
 pub use forward::{forward, forward_into, forward_masked, forward_varlen, AttentionOptions, ForwardKernel};
 pub use masks::{MaskInputs, VarlenBatch};
-pub use runtime::Device;
+pub use runtime::{Device, MODULE_FILE_VAR};
 pub use shape::Shape;
 pub use standard::{standard_backward, standard_forward};
 pub use tensor::{Element, Tensor};

@@ -12,6 +12,12 @@ use cudarc::nvrtc::Ptx;
 
 use crate::error::{Error, Result};
 
+/// The environment variable naming a module file (cubin, fatbin or PTX) to load instead of the
+/// embedded PTX. It must hold every kernel of this build: e.g. `ptxas -arch=sm_90a` run on the
+/// build's `kernels_sm_90a.ptx` (`OUT_DIR`), which saves the one to two minutes the driver takes
+/// to JIT-compile the module on a fresh machine.
+pub const MODULE_FILE_VAR: &str = "FLASHATTN_CUBIN";
+
 /// A GPU, its context and its stream. Cheap to clone (shared handle). All work of one `Device`
 /// goes to its one stream, in order.
 #[derive(Clone)]
@@ -123,7 +129,9 @@ impl Device {
 
     /// Low-level: the kernel `name` of the embedded module, with its dynamic shared-memory limit raised to `smem_bytes` where that
     /// is above the 48 KB every kernel gets by default. The module is JIT-compiled from PTX once
-    /// per device, on first use; functions are looked up once and cached.
+    /// per device, on first use; functions are looked up once and cached. With the environment
+    /// variable [`MODULE_FILE_VAR`] set, the module is loaded from that file instead (a cubin
+    /// that `ptxas` built ahead of time from this build's PTX: no JIT at start-up).
     pub fn load_kernel(&self, name: &'static str, smem_bytes: usize) -> Result<CudaFunction> {
         let mut cache = self.inner.functions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = cache.get(name) {
@@ -133,8 +141,14 @@ impl Device {
             Some(m) => m.clone(),
             None => {
                 let (major, minor) = self.inner.cc;
-                let ptx = crate::ptx::for_compute_capability(major, minor);
-                let m = self.inner.ctx.load_module(Ptx::from_src(ptx))?;
+                let m = match std::env::var_os(MODULE_FILE_VAR) {
+                    Some(path) => self.inner.ctx.load_module(Ptx::from_file(path.clone())).map_err(|e| {
+                        Error::invalid(MODULE_FILE_VAR, format!("cannot load {}: {e}", path.to_string_lossy()))
+                    })?,
+                    None => {
+                        self.inner.ctx.load_module(Ptx::from_src(crate::ptx::for_compute_capability(major, minor)))?
+                    }
+                };
                 self.inner.module.get_or_init(|| m).clone()
             }
         };

@@ -766,45 +766,61 @@ pub unsafe fn dq_mma<
     );
 }
 
-/// `dq = scale * dq_accum` in the input type, 8 columns per thread (one 16-byte store).
-/// `TILED`: `dq_accum` in the wgmma kernel's tile layout (`config::dq_tiled_index`: the 8
-/// columns are four 8-byte pairs), else row-major (two 16-byte loads).
-/// Grid: (ceil(seqlen_q * head_dim / 8 / DQ_CONVERT_THREADS), heads, batch).
+/// `dq = scale * dq_accum` in the input type. Row-major `dq_accum`: 8 columns of a row per
+/// thread (two 16-byte loads, one 16-byte store). `TILED` (the wgmma kernel's layout,
+/// `config::dq_tiled_index`): 8 columns of the rows `r` and `r + 8` of a 16-row group per thread,
+/// which are the 64 contiguous bytes at `16 * idx` floats of the head's rows, so four 16-byte
+/// loads and two 16-byte stores (threads with 8-byte loads of one row each read the same sectors
+/// with twice the load instructions).
+/// Grid: (ceil(`dq_convert_threads`(seqlen_q, head_dim, TILED) / DQ_CONVERT_THREADS), heads, batch).
 #[inline(always)]
 pub unsafe fn dq_convert<E: Element, const TILED: bool>(p: &BackwardParams) {
-    let chunks = (p.head_dim as usize / 8).max(1); // max: no division-by-zero panic path
-    let idx = _block_idx_x() as usize * DQ_CONVERT_THREADS + _thread_idx_x() as usize;
-    let (row, c) = (idx / chunks, idx % chunks);
+    let idx = _block_idx_x() * DQ_CONVERT_THREADS as u32 + _thread_idx_x();
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let seq = Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k); // packed batches: entry b
-    if row >= seq.n_q {
-        return;
-    }
     let acc_dim = p.acc_dim as usize;
     let head_rows = (p.dq_accum as *const f32).add((b * p.heads as usize + h) * p.stat_pitch as usize * acc_dim);
-    let x: [f32; 8] = if TILED {
-        // Columns 8 c + 2 t + e sit at index + 4 t + e (t = 0..3: the lanes of one quad).
-        let first = head_rows.add(dq_tiled_index(row, 8 * c, acc_dim));
-        let q = [
-            ld_global_nc_v2_f32(first),
-            ld_global_nc_v2_f32(first.add(4)),
-            ld_global_nc_v2_f32(first.add(8)),
-            ld_global_nc_v2_f32(first.add(12)),
+    let s = p.scale;
+    let store = |row: usize, c: usize, x: [f32; 8]| {
+        let v = [
+            E::pack2(x[0] * s, x[1] * s),
+            E::pack2(x[2] * s, x[3] * s),
+            E::pack2(x[4] * s, x[5] * s),
+            E::pack2(x[6] * s, x[7] * s),
         ];
-        [q[0][0], q[0][1], q[1][0], q[1][1], q[2][0], q[2][1], q[3][0], q[3][1]]
+        let dst = (p.dq as *mut u16).add((p.dq_strides.offset(b, seq.q_start + row, h) + (8 * c) as u64) as usize);
+        st_global_v4_b32(dst as *mut u8, v);
+    };
+    // u32 divisions (a 64-bit one is a called subroutine); max: no division-by-zero panic path.
+    if TILED {
+        let per_group = p.head_dim.max(8); // 8 row pairs x head_dim / 8 column chunks
+        let (group, pair) = ((idx / per_group) as usize, (idx % per_group) as usize);
+        let (row, c) = (16 * group + pair % 8, pair / 8);
+        if row >= seq.n_q {
+            return;
+        }
+        // Chunk k: (row, 8 c + 2 k + e) at 4 k + e, (row + 8, ..) at 4 k + 2 + e. Rows up to the
+        // 16-row group's end exist in dq_accum (stat_pitch), so the loads need no bound.
+        let src = head_rows.add(dq_tiled_index(row, 8 * c, acc_dim));
+        let q = [
+            ld_global_nc_v4_f32(src),
+            ld_global_nc_v4_f32(src.add(4)),
+            ld_global_nc_v4_f32(src.add(8)),
+            ld_global_nc_v4_f32(src.add(12)),
+        ];
+        store(row, c, [q[0][0], q[0][1], q[1][0], q[1][1], q[2][0], q[2][1], q[3][0], q[3][1]]);
+        if row + 8 < seq.n_q {
+            store(row + 8, c, [q[0][2], q[0][3], q[1][2], q[1][3], q[2][2], q[2][3], q[3][2], q[3][3]]);
+        }
     } else {
+        let chunks = (p.head_dim / 8).max(1);
+        let (row, c) = ((idx / chunks) as usize, (idx % chunks) as usize);
+        if row >= seq.n_q {
+            return;
+        }
         let src = head_rows.add(row * acc_dim + 8 * c);
         let (lo, hi) = (ld_global_nc_v4_f32(src), ld_global_nc_v4_f32(src.add(4)));
-        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
-    };
-    let s = p.scale;
-    let v = [
-        E::pack2(x[0] * s, x[1] * s),
-        E::pack2(x[2] * s, x[3] * s),
-        E::pack2(x[4] * s, x[5] * s),
-        E::pack2(x[6] * s, x[7] * s),
-    ];
-    let dst = (p.dq as *mut u16).add((p.dq_strides.offset(b, seq.q_start + row, h) + (8 * c) as u64) as usize);
-    st_global_v4_b32(dst as *mut u8, v);
+        store(row, c, [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]);
+    }
 }

@@ -478,8 +478,19 @@ impl MmaBackwardDqConfig {
     }
 }
 
-/// Threads per CTA of the dQ conversion (`dq = scale * dq_accum`, 8 columns per thread).
+/// Threads per CTA of the dQ conversion (`dq = scale * dq_accum`).
 pub const DQ_CONVERT_THREADS: usize = 128;
+
+/// Threads of the dQ conversion per (batch, head) for `seqlen_q` rows: row-major `dq_accum`, one
+/// per 8 columns of a row; tiled (`dq_tiled_index`), one per 8 columns of the row pair `r, r + 8`
+/// of a 16-row group, whose 16 values are 64 contiguous bytes there (`head_dim` threads a group).
+pub const fn dq_convert_threads(seqlen_q: usize, head_dim: usize, tiled: bool) -> usize {
+    if tiled {
+        seqlen_q.div_ceil(16) * head_dim
+    } else {
+        seqlen_q * head_dim / 8
+    }
+}
 
 const _: () = {
     // The largest tiles of the table fit the 227 KB an sm_90 CTA may opt into.
