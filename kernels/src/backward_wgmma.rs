@@ -115,10 +115,10 @@ fn thread_place() -> (usize, usize, usize, usize) {
 }
 
 /// Drop flags of this warp's 16 keys (from `key16`) x the block's `BM` queries (from `row0`):
-/// one Philox call per lane per 32 queries (`Dropout::st_bits`). Where (`flags_ahead` in
-/// `dkdv_wgmma`): at d = 128 during the block before, while its dV / dK MMAs run, so the chain
-/// of ten multiply rounds costs issue slots the tensor cores do not wait for; at d = 64 at the
-/// block's start. (Issued after the block's own S^T / dP^T MMAs, ptxas moved it above them.)
+/// one Philox call per lane per 32 queries (`Dropout::st_bits`). Where (`flags_after_p` in
+/// `dkdv_wgmma`): at d = 128 after P^T, while the dP^T MMAs run, so the chain of ten multiply
+/// rounds costs issue slots the tensor cores do not wait for; at d = 64 at the block's start.
+/// (Issued after the block's own S^T / dP^T MMAs, ptxas moved it above them.)
 #[inline(always)]
 unsafe fn drop_flags<const BM: usize>(
     dropout: &Dropout,
@@ -403,19 +403,19 @@ pub unsafe fn dkdv_wgmma<
         DsTileFree::release(wg);
     }
 
-    // Dropout: the drop flags of a block. At d = 128 they are computed during the block before
-    // it, under its dV / dK MMAs (call `s5c3`: backward with dropout 1.26-1.32x plain, against
-    // 1.59-1.79x computed between dP^T and dV / dK); at d = 64, where S^T and dP^T take twice
-    // the registers, that placement spills (60 B) and ran slower (1.35-1.43x, against
-    // 1.29-1.33x), so there they are computed at the block's start.
-    let flags_ahead = D > 64;
+    // Dropout: the drop flags of a block. At d = 128 they are computed after P^T, under the
+    // dP^T MMAs (call `s9c8`, cubins: 1.17-1.24x plain, against 1.21-1.28x computed during the
+    // block before under its dV / dK MMAs, where they held up the dS^T barrier, and 1.59-1.79x
+    // between dP^T and dV / dK in `s5c3`); at d = 64, where S^T and dP^T take twice the
+    // registers, both placements spill (44-60 B) and ran slower (1.29-1.42x against 1.20-1.26x),
+    // so there they are computed at the block's start.
+    let flags_after_p = D > 64;
     let drop_flags_of = |it: usize| {
         let (hq, row0) = block_of(it);
         let (wg, warp, g, t) = thread_place();
         let dropout = Dropout::new(&p.mask, b, hq, p.heads).with_keys_recomputed();
         drop_flags::<BM>(&dropout, key0 + wg * 64 + warp * 16, row0, 4 * g + t)
     };
-    let mut dropped = if DROPOUT && flags_ahead && first < total { drop_flags_of(first) } else { [[0; 2]; MAX_SLICES] };
     let mut acc_dv = [0.0f32; MAX_ACC];
     let mut acc_dk = [0.0f32; MAX_ACC];
 
@@ -431,7 +431,8 @@ pub unsafe fn dkdv_wgmma<
         let q_off = ((stage * q_bytes) >> 4) as u64;
         let lse_st = lse_s + (stage * stat_bytes) as u32;
         let delta_st = delta_s + (stage * stat_bytes) as u32;
-        if DROPOUT && !flags_ahead {
+        let mut dropped = [[0u32; 2]; MAX_SLICES];
+        if DROPOUT && !flags_after_p {
             dropped = drop_flags_of(it);
         }
 
@@ -481,6 +482,9 @@ pub unsafe fn dkdv_wgmma<
             p_from_scores::<BM, false>(&mut s, lse_st, p.scale_log2, needs_mask, &first_visible, t, |_, _| true);
         }
 
+        if DROPOUT && flags_after_p {
+            dropped = drop_flags_of(it);
+        }
         wgmma_wait_group::<0>();
         fence_regs_f32_prefix(&mut dp, BM / 2);
         let (_, _, g, t) = thread_place();
@@ -514,8 +518,6 @@ pub unsafe fn dkdv_wgmma<
         issue_rs::<E, D, BM>(&mut acc_dv, &p_frags, desc.do_mn + q_off);
         issue_rs::<E, D, BM>(&mut acc_dk, &ds_frags, desc.q_mn + q_off);
         wgmma_commit_group();
-        // The next block's drop flags, while dV / dK (and then dQ) run on the tensor cores.
-        let dropped_next = if DROPOUT && flags_ahead && next < total { drop_flags_of(next) } else { dropped };
         // The block after that (masked builds: the block-mask scan, whose global loads wait
         // here, under the MMAs, rather than after the barrier before dQ).
         let after_next = if MASKED {
@@ -591,7 +593,6 @@ pub unsafe fn dkdv_wgmma<
         }
         fence_regs_f32_prefix(&mut acc_dv, D / 2);
         fence_regs_f32_prefix(&mut acc_dk, D / 2);
-        dropped = dropped_next;
         if MASKED {
             (it, next) = (next, after_next);
             done += 1;
