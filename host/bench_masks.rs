@@ -111,15 +111,15 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64) -> Result<Vec<Be
                     inputs: Default::default(),
                     density: 1.0,
                 },
-                // The same dropout on the masked wgmma tiles `Auto` does not take (d = 64: 128
-                // rows; d = 128: 64 x 64), forward only.
+                // The same dropout on the masked wgmma tiles `Auto` does not take (d = 64: 64 x
+                // 128; d = 128: 64 x 64), forward only.
                 Variant {
                     label: "flash-dropout-0.1-other-tiles".into(),
                     opts: AttentionOptions {
                         dropout_p: 0.1,
                         dropout_seed: 1,
                         kernel: ForwardKernel::WgmmaConfig {
-                            block_m: if d == 64 { 128 } else { 64 },
+                            block_m: 64,
                             block_n: if d == 64 { 128 } else { 64 },
                             pipelined: true,
                         },

@@ -211,8 +211,9 @@ macro_rules! for_each_wgmma_forward_kernel {
 /// The first row of a (dtype, head dim, dropout) is `Auto`'s, the others are chosen by their
 /// tiles (`ForwardKernel::WgmmaConfig`). Dropout forward, time against the 128-row tiles (calls
 /// `s7c1`, `s7c3`, `s7c4`, N = 1k / 4k / 16k): 64-row tiles (one warpgroup, two CTAs per SM)
-/// 0.95-0.99x at d = 64, so `Auto` runs them there; 1.11-1.21x at d = 128 (64 x 64: the K and
-/// V stages of 64 x 128 tiles leave room for one CTA per SM).
+/// 0.95-0.99x at d = 64 then; since the drop flags moved after the softmax (call `s9c9`) 1.00-1.04x,
+/// so `Auto` runs the 128-row tiles at both head dims; 1.11-1.21x at d = 128 (64 x 64: the K
+/// and V stages of 64 x 128 tiles leave room for one CTA per SM).
 #[macro_export]
 macro_rules! for_each_wgmma_forward_masked_kernel {
     ($m:ident) => {
@@ -220,10 +221,10 @@ macro_rules! for_each_wgmma_forward_masked_kernel {
         $m!(flash_fwd_wgmma_masked_bf16_d128, Bf16, 128, 128, 128, false);
         $m!(flash_fwd_wgmma_masked_dropout_f16_d128, F16, 128, 128, 128, true);
         $m!(flash_fwd_wgmma_masked_dropout_bf16_d128, Bf16, 128, 128, 128, true);
-        $m!(flash_fwd_wgmma_masked_dropout_f16_d64_m64, F16, 64, 64, 128, true);
-        $m!(flash_fwd_wgmma_masked_dropout_bf16_d64_m64, Bf16, 64, 64, 128, true);
         $m!(flash_fwd_wgmma_masked_dropout_f16_d64, F16, 64, 128, 128, true);
         $m!(flash_fwd_wgmma_masked_dropout_bf16_d64, Bf16, 64, 128, 128, true);
+        $m!(flash_fwd_wgmma_masked_dropout_f16_d64_m64, F16, 64, 64, 128, true);
+        $m!(flash_fwd_wgmma_masked_dropout_bf16_d64_m64, Bf16, 64, 64, 128, true);
         $m!(flash_fwd_wgmma_masked_dropout_f16_d128_m64, F16, 128, 64, 64, true);
         $m!(flash_fwd_wgmma_masked_dropout_bf16_d128_m64, Bf16, 128, 64, 64, true);
     };
