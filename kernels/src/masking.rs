@@ -235,9 +235,10 @@ impl BlockMask {
 /// The block-mask scan of a dK/dV CTA (one key block per CTA): iteration `it` is query block
 /// `first_block + it % per_head` of query head `first_head + it / per_head` (the heads of a GQA
 /// group outermost, `per_head = end_block - first_block`, `total` iterations, kernel blocks of
-/// `bm` queries); the scan looks down the mask column of key `key`. Built once per CTA; its
-/// methods return the first iteration `>= it` whose block the block mask keeps, or `total`.
-/// Without a block mask every block is kept, with no division and no scan (call `s5c8`: that
+/// `bm` queries); the scan looks down the mask column of key `key`. Plain values of the CTA:
+/// the mma.sync kernel builds it once, the wgmma kernel at each call (nothing of it kept in
+/// registers across its loop). Its methods return the first iteration `>= it` whose block the
+/// block mask keeps, or `total`. Without a block mask every block is kept, with no division and no scan (call `s5c8`: that
 /// per-block division cost the masked wgmma backward ~7% with nothing masked). Divisions go
 /// through a float reciprocal ([`divmod_u32`]). Whole warp.
 #[derive(Clone, Copy)]
