@@ -125,6 +125,38 @@ fn build_ptx(kernels: &Path, out: &Path, toolchain: &str, arch: &str) -> PathBuf
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         .unwrap_or_else(|| fail("the kernel build wrote no .s file"));
     let ptx = out.join(format!("kernels_{arch}.ptx"));
-    std::fs::copy(newest.path(), &ptx).unwrap();
+    let text = std::fs::read_to_string(newest.path()).unwrap();
+    std::fs::write(&ptx, with_max_threads(&text)).unwrap();
     ptx
+}
+
+/// Gives every entry whose body carries the marker `// flashattn.maxntid N` (the kernels'
+/// `declare_max_threads`) the directive `.maxntid N, 1, 1` after its parameter list: Rust has no
+/// way to attach it, and ptxas needs it to know the register count at entry of a kernel that
+/// moves registers between warpgroups (`setmaxnreg`).
+fn with_max_threads(ptx: &str) -> String {
+    const ENTRY: &str = ".entry ";
+    const MARKER: &str = "// flashattn.maxntid ";
+    let mut out = String::with_capacity(ptx.len() + 1024);
+    let mut rest = ptx;
+    while let Some(start) = rest.find(ENTRY) {
+        // This entry runs up to the next one.
+        let body_end = rest[start + ENTRY.len()..].find(ENTRY).map_or(rest.len(), |e| start + ENTRY.len() + e);
+        let entry = &rest[..body_end];
+        let threads = entry.find(MARKER).map(|m| {
+            let digits = &entry[m + MARKER.len()..];
+            digits[..digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len())].to_string()
+        });
+        match (threads, entry[start..].find("\n)\n")) {
+            (Some(n), Some(close)) if !n.is_empty() => {
+                let at = start + close + 3;
+                out += &entry[..at];
+                out += &format!(".maxntid {n}, 1, 1\n");
+                out += &entry[at..];
+            }
+            _ => out += entry,
+        }
+        rest = &rest[body_end..];
+    }
+    out + rest
 }

@@ -606,32 +606,35 @@ pub fn mma_masked_kernel(dtype: Dtype, head_dim: usize, mods: u32) -> Option<(&'
 /// ALiBi (mma.sync builds only), and a wgmma masked row for the padded head dim and dropout.
 fn wgmma_masked_applies(opts: &AttentionOptions, inputs: &MaskInputs, head_dim: usize, cc: (i32, i32)) -> bool {
     let build = masks::mods_build(opts, inputs);
-    cc == (9, 0) && build != 3 && wgmma_masked_kernel(Dtype::Bf16, head_dim, build == 2, None).is_some()
+    cc == (9, 0)
+        && build != 3
+        && wgmma_masked_kernel(Dtype::Bf16, head_dim, build == 2, inputs.block_mask.is_some(), None).is_some()
 }
 
 /// The masked wgmma forward for a head dim (padded to 64 or 128) with or without dropout, and
 /// its configuration: with `tiles` (block_m, block_n) the row with those tiles, else the first
-/// row (the one `Auto` runs).
+/// row (the one `Auto` runs); with `block_mask`, only rows whose tiles take block masks
+/// (`WgmmaForwardConfig::takes_block_masks`).
 fn wgmma_masked_kernel(
     dtype: Dtype,
     head_dim: usize,
     dropout: bool,
+    block_mask: bool,
     tiles: Option<(usize, usize)>,
 ) -> Option<(&'static str, WgmmaForwardConfig)> {
     let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
     let mut found = None;
     macro_rules! row {
         ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $dropout:literal) => {
+            let config = WgmmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, pipelined: true };
             if found.is_none()
                 && Dtype::$dtype == dtype
                 && $d == padded
                 && $dropout == dropout
                 && tiles.map_or(true, |t| t == ($bm, $bn))
+                && (!block_mask || config.takes_block_masks())
             {
-                found = Some((
-                    stringify!($name),
-                    WgmmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, pipelined: true },
-                ));
+                found = Some((stringify!($name), config));
             }
         };
     }
@@ -663,8 +666,11 @@ fn launch_forward<T: Element>(
             ForwardKernel::WgmmaConfig { block_m, block_n, .. } if masked => {
                 let build = masks::mods_build(opts, inputs);
                 let tiles = (block_m as usize, block_n as usize);
-                let row =
-                    if build == 3 { None } else { wgmma_masked_kernel(dtype, dims.head_dim, build == 2, Some(tiles)) };
+                let row = if build == 3 {
+                    None
+                } else {
+                    wgmma_masked_kernel(dtype, dims.head_dim, build == 2, inputs.block_mask.is_some(), Some(tiles))
+                };
                 let (name, cfg) = row.ok_or_else(|| {
                     Error::invalid(
                         "kernel",
@@ -686,7 +692,8 @@ fn launch_forward<T: Element>(
                     && wgmma_masked_applies(opts, inputs, dims.head_dim, cc) =>
             {
                 let dropout = masks::mods_build(opts, inputs) == 2;
-                let (name, cfg) = wgmma_masked_kernel(dtype, dims.head_dim, dropout, None).ok_or_else(unsupported)?;
+                let (name, cfg) = wgmma_masked_kernel(dtype, dims.head_dim, dropout, inputs.block_mask.is_some(), None)
+                    .ok_or_else(unsupported)?;
                 (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
             }
             ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
@@ -817,6 +824,23 @@ mod tests {
         assert_eq!(pick(128, false, None), ForwardKernel::TensorCore);
         // Masks run on the masked mma.sync builds, whatever the device.
         assert_eq!(select_kernel(ForwardKernel::Auto, 128, false, true, hopper).unwrap(), ForwardKernel::TensorCore);
+    }
+
+    #[test]
+    fn masked_wgmma_rows_with_a_block_mask_take_block_masks() {
+        for dtype in [Dtype::F16, Dtype::Bf16] {
+            for d in (8..=128).step_by(8) {
+                for dropout in [false, true] {
+                    if let Some((name, c)) = wgmma_masked_kernel(dtype, d, dropout, true, None) {
+                        assert!(c.takes_block_masks(), "{name} {c:?}");
+                    }
+                }
+            }
+        }
+        // d = 64 dropout: 192-row tiles without a block mask, 128-row ones with one.
+        let pick = |block_mask| wgmma_masked_kernel(Dtype::Bf16, 64, true, block_mask, None).unwrap().1.block_m;
+        assert_eq!((pick(false), pick(true)), (192, 128));
+        assert!(wgmma_masked_kernel(Dtype::Bf16, 64, true, true, Some((192, 128))).is_none());
     }
 
     #[test]

@@ -310,6 +310,11 @@ impl WgmmaForwardConfig {
     pub const fn smem_bytes(self) -> usize {
         Self::ALIGN_SLACK + self.tile_bytes(self.block_m) + 2 * Self::STAGES * self.tile_bytes(self.block_n)
     }
+    /// Whether a masked build with these tiles runs block masks: its query tile must lie inside
+    /// one row of mask blocks (192-row tiles straddle two, whose kept key blocks may differ).
+    pub const fn takes_block_masks(self) -> bool {
+        BLOCK_MASK_SIZE % self.block_m == 0
+    }
     /// The instantiated head dim of a real one (multiple of 8), if any.
     pub const fn padded_head_dim(head_dim: usize) -> Option<usize> {
         if head_dim == 0 || head_dim % 8 != 0 || head_dim > 256 {

@@ -29,8 +29,8 @@ use crate::arch::sm80::{
     prmt_b32, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
 };
 use crate::arch::sm90::{
-    fence_proxy_async_shared, fence_regs_f32_prefix, fence_regs_u32, smem_desc, wgmma_commit_group, wgmma_fence,
-    wgmma_wait_group, SWIZZLE_128B,
+    declare_max_threads, fence_proxy_async_shared, fence_regs_f32_prefix, fence_regs_u32, smem_desc,
+    wgmma_commit_group, wgmma_fence, wgmma_wait_group, SWIZZLE_128B,
 };
 use crate::config::{WgmmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::WgmmaElement;
@@ -459,9 +459,16 @@ pub unsafe fn forward_wgmma<
         assert!(WgmmaForwardConfig { head_dim: D, block_m: BM, block_n: BN, pipelined: PIPELINED }.is_valid());
         assert!(BN / 2 <= MAX_S && D / 2 <= MAX_O && BN / 16 <= MAX_KV);
         // Masked builds (windows, block masks, packed batches): pipelined, causal as a window.
-        assert!(!MASKED || (PIPELINED && !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0));
+        // (Query tiles that do not divide the block-mask blocks, 192 rows, take no block mask:
+        // the host runs those calls on other tiles, `WgmmaForwardConfig::takes_block_masks`.)
+        assert!(!MASKED || (PIPELINED && !CAUSAL && BLOCK_MASK_SIZE % BN == 0));
         assert!(MASKED || !DROPOUT);
     };
+    if MASKED && cfg.threads() == 384 {
+        // Three warpgroups: ptxas must keep to 65536 / 384 = 168 registers, which the masked
+        // builds (255 registers at two warpgroups) would otherwise exceed.
+        declare_max_threads::<384>();
+    }
     let tid = _thread_idx_x() as usize;
     let wg = tid / 128; // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
     let warp = (tid % 128) / 32; // warp within the warpgroup: rows 16 warp .. 16 warp + 15 of those
@@ -531,7 +538,13 @@ pub unsafe fn forward_wgmma<
         (0, kv_end.div_ceil(BN))
     };
     let blocks = BlockMask::new(&p.mask, h);
-    let kept_from = |j: usize| if MASKED { blocks.first_active_key_block(row0, j, n_blocks, BN, lane) } else { j };
+    let kept_from = |j: usize| {
+        if MASKED && cfg.takes_block_masks() {
+            blocks.first_active_key_block(row0, j, n_blocks, BN, lane)
+        } else {
+            j
+        }
+    };
     let first = kept_from(first_block);
 
     // Prologue: group 0 = Q + K_first, group 1 = V_first.

@@ -213,7 +213,10 @@ macro_rules! for_each_wgmma_forward_kernel {
 /// `s7c1`, `s7c3`, `s7c4`, N = 1k / 4k / 16k): 64-row tiles (one warpgroup, two CTAs per SM)
 /// 0.95-0.99x at d = 64 then; since the drop flags moved after the softmax (call `s9c9`) 1.00-1.04x,
 /// so `Auto` runs the 128-row tiles at both head dims; 1.11-1.21x at d = 128 (64 x 64: the K
-/// and V stages of 64 x 128 tiles leave room for one CTA per SM).
+/// and V stages of 64 x 128 tiles leave room for one CTA per SM). At d = 64 the 192-row tiles
+/// (three warpgroups, 168 registers each: `.maxntid 384`) are first: 0.92-0.97x the 128-row ones
+/// (call `s10c3`, cubins), as the plain forward runs them; they take no block mask (a 192-row
+/// tile straddles two rows of mask blocks), so calls with one run the 128-row tiles.
 #[macro_export]
 macro_rules! for_each_wgmma_forward_masked_kernel {
     ($m:ident) => {
@@ -221,6 +224,8 @@ macro_rules! for_each_wgmma_forward_masked_kernel {
         $m!(flash_fwd_wgmma_masked_bf16_d128, Bf16, 128, 128, 128, false);
         $m!(flash_fwd_wgmma_masked_dropout_f16_d128, F16, 128, 128, 128, true);
         $m!(flash_fwd_wgmma_masked_dropout_bf16_d128, Bf16, 128, 128, 128, true);
+        $m!(flash_fwd_wgmma_masked_dropout_f16_d64_m192, F16, 64, 192, 128, true);
+        $m!(flash_fwd_wgmma_masked_dropout_bf16_d64_m192, Bf16, 64, 192, 128, true);
         $m!(flash_fwd_wgmma_masked_dropout_f16_d64, F16, 64, 128, 128, true);
         $m!(flash_fwd_wgmma_masked_dropout_bf16_d64, Bf16, 64, 128, 128, true);
         $m!(flash_fwd_wgmma_masked_dropout_f16_d64_m64, F16, 64, 64, 128, true);

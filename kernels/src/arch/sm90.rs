@@ -92,6 +92,16 @@ pub unsafe fn fence_proxy_async_shared() {
     asm!("fence.proxy.async.shared::cta;", options(nostack));
 }
 
+/// Not an instruction: a PTX comment, `// flashattn.maxntid N`, that the build turns into the
+/// kernel's `.maxntid N, 1, 1` directive (Rust cannot attach it to an entry). ptxas needs the
+/// block size to know a kernel's register count at entry, which `setmaxnreg` adjusts from
+/// (without it ptxas ignores `setmaxnreg`, and may allocate more registers than a block of `N`
+/// threads can have). Call it once, in kernels launched with exactly `N` threads.
+#[inline(always)]
+pub unsafe fn declare_max_threads<const N: u32>() {
+    asm!("// flashattn.maxntid {n}", n = const N, options(nomem, nostack, preserves_flags));
+}
+
 /// `setmaxnreg.inc.sync.aligned.u32 N`: raise this warpgroup's register budget to `N` (a
 /// multiple of 8 in 24..=256), taking registers released by other warpgroups of the CTA.
 #[inline(always)]
