@@ -207,7 +207,8 @@ macro_rules! for_each_wgmma_forward_kernel {
 /// The masked Hopper forward (sm_90a PTX only): windows (causal is one), block masks, packed
 /// batches and (`dropout` true) dropout on the wgmma kernel's pipelined schedule,
 /// `callback!(name, Dtype, head_dim, block_m, block_n, dropout)`; softcap and ALiBi run on the
-/// mma.sync `mods` builds. d = 64: dropout only (without it the mma.sync masked build is as fast).
+/// mma.sync `mods` builds. d = 64 without dropout: 192-row tiles only (the 128-row ones were no
+/// faster than the mma.sync masked build), so calls with a block mask run mma.sync there.
 /// The first row of a (dtype, head dim, dropout) is `Auto`'s, the others are chosen by their
 /// tiles (`ForwardKernel::WgmmaConfig`). Dropout forward, time against the 128-row tiles (calls
 /// `s7c1`, `s7c3`, `s7c4`, N = 1k / 4k / 16k): 64-row tiles (one warpgroup, two CTAs per SM)
@@ -222,6 +223,8 @@ macro_rules! for_each_wgmma_forward_masked_kernel {
     ($m:ident) => {
         $m!(flash_fwd_wgmma_masked_f16_d128, F16, 128, 128, 128, false);
         $m!(flash_fwd_wgmma_masked_bf16_d128, Bf16, 128, 128, 128, false);
+        $m!(flash_fwd_wgmma_masked_f16_d64_m192, F16, 64, 192, 128, false);
+        $m!(flash_fwd_wgmma_masked_bf16_d64_m192, Bf16, 64, 192, 128, false);
         $m!(flash_fwd_wgmma_masked_dropout_f16_d128, F16, 128, 128, 128, true);
         $m!(flash_fwd_wgmma_masked_dropout_bf16_d128, Bf16, 128, 128, 128, true);
         $m!(flash_fwd_wgmma_masked_dropout_f16_d64_m192, F16, 64, 192, 128, true);
