@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{
-    Dtype, MmaForwardConfig, ScalarForwardConfig, WgmmaForwardConfig, MASKED_SCRATCH_BYTES,
+    Dtype, MmaForwardConfig, ScalarForwardConfig, WgmmaForwardConfig, BLOCK_MASK_SIZE, MASKED_SCRATCH_BYTES,
 };
 use flashattn_kernels::params::ForwardParams;
 
@@ -676,9 +676,14 @@ fn launch_forward<T: Element>(
                         "kernel",
                         format!(
                             "no masked wgmma build with {block_m} x {block_n} tiles for head dim {} (dropout: {}; \
-                             softcap and ALiBi run on Auto or TensorCore)",
+                             softcap and ALiBi run on Auto or TensorCore{})",
                             dims.head_dim,
-                            build == 2
+                            build == 2,
+                            if inputs.block_mask.is_some() {
+                                format!("; a block mask needs query tiles that divide {BLOCK_MASK_SIZE}")
+                            } else {
+                                String::new()
+                            }
                         ),
                     )
                 })?;
