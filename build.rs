@@ -132,8 +132,8 @@ fn build_ptx(kernels: &Path, out: &Path, toolchain: &str, arch: &str) -> PathBuf
 
 /// Gives every entry whose body carries the marker `// flashattn.maxntid N` (the kernels'
 /// `declare_max_threads`) the directive `.maxntid N, 1, 1` after its parameter list: Rust has no
-/// way to attach it, and ptxas needs it to know the register count at entry of a kernel that
-/// moves registers between warpgroups (`setmaxnreg`).
+/// way to attach it, and without it ptxas may give a kernel more registers than a block of `N`
+/// threads can have (the 192-row masked forwards: 168 at 384 threads).
 fn with_max_threads(ptx: &str) -> String {
     const ENTRY: &str = ".entry ";
     const MARKER: &str = "// flashattn.maxntid ";

@@ -93,10 +93,10 @@ pub unsafe fn fence_proxy_async_shared() {
 }
 
 /// Not an instruction: a PTX comment, `// flashattn.maxntid N`, that the build turns into the
-/// kernel's `.maxntid N, 1, 1` directive (Rust cannot attach it to an entry). ptxas needs the
-/// block size to know a kernel's register count at entry, which `setmaxnreg` adjusts from
-/// (without it ptxas ignores `setmaxnreg`, and may allocate more registers than a block of `N`
-/// threads can have). Call it once, in kernels launched with exactly `N` threads.
+/// kernel's `.maxntid N, 1, 1` directive (Rust cannot attach it to an entry). Without it ptxas
+/// may allocate more registers than a block of `N` threads can have (and ignores `setmaxnreg`,
+/// whose starting count it cannot know). Call it once, in kernels launched with exactly `N`
+/// threads.
 #[inline(always)]
 pub unsafe fn declare_max_threads<const N: u32>() {
     asm!("// flashattn.maxntid {n}", n = const N, options(nomem, nostack, preserves_flags));
