@@ -4,7 +4,7 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 use crate::error::{Error, Result};
 use crate::forward::{check_layout, validate_inputs, AttentionOptions, ForwardKernel};
-use crate::launch::{launch, strides_of, ParamBlock};
+use crate::launch::{launch, launch_overlapping, strides_of, ParamBlock};
 use crate::masks::{self, MaskInputs, VarlenBatch, VarlenDevice};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
@@ -119,7 +119,10 @@ fn run_backward<T: Element>(
     let acc_dim = backward_head_dim(T::DTYPE.expect("validated"), dims.head_dim, opts.causal && !masked, masked, mods);
     let mut dq_accum =
         if atomic_dq { Some(dev.alloc::<f32>(&[dims.batch, dims.heads, stat_pitch, acc_dim])?) } else { None };
-    let work = Workspace { stats: &mut stats, dq_accum: dq_accum.as_mut(), stat_pitch, acc_dim };
+    // The wgmma dK/dV kernel's per-(batch, KV head) counts of CTAs done with dq_accum, which the
+    // overlapped dQ conversion waits on (zeroed by the preprocessing; u32 on the device).
+    let mut dq_done = if atomic_dq { Some(dev.alloc::<i32>(&[dims.batch, dims.heads_kv])?) } else { None };
+    let work = Workspace { stats: &mut stats, dq_accum: dq_accum.as_mut(), dq_done: dq_done.as_mut(), stat_pitch, acc_dim };
     launch_backward(q, k, v, o, lse, d_o, work, &mut grads, dims, opts, inputs, varlen)?;
     Ok((grads.dq, grads.dk, grads.dv))
 }
@@ -128,6 +131,7 @@ fn run_backward<T: Element>(
 struct Workspace<'a> {
     stats: &'a mut Tensor<f32>,
     dq_accum: Option<&'a mut Tensor<f32>>,
+    dq_done: Option<&'a mut Tensor<i32>>,
     stat_pitch: usize,
     acc_dim: usize,
 }
@@ -476,7 +480,7 @@ fn launch_backward<T: Element>(
     inputs: &MaskInputs,
     varlen: Option<&VarlenDevice>,
 ) -> Result<()> {
-    let Workspace { stats, dq_accum, stat_pitch, acc_dim } = work;
+    let Workspace { stats, dq_accum, dq_done, stat_pitch, acc_dim } = work;
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let mods = masks::mods_build(opts, inputs);
     let dtype = T::DTYPE.expect("validated");
@@ -504,8 +508,15 @@ fn launch_backward<T: Element>(
         }
         None => (0, None),
     };
+    let (dq_done_ptr, _g12) = match dq_done {
+        Some(t) => {
+            let (ptr, guard) = t.data_mut().device_ptr_mut(&stream);
+            (ptr, Some(guard))
+        }
+        None => (0, None),
+    };
     let setup = masks::setup(&stream, &dev, &dims, scale, opts, inputs, varlen)?;
-    let params = ParamBlock(BackwardParams {
+    let mut params = ParamBlock(BackwardParams {
         q: q_ptr,
         k: k_ptr,
         v: v_ptr,
@@ -515,6 +526,7 @@ fn launch_backward<T: Element>(
         delta: delta_ptr,
         lse_log2: delta_ptr + stat_bytes,
         dq_accum: dq_accum_ptr,
+        dq_done: 0, // set below, once the dK/dV kernel is chosen
         dq: dq_ptr,
         dk: dk_ptr,
         dv: dv_ptr,
@@ -536,6 +548,8 @@ fn launch_backward<T: Element>(
         scale,
         stat_pitch: stat_pitch as u32,
         acc_dim: acc_dim as u32,
+        dq_done_block_n: 0,
+        _pad: 0,
         mask: setup.params,
     });
     let (b, h, hkv) = (dims.batch as u32, dims.heads as u32, dims.heads_kv as u32);
@@ -545,6 +559,13 @@ fn launch_backward<T: Element>(
     } else {
         None
     };
+    // The wgmma dK/dV kernel with atomic dQ publishes its CTAs' completion per (batch, KV head),
+    // so its tiled dQ conversion can run on the SMs its last CTAs leave idle (see below).
+    let overlapped_dq = dq_accum_ptr != 0 && dq_done_ptr != 0 && dkdv.as_ref().is_some_and(|k| k.dq_tiled);
+    if let (true, Some(k)) = (overlapped_dq, dkdv.as_ref()) {
+        params.0.dq_done = dq_done_ptr;
+        params.0.dq_done_block_n = k.block_n as u32;
+    }
     let warps = ScalarBackwardConfig::PREPROCESS_WARPS;
     // SAFETY (all launches below): one parameter block for every backward kernel, matching their
     // signature; every pointer is a live allocation of the validated shape and strides. The
@@ -584,7 +605,16 @@ fn launch_backward<T: Element>(
     if dq_accum_ptr != 0 {
         let threads = dq_convert_threads(dims.seqlen_q, dims.head_dim, dkdv.dq_tiled);
         let grid = (threads.div_ceil(DQ_CONVERT_THREADS) as u32, h, b);
-        unsafe { launch(&dev, dq_convert_kernel_name(dtype, dkdv.dq_tiled), 0, grid, DQ_CONVERT_THREADS, &params)? };
+        let name = dq_convert_kernel_name(dtype, dkdv.dq_tiled);
+        if overlapped_dq {
+            // Programmatic stream serialization: the conversion's CTAs may start once every
+            // dK/dV CTA is resident (each signals it at its start), on the SMs that the
+            // shortest ones free, and convert each head as soon as its counter is full (the
+            // tail of a block-sparse backward, where CTAs differ in length, is ~5% idle SMs).
+            unsafe { launch_overlapping(&dev, name, 0, grid, DQ_CONVERT_THREADS, &params)? };
+        } else {
+            unsafe { launch(&dev, name, 0, grid, DQ_CONVERT_THREADS, &params)? };
+        }
     } else {
         let (name, cfg) = if masked {
             mma_backward_dq_masked_kernel(dtype, dims.head_dim, mods)

@@ -50,3 +50,50 @@ where
     unsafe { builder.launch(cfg) }?;
     Ok(())
 }
+
+/// As [`launch`], with programmatic stream serialization: the kernel may start before the one
+/// launched before it on the stream has finished, as soon as every CTA of that one has executed
+/// `griddepcontrol.launch_dependents` (or exited). It must synchronise itself with what it reads
+/// of that kernel's results; without the signal (or where the driver ignores the attribute) it
+/// simply starts after it, as [`launch`] does.
+///
+/// # Safety
+/// As [`launch`]; in addition, whatever the kernel reads that the previous kernel writes must be
+/// ordered by the kernels themselves (a release there, an acquire here).
+pub(crate) unsafe fn launch_overlapping<P>(
+    dev: &Device,
+    name: &'static str,
+    smem: usize,
+    grid: (u32, u32, u32),
+    threads: usize,
+    params: &ParamBlock<P>,
+) -> Result<()>
+where
+    ParamBlock<P>: DeviceRepr,
+{
+    use cudarc::driver::sys;
+    let func = dev.load_kernel(name, smem)?;
+    dev.context().bind_to_thread()?;
+    let mut attr = sys::CUlaunchAttribute {
+        id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+        pad: [0; 4],
+        value: sys::CUlaunchAttributeValue { programmaticStreamSerializationAllowed: 1 },
+    };
+    let config = sys::CUlaunchConfig {
+        gridDimX: grid.0,
+        gridDimY: grid.1,
+        gridDimZ: grid.2,
+        blockDimX: threads as u32,
+        blockDimY: 1,
+        blockDimZ: 1,
+        sharedMemBytes: smem as u32,
+        hStream: dev.stream().cu_stream(),
+        attrs: &mut attr,
+        numAttrs: 1,
+    };
+    // The one kernel argument: the parameter block, by value (cuLaunchKernelEx copies it).
+    let mut args = [params as *const ParamBlock<P> as *mut std::ffi::c_void];
+    // SAFETY: `config` and `args` outlive the call; the caller guarantees the rest.
+    unsafe { sys::cuLaunchKernelEx(&config, func.cu_function(), args.as_mut_ptr(), std::ptr::null_mut()) }.result()?;
+    Ok(())
+}

@@ -244,6 +244,40 @@ fn deterministic_backward_is_bit_identical_over_50_runs() {
     }
 }
 
+/// The wgmma backward converts dQ while its dK/dV kernel still runs (each head once that head's
+/// CTAs have published their sums). On grids of several waves, with GQA and a causal case whose
+/// CTAs differ in length, the atomic dQ must equal the deterministic path's (same sums in
+/// another order: within 2 bf16 units in the last place), and dK, dV must agree as closely
+/// too. A conversion that ran before a head was complete would miss whole key blocks
+/// (errors of the order of dQ itself). Too large for the f64 reference; these shapes are.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn overlapped_dq_conversion_matches_the_deterministic_dq() {
+    let dev = device();
+    if dev.compute_capability().0 < 9 {
+        println!("SKIPPED: the overlapped dQ conversion runs with the wgmma backward (compute capability 9.0)");
+        return;
+    }
+    for (s, causal) in [(shape(1, 8192, 8192, 16, 4, 128), false), (shape(2, 4096, 4096, 8, 8, 64), true)] {
+        let opts = AttentionOptions { causal, ..WGMMA };
+        let (_, atomic) = gradients::<bf16>(&dev, &s, &opts, 21, false);
+        let (_, det) = gradients::<bf16>(&dev, &s, &AttentionOptions { deterministic: true, ..opts }, 21, false);
+        for (name, (a, b)) in ["dq", "dk", "dv"].iter().zip(atomic.iter().zip(&det)) {
+            let scale = b.iter().fold(0f32, |m, x| m.max(x.to_f32().abs()));
+            let mut worst = 0f32;
+            for (x, y) in a.iter().zip(b) {
+                let (x, y) = (x.to_f32(), y.to_f32());
+                assert!(x.is_finite(), "{s:?} causal={causal} {name}: non-finite {x}");
+                // Two bf16 ulps (at most 2^-7 relative each) of the element, or of 2^-8 of the largest.
+                let tol = 4.0 * 2f32.powi(-8) * y.abs().max(scale * 2f32.powi(-8));
+                worst = worst.max((x - y).abs() / tol);
+            }
+            println!("{s:?} causal={causal} {name}: worst |atomic - deterministic| = {worst:.3} of the tolerance");
+            assert!(worst <= 1.0, "{s:?} causal={causal} {name}: atomic and deterministic differ ({worst:.2}x)");
+        }
+    }
+}
+
 /// One small case of each backward kernel, for compute-sanitizer (racecheck / memcheck).
 #[test]
 #[ignore = "needs a CUDA GPU"]

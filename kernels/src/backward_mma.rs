@@ -24,9 +24,9 @@ use crate::arch::sm80::red_global_add_f32;
 use crate::arch::sm80::st_shared_v2_f32;
 use crate::arch::sm80::{block_idx_reread, thread_idx_x_reread};
 use crate::arch::sm80::{
-    cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_global_nc_v2_f32,
-    ld_global_nc_v4_f32, ld_shared_v2_f32, ld_shared_v4_b32, ldmatrix_x4, ldmatrix_x4_trans, st_global_v4_b32,
-    st_shared_b32, syncwarp,
+    cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_acquire_gpu_u32,
+    ld_global_nc_v2_f32, ld_global_nc_v4_f32, ld_global_v4_f32, ld_shared_v2_f32, ld_shared_v4_b32, ldmatrix_x4,
+    ldmatrix_x4_trans, nanosleep, st_global_v4_b32, st_shared_b32, syncwarp,
 };
 #[cfg(flashattn_sm90a)]
 use crate::arch::sm90::{
@@ -779,6 +779,23 @@ pub unsafe fn dq_convert<E: Element, const TILED: bool>(p: &BackwardParams) {
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let seq = Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k); // packed batches: entry b
+    if p.dq_done != 0 {
+        // Launched to overlap the dK/dV kernel (programmatic stream serialization): that grid
+        // may still run, so wait until each of its CTAs of this entry's keys and KV head has
+        // published its sums. It cannot wait on this grid: this one starts only once all of its
+        // CTAs are resident.
+        if _thread_idx_x() == 0 {
+            let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+            let done = (p.dq_done as *const u32).add(b * p.heads_kv as usize + h / group);
+            let target = (seq.n_k as u32).div_ceil(p.dq_done_block_n.max(1));
+            while ld_acquire_gpu_u32(done) < target {
+                nanosleep(500);
+            }
+        }
+        _syncthreads(); // the acquire above orders every thread's loads below
+    }
+    // Coherent loads while the dK/dV grid may still run; after it (a plain launch), `.nc`.
+    let load = |src: *const f32| if p.dq_done != 0 { ld_global_v4_f32(src) } else { ld_global_nc_v4_f32(src) };
     let acc_dim = p.acc_dim as usize;
     let head_rows = (p.dq_accum as *const f32).add((b * p.heads as usize + h) * p.stat_pitch as usize * acc_dim);
     let s = p.scale;
@@ -803,12 +820,7 @@ pub unsafe fn dq_convert<E: Element, const TILED: bool>(p: &BackwardParams) {
         // Chunk k: (row, 8 c + 2 k + e) at 4 k + e, (row + 8, ..) at 4 k + 2 + e. Rows up to the
         // 16-row group's end exist in dq_accum (stat_pitch), so the loads need no bound.
         let src = head_rows.add(dq_tiled_index(row, 8 * c, acc_dim));
-        let q = [
-            ld_global_nc_v4_f32(src),
-            ld_global_nc_v4_f32(src.add(4)),
-            ld_global_nc_v4_f32(src.add(8)),
-            ld_global_nc_v4_f32(src.add(12)),
-        ];
+        let q = [load(src), load(src.add(4)), load(src.add(8)), load(src.add(12))];
         store(row, c, [q[0][0], q[0][1], q[1][0], q[1][1], q[2][0], q[2][1], q[3][0], q[3][1]]);
         if row + 8 < seq.n_q {
             store(row + 8, c, [q[0][2], q[0][3], q[1][2], q[1][3], q[2][2], q[2][3], q[3][2], q[3][3]]);
@@ -820,7 +832,7 @@ pub unsafe fn dq_convert<E: Element, const TILED: bool>(p: &BackwardParams) {
             return;
         }
         let src = head_rows.add(row * acc_dim + 8 * c);
-        let (lo, hi) = (ld_global_nc_v4_f32(src), ld_global_nc_v4_f32(src.add(4)));
+        let (lo, hi) = (load(src), load(src.add(4)));
         store(row, c, [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]);
     }
 }

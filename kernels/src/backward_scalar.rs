@@ -30,7 +30,7 @@ const LOG2E: f32 = core::f32::consts::LOG2_E;
 /// loads, 128 columns apart, then a butterfly sum). Grid: (ceil(stat_pitch / warps), heads,
 /// batch): padding rows are written too. With `p.dq_accum` set it also zeroes the atomic dQ
 /// accumulator, `acc_dim` f32 per row (whatever its layout, the rows' chunks cover it), so no
-/// separate memset pass over it.
+/// separate memset pass over it; with `p.dq_done` set, the dK/dV kernel's counters too.
 #[inline(always)]
 pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     let tid = _thread_idx_x() as usize;
@@ -42,6 +42,10 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     let seq = Sequence::of(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let n_q = seq.n_q;
     let stat = (b * p.heads as usize + h) * p.stat_pitch as usize + row;
+    if p.dq_done != 0 && tid == 0 && _block_idx_x() == 0 && h < p.heads_kv as usize {
+        // The dK/dV CTAs of (b, h) count up from here (see `BackwardParams::dq_done`).
+        *(p.dq_done as *mut u32).add(b * p.heads_kv as usize + h) = 0;
+    }
     if p.dq_accum != 0 && row < p.stat_pitch as usize {
         let chunk = (p.dq_accum as *mut f32).add(stat * p.acc_dim as usize);
         let mut c = 4 * lane;

@@ -31,12 +31,13 @@ use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, 
 
 use crate::arch::sm80::{
     cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, ld_shared_v4_b32, named_barrier_arrive,
-    named_barrier_sync, rcp, st_global_v4_b32, st_shared_b32, st_shared_v4_f32, syncwarp, thread_idx_x_reread,
+    named_barrier_sync, rcp, red_release_gpu_add_u32, st_global_v4_b32, st_shared_b32, st_shared_v4_f32, syncwarp,
+    thread_idx_x_reread,
 };
 use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
-    fence_proxy_async_shared, fence_regs_f32, fence_regs_f32_prefix, smem_desc, wgmma_commit_group, wgmma_fence,
-    wgmma_wait_group, SWIZZLE_128B,
+    fence_proxy_async_global, fence_proxy_async_shared, fence_regs_f32, fence_regs_f32_prefix,
+    griddepcontrol_launch_dependents, smem_desc, wgmma_commit_group, wgmma_fence, wgmma_wait_group, SWIZZLE_128B,
 };
 use crate::backward_mma::copy_stats_async;
 use crate::config::{WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
@@ -291,8 +292,14 @@ pub unsafe fn dkdv_wgmma<
     // Masked builds: entry b of a packed batch (rows `q_start + row`, keys `k_start + key`).
     let seq = Sequence::for_build::<MASKED>(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);
+    // The dQ conversion launched after this grid may start as soon as every CTA is resident; it
+    // waits per (batch, KV head) for `publish_dq_done` (see `BackwardParams::dq_done`).
+    griddepcontrol_launch_dependents();
     if MASKED && key0 >= n_k {
-        return; // a shorter entry of a packed batch (the whole CTA, before any barrier)
+        // A shorter entry of a packed batch (the whole CTA, before any barrier). It adds nothing
+        // to dQ and is not counted: the conversion expects the entry's own key blocks. (Counting
+        // it here made ptxas spill 40-80 B more in the masked builds.)
+        return;
     }
     let stat_pitch = p.stat_pitch as usize;
     let with_dq = p.dq_accum != 0;
@@ -605,9 +612,15 @@ pub unsafe fn dkdv_wgmma<
     cp_async_wait_group::<0>(); // no copy may still land in the tiles (e.g. `total == 0`)
     let tid = thread_idx_x_reread() as usize;
     if with_dq && tid % 32 == 0 {
-        cp_async_bulk_wait_group::<0>(); // the staging tile stays allocated until the reductions are done
+        // The staging tile stays allocated until the reductions are done, and the dQ conversion
+        // may read this CTA's sums once they are: performed, then ordered before the release.
+        cp_async_bulk_wait_group::<0>();
+        fence_proxy_async_global();
     }
-    _syncthreads(); // every warpgroup is done reading K and V
+    _syncthreads(); // every warpgroup is done reading K and V (and its dQ reductions are done)
+    if tid == 0 {
+        publish_dq_done(p, b, h_kv);
+    }
     let scale = p.scale;
     // Dropout: dV summed P Z (`drop_packed`); its 1 / keep probability is applied once here.
     let dv_scale = if DROPOUT { p.mask.dropout_scale } else { 1.0 };
@@ -630,6 +643,16 @@ pub unsafe fn dkdv_wgmma<
     let (k_row, k_end) = (seq.k_start + key0, seq.k_start + n_k);
     store_rows::<BN>(v_s, row_w, p.dv, &p.dv_strides, b, h_kv, k_row, k_end, head_dim, lane);
     store_rows::<BN>(k_s, row_w, p.dk, &p.dk_strides, b, h_kv, k_row, k_end, head_dim, lane);
+}
+
+/// Counts this CTA as done adding into `dq_accum` for (batch `b`, KV head `h_kv`) (the CTAs of
+/// key blocks within the entry's keys count), once every warp's reductions have completed (a barrier after their waits): a release, so the dQ
+/// conversion that acquires the count reads the sums. One thread; nothing without `dq_done`.
+#[inline(always)]
+unsafe fn publish_dq_done(p: &BackwardParams, b: usize, h_kv: usize) {
+    if p.dq_done != 0 {
+        red_release_gpu_add_u32((p.dq_done as *mut u32).add(b * p.heads_kv as usize + h_kv), 1);
+    }
 }
 
 /// Writes 16 rows (`row_w..`) of a SW128 tile of `ROWS` rows to global rows `first_key + row`

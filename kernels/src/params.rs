@@ -146,6 +146,11 @@ pub struct BackwardParams {
     /// f32 `[batch, heads, stat_pitch, acc_dim]`: dQ accumulated by the tensor-core dK/dV kernel
     /// with atomics (zeroed before it runs), unscaled; converted to dq by the dQ conversion.
     pub dq_accum: u64,
+    /// u32 `[batch, heads_kv]`, or 0: the dK/dV CTAs of each (batch, KV head) that are done
+    /// adding into `dq_accum` (the wgmma dK/dV kernel publishes each with a release; the
+    /// preprocessing zeroes them). The tiled dQ conversion, launched to overlap the dK/dV
+    /// kernel's last CTAs, converts a head once its count covers the entry's key blocks.
+    pub dq_done: u64,
     pub dq: u64,
     pub dk: u64,
     pub dv: u64,
@@ -173,6 +178,11 @@ pub struct BackwardParams {
     pub stat_pitch: u32,
     /// Columns of a `dq_accum` row: the instantiated (padded) head dim of the kernel.
     pub acc_dim: u32,
+    /// The dK/dV kernel's key block (`block_n`): entry `b` of the batch is done once
+    /// `ceil(n_k(b) / dq_done_block_n)` CTAs have counted themselves; see `dq_done`.
+    pub dq_done_block_n: u32,
+    /// (Explicit padding: `mask` is 8-byte aligned.)
+    pub _pad: u32,
     /// Read by the masked kernels, the preprocessing and the dQ conversion; see [`MaskParams`].
     pub mask: MaskParams,
 }

@@ -289,6 +289,41 @@ pub unsafe fn red_global_add_f32(ptr: *mut f32, v: f32) {
     asm!("red.global.add.f32 [{0}], {1};", in(reg64) ptr, in(reg32) v, options(nostack));
 }
 
+/// `ld.global.v4.f32` (16-byte aligned): the ordinary, coherent path, for data that another
+/// grid still running may have written (the `.nc` path is only for data read-only for the
+/// whole kernel). Ordered after an acquire ([`ld_acquire_gpu_u32`]) that a barrier publishes.
+#[inline(always)]
+pub unsafe fn ld_global_v4_f32(ptr: *const f32) -> [f32; 4] {
+    let (a, b, c, d): (f32, f32, f32, f32);
+    asm!("ld.global.v4.f32 {{{0}, {1}, {2}, {3}}}, [{4}];",
+         out(reg32) a, out(reg32) b, out(reg32) c, out(reg32) d, in(reg64) ptr, options(readonly, nostack));
+    [a, b, c, d]
+}
+
+/// `ld.acquire.gpu.global.u32`: reads a flag another CTA (of any grid) publishes with a release
+/// ([`red_release_gpu_add_u32`]); what was written before that release is visible to this
+/// thread's later accesses (and to the CTA's, after a barrier).
+#[inline(always)]
+pub unsafe fn ld_acquire_gpu_u32(ptr: *const u32) -> u32 {
+    let v: u32;
+    asm!("ld.acquire.gpu.global.u32 {0}, [{1}];", out(reg32) v, in(reg64) ptr, options(nostack));
+    v
+}
+
+/// `red.release.gpu.global.add.u32`: `*ptr += v` atomically, after everything this thread has
+/// written or observed (a release is cumulative: also what a barrier showed it of its CTA).
+#[inline(always)]
+pub unsafe fn red_release_gpu_add_u32(ptr: *mut u32, v: u32) {
+    asm!("red.release.gpu.global.add.u32 [{0}], {1};", in(reg64) ptr, in(reg32) v, options(nostack));
+}
+
+/// `nanosleep.u32`: suspends the warp for about `ns` nanoseconds (up to twice as long), so a
+/// polling loop leaves the memory system and the SM's issue slots to others.
+#[inline(always)]
+pub unsafe fn nanosleep(ns: u32) {
+    asm!("nanosleep.u32 {0};", in(reg32) ns, options(nostack));
+}
+
 /// `ld.global.nc.v4.f32` (16-byte aligned): read-only path.
 #[inline(always)]
 pub unsafe fn ld_global_nc_v4_f32(ptr: *const f32) -> [f32; 4] {

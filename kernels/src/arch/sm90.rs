@@ -92,6 +92,24 @@ pub unsafe fn fence_proxy_async_shared() {
     asm!("fence.proxy.async.shared::cta;", options(nostack));
 }
 
+/// `fence.proxy.async.global`: orders this thread's view of global memory between the async
+/// proxy (bulk copies and reductions it waited for) and the generic proxy (the release that
+/// publishes them to other CTAs).
+#[inline(always)]
+pub unsafe fn fence_proxy_async_global() {
+    asm!("fence.proxy.async.global;", options(nostack));
+}
+
+/// `griddepcontrol.launch_dependents`: the grid launched after this one with programmatic
+/// stream serialization may start once every CTA of this grid has executed this (or exited);
+/// the first execution in a CTA counts. It does not wait for, or publish, anything: a dependent
+/// that reads this grid's results synchronises itself (flags, or `griddepcontrol.wait`).
+/// Without such a dependent it does nothing.
+#[inline(always)]
+pub unsafe fn griddepcontrol_launch_dependents() {
+    asm!("griddepcontrol.launch_dependents;", options(nostack));
+}
+
 /// Not an instruction: a PTX comment, `// flashattn.maxntid N`, that the build turns into the
 /// kernel's `.maxntid N, 1, 1` directive (Rust cannot attach it to an entry). Without it ptxas
 /// may allocate more registers than a block of `N` threads can have (and ignores `setmaxnreg`,
