@@ -122,7 +122,8 @@ fn run_backward<T: Element>(
     // The wgmma dK/dV kernel's per-(batch, KV head) counts of CTAs done with dq_accum, which the
     // overlapped dQ conversion waits on (zeroed by the preprocessing; u32 on the device).
     let mut dq_done = if atomic_dq { Some(dev.alloc::<i32>(&[dims.batch, dims.heads_kv])?) } else { None };
-    let work = Workspace { stats: &mut stats, dq_accum: dq_accum.as_mut(), dq_done: dq_done.as_mut(), stat_pitch, acc_dim };
+    let work =
+        Workspace { stats: &mut stats, dq_accum: dq_accum.as_mut(), dq_done: dq_done.as_mut(), stat_pitch, acc_dim };
     launch_backward(q, k, v, o, lse, d_o, work, &mut grads, dims, opts, inputs, varlen)?;
     Ok((grads.dq, grads.dk, grads.dv))
 }

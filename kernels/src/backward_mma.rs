@@ -771,7 +771,9 @@ pub unsafe fn dq_mma<
 /// `config::dq_tiled_index`): 8 columns of the rows `r` and `r + 8` of a 16-row group per thread,
 /// which are the 64 contiguous bytes at `16 * idx` floats of the head's rows, so four 16-byte
 /// loads and two 16-byte stores (threads with 8-byte loads of one row each read the same sectors
-/// with twice the load instructions).
+/// with twice the load instructions). With `p.dq_done` set (the wgmma backward), the dK/dV grid
+/// may still run: each CTA first waits for its (batch, KV head) to be done
+/// (`BackwardParams::dq_done`).
 /// Grid: (ceil(`dq_convert_threads`(seqlen_q, head_dim, TILED) / DQ_CONVERT_THREADS), heads, batch).
 #[inline(always)]
 pub unsafe fn dq_convert<E: Element, const TILED: bool>(p: &BackwardParams) {

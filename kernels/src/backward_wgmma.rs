@@ -19,7 +19,9 @@
 //!    (dS^T and K are stored key-major), overlapping the dV / dK MMAs still in flight; the f32
 //!    tile is staged in shared memory and added to `dq_accum` by the copy engine
 //!    (`cp.reduce.async.bulk`, one 4 D-byte row per thread of the first lanes of each warp).
-//! 5. Epilogue: dV and `scale * dK` staged through the V and K tiles, 16-byte stores.
+//! 5. Epilogue: once its dQ reductions have completed, the CTA counts itself done for its (batch,
+//!    KV head) (`publish_dq_done`), which the dQ conversion, launched to overlap this grid's last
+//!    CTAs, waits for; dV and `scale * dK` staged through the V and K tiles, 16-byte stores.
 //!
 //! Builds: plain and causal; `MASKED` (windows, block masks, packed batches; causal as a
 //! window: the query blocks a key block sees, the kept ones, the per-element window test only in
