@@ -562,11 +562,13 @@ fn launch_backward<T: Element>(
     };
     // The wgmma dK/dV kernel with atomic dQ publishes its CTAs' completion per (batch, KV head),
     // so its tiled dQ conversion can run on the SMs its last CTAs leave idle (see below).
-    let overlapped_dq = dq_accum_ptr != 0 && dq_done_ptr != 0 && dkdv.as_ref().is_some_and(|k| k.dq_tiled);
-    if let (true, Some(k)) = (overlapped_dq, dkdv.as_ref()) {
+    // (`dq_done` is allocated exactly with `dq_accum`, for the atomic dQ.)
+    let overlapped = dkdv.as_ref().filter(|k| k.dq_tiled && dq_done_ptr != 0);
+    if let Some(k) = overlapped {
         params.0.dq_done = dq_done_ptr;
         params.0.dq_done_block_n = k.block_n as u32;
     }
+    let overlapped_dq = overlapped.is_some();
     let warps = ScalarBackwardConfig::PREPROCESS_WARPS;
     // SAFETY (all launches below): one parameter block for every backward kernel, matching their
     // signature; every pointer is a live allocation of the validated shape and strides. The

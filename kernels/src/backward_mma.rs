@@ -788,7 +788,7 @@ pub unsafe fn dq_convert<E: Element, const TILED: bool>(p: &BackwardParams) {
         // CTAs are resident.
         if _thread_idx_x() == 0 {
             let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
-            let done = (p.dq_done as *const u32).add(b * p.heads_kv as usize + h / group);
+            let done = p.dq_done_counter(b, h / group);
             let target = (seq.n_k as u32).div_ceil(p.dq_done_block_n.max(1));
             while ld_acquire_gpu_u32(done) < target {
                 nanosleep(500);

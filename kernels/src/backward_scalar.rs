@@ -44,7 +44,7 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
     let stat = (b * p.heads as usize + h) * p.stat_pitch as usize + row;
     if p.dq_done != 0 && tid == 0 && _block_idx_x() == 0 && h < p.heads_kv as usize {
         // The dK/dV CTAs of (b, h) count up from here (see `BackwardParams::dq_done`).
-        *(p.dq_done as *mut u32).add(b * p.heads_kv as usize + h) = 0;
+        *p.dq_done_counter(b, h) = 0;
     }
     if p.dq_accum != 0 && row < p.stat_pitch as usize {
         let chunk = (p.dq_accum as *mut f32).add(stat * p.acc_dim as usize);

@@ -648,12 +648,13 @@ pub unsafe fn dkdv_wgmma<
 }
 
 /// Counts this CTA as done adding into `dq_accum` for (batch `b`, KV head `h_kv`) (the CTAs of
-/// key blocks within the entry's keys count), once every warp's reductions have completed (a barrier after their waits): a release, so the dQ
-/// conversion that acquires the count reads the sums. One thread; nothing without `dq_done`.
+/// key blocks within the entry's keys count), once every warp's reductions have completed (a
+/// barrier after their waits): a release, so the dQ conversion that acquires the count reads the
+/// sums. One thread; nothing without `dq_done`.
 #[inline(always)]
 unsafe fn publish_dq_done(p: &BackwardParams, b: usize, h_kv: usize) {
     if p.dq_done != 0 {
-        red_release_gpu_add_u32((p.dq_done as *mut u32).add(b * p.heads_kv as usize + h_kv), 1);
+        red_release_gpu_add_u32(p.dq_done_counter(b, h_kv), 1);
     }
 }
 

@@ -187,6 +187,15 @@ pub struct BackwardParams {
     pub mask: MaskParams,
 }
 
+impl BackwardParams {
+    /// The `dq_done` counter of (batch `b`, KV head `h_kv`): zeroed by the preprocessing, counted
+    /// up by the wgmma dK/dV kernel, waited on by the dQ conversion.
+    #[inline(always)]
+    pub fn dq_done_counter(&self, b: usize, h_kv: usize) -> *mut u32 {
+        (self.dq_done as *mut u32).wrapping_add(b * self.heads_kv as usize + h_kv)
+    }
+}
+
 /// The row kernels of the standard-attention baseline (`flashattn::standard`): the `N x N`
 /// matrices are contiguous `[batch, heads, seqlen_q, seqlen_k]`, written and read by cuBLAS GEMMs
 /// around these kernels.
