@@ -383,9 +383,6 @@ struct DkdvLaunch {
     name: &'static str,
     /// The wgmma kernel: `dq_accum` in its tile layout (`config::dq_tiled_index`).
     dq_tiled: bool,
-    /// The wgmma dropout kernel: D stored times the keep probability
-    /// (`BackwardParams::delta_scale`).
-    keep_scaled_delta: bool,
     block_n: usize,
     threads: usize,
     smem: usize,
@@ -410,16 +407,7 @@ fn dkdv_launch(
         };
         if let Some((name, cfg)) = wgmma {
             let smem = cfg.smem_bytes();
-            // (Dropout on the wgmma tiles is build 2, dropout alone: softcap and ALiBi have none.)
-            let keep_scaled_delta = masked && opts.dropout_p > 0.0;
-            return Ok(DkdvLaunch {
-                name,
-                dq_tiled: true,
-                keep_scaled_delta,
-                block_n: cfg.block_n,
-                threads: cfg.threads(),
-                smem,
-            });
+            return Ok(DkdvLaunch { name, dq_tiled: true, block_n: cfg.block_n, threads: cfg.threads(), smem });
         }
     }
     if opts.kernel == ForwardKernel::Wgmma {
@@ -441,14 +429,7 @@ fn dkdv_launch(
     // masked builds park a block index per warp past the tiles.
     let smem = if hopper { cfg.smem_bytes_sm90() } else { cfg.smem_bytes() };
     let smem = if masked { smem + MASKED_SCRATCH_BYTES } else { smem };
-    Ok(DkdvLaunch {
-        name,
-        dq_tiled: false,
-        keep_scaled_delta: false,
-        block_n: cfg.block_n,
-        threads: cfg.threads(),
-        smem,
-    })
+    Ok(DkdvLaunch { name, dq_tiled: false, block_n: cfg.block_n, threads: cfg.threads(), smem })
 }
 
 /// The deterministic dQ kernel for a head dim and its tiles.
@@ -569,7 +550,7 @@ fn launch_backward<T: Element>(
         stat_pitch: stat_pitch as u32,
         acc_dim: acc_dim as u32,
         dq_done_block_n: 0,
-        delta_scale: 1.0, // set below, once the dK/dV kernel is chosen
+        _pad: 0,
         mask: setup.params,
     });
     let (b, h, hkv) = (dims.batch as u32, dims.heads as u32, dims.heads_kv as u32);
@@ -588,9 +569,6 @@ fn launch_backward<T: Element>(
         params.0.dq_done_block_n = k.block_n as u32;
     }
     let overlapped_dq = overlapped.is_some();
-    if dkdv.as_ref().is_some_and(|k| k.keep_scaled_delta) {
-        params.0.delta_scale = 1.0 / params.0.mask.dropout_scale;
-    }
     let warps = ScalarBackwardConfig::PREPROCESS_WARPS;
     // SAFETY (all launches below): one parameter block for every backward kernel, matching their
     // signature; every pointer is a live allocation of the validated shape and strides. The

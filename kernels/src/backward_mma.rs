@@ -612,9 +612,7 @@ pub unsafe fn dq_mma<
     let warp_row = 16 * warp;
     let stat = (b * p.heads as usize + h) * p.stat_pitch as usize + row0 + warp_row + g;
     let lse2 = [*(p.lse_log2 as *const f32).add(stat), *(p.lse_log2 as *const f32).add(stat + 8)];
-    // D as stored, over `delta_scale` (not 1 beside the wgmma dropout dK/dV kernel).
-    let delta =
-        [*(p.delta as *const f32).add(stat) / p.delta_scale, *(p.delta as *const f32).add(stat + 8) / p.delta_scale];
+    let delta = [*(p.delta as *const f32).add(stat), *(p.delta as *const f32).add(stat + 8)];
     let a_off = x4_offset_row_major(lane, pitch);
     let b_off = x4_offset_col_pairs(lane, pitch);
     let mut acc = [[0.0f32; 4]; MAX_DQT];
@@ -802,8 +800,7 @@ pub unsafe fn dq_convert<E: Element, const TILED: bool>(p: &BackwardParams) {
     let load = |src: *const f32| if p.dq_done != 0 { ld_global_v4_f32(src) } else { ld_global_nc_v4_f32(src) };
     let acc_dim = p.acc_dim as usize;
     let head_rows = (p.dq_accum as *const f32).add((b * p.heads as usize + h) * p.stat_pitch as usize * acc_dim);
-    // The dK/dV kernel summed dS * delta_scale (see `BackwardParams::delta_scale`).
-    let s = p.scale / p.delta_scale;
+    let s = p.scale;
     let store = |row: usize, c: usize, x: [f32; 8]| {
         let v = [
             E::pack2(x[0] * s, x[1] * s),

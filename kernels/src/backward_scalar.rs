@@ -85,7 +85,7 @@ pub unsafe fn preprocess<E: Element>(p: &BackwardParams) {
         m /= 2;
     }
     if lane == 0 {
-        st_global_f32((p.delta as *mut f32).add(stat), acc * p.delta_scale);
+        st_global_f32((p.delta as *mut f32).add(stat), acc);
         let lse = *(p.lse as *const f32).add(seq.lse_index(&p.mask, b, h, row));
         // A row that sees no key (LSE -inf) gets +inf, as the padding: P = 2^-inf = 0 on it
         // without relying on the kernels' masks (which skip e.g. windowed blocks unmasked).

@@ -25,7 +25,7 @@
 //!
 //! Builds: plain and causal; `MASKED` (windows, block masks, packed batches; causal as a
 //! window: the query blocks a key block sees, the kept ones, the per-element window test only in
-//! partially visible blocks); `DROPOUT` on top (`drop_p_ds`). Softcap and ALiBi run mma.sync.
+//! partially visible blocks); `DROPOUT` on top (`drop_ds`). Softcap and ALiBi run mma.sync.
 //!
 //! Register arrays are sized for the largest configuration and indexed only in loops with
 //! constant bounds (unrolled by LLVM), as in `forward_wgmma`.
@@ -45,7 +45,8 @@ use crate::backward_mma::copy_stats_async;
 use crate::config::{WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
 use crate::element::WgmmaElement;
 use crate::forward_wgmma::{
-    aligned_smem_base, copy_tile_sw128, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss, MAX_KV, MAX_S,
+    aligned_smem_base, copy_tile_sw128, drop_packed, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss,
+    MAX_KV, MAX_S,
 };
 use crate::masking::{Dropout, KeyColumnScan, MaskWindow, ScoreRules, Sequence};
 use crate::params::{BackwardParams, Strides};
@@ -137,20 +138,18 @@ unsafe fn drop_flags<const BM: usize>(
     dropped
 }
 
-/// Dropout's P^T Z and dS^T (Z the keep mask, `drop_flags` negated; `keep` the keep
-/// probability): `dS = P (dP Z / keep - D) = (P Z dP - P D keep) / keep`. With D stored times
-/// `keep` (`BackwardParams::delta_scale`), this computes `dS keep = (P Z) dP - P (D keep)`: the
-/// select of `P Z` (one per element) serves both dS and dV's operand, where zeroing dP and then
-/// P's packed pairs cost a select and a PRMT + LOP3 per pair more. The `1 / keep` goes into
-/// dV's, dK's and dQ's final scales. The S^T accumulator is mma.sync's m16n8 layout per warp
-/// with keys as rows, so element `4 j + 2 half + e` (query `8 j + 2 t + e`, key `g + 8 half`) is
-/// dropped iff bit 7 of byte `2 (nt % 2) + half` of `half_flags(dropped[j / 4][e], g % 2, nt >=
-/// 2)` is set, `nt = j % 4`. (A dropped element whose dP is infinite gets NaN, `0 * inf`.)
+/// dS^T with dropout: with Z the keep mask (`drop_flags` negated), `dS = P (dP Z / keep - D)`; one
+/// select and one FFMA more per element than without. (dV's operand `P Z / keep` is P^T packed
+/// and ANDed with the flags, `drop_packed`, its 1 / keep folded into dV's epilogue.) The S^T
+/// accumulator is mma.sync's m16n8 layout per warp with keys as rows, so element `4 j + 2 half +
+/// e` (query `8 j + 2 t + e`, key `g + 8 half`) is dropped iff bit 7 of byte `2 (nt % 2) + half`
+/// of `half_flags(dropped[j / 4][e], g % 2, nt >= 2)` is set, `nt = j % 4`.
 #[inline(always)]
-unsafe fn drop_p_ds<const BM: usize>(
-    s: &mut [f32; MAX_S],
+unsafe fn drop_ds<const BM: usize>(
+    s: &[f32; MAX_S],
     dp: &mut [f32; MAX_S],
     dropped: &[[u32; 2]; MAX_SLICES],
+    scale: f32,
     delta_st: u32,
     odd: u32,
     t: usize,
@@ -164,10 +163,8 @@ unsafe fn drop_p_ds<const BM: usize>(
         while e4 < 4 {
             let (half, e) = (e4 / 2, e4 % 2);
             let kept = (flags[e] >> (8 * (2 * (nt % 2) + half) + 7)) & 1 == 0;
-            let pe = s[4 * j + e4];
-            let pz = if kept { pe } else { 0.0 };
-            dp[4 * j + e4] = fma(pz, dp[4 * j + e4], -(pe * delta[e]));
-            s[4 * j + e4] = pz;
+            let dpk = if kept { dp[4 * j + e4] } else { 0.0 };
+            dp[4 * j + e4] = s[4 * j + e4] * fma(dpk, scale, -delta[e]);
             e4 += 1;
         }
         j += 1;
@@ -501,7 +498,7 @@ pub unsafe fn dkdv_wgmma<
         fence_regs_f32_prefix(&mut dp, BM / 2);
         let (_, _, g, t) = thread_place();
         if DROPOUT {
-            drop_p_ds::<BM>(&mut s, &mut dp, &dropped, delta_st, (g % 2) as u32, t);
+            drop_ds::<BM>(&s, &mut dp, &dropped, p.mask.dropout_scale, delta_st, (g % 2) as u32, t);
         } else {
             let mut j = 0;
             while j < BM / 8 {
@@ -517,6 +514,9 @@ pub unsafe fn dkdv_wgmma<
         // Packed only now: P^T in f32 feeds dS^T (packing first would keep both alive).
         let mut p_frags = pack_p::<E, BM>(&s);
         let mut ds_frags = pack_p::<E, BM>(&dp);
+        if DROPOUT {
+            drop_packed::<BM, true, MAX_SLICES>(&mut p_frags, &dropped, (g % 2) as u32);
+        }
 
         // dV += P^T dO and dK += dS^T Q (one group; waited for with dQ's or below).
         fence_regs_f32_prefix(&mut acc_dv, D / 2);
@@ -623,9 +623,8 @@ pub unsafe fn dkdv_wgmma<
     if tid == 0 {
         publish_dq_done(p, b, h_kv);
     }
-    // Dropout: dV summed P Z and dK dS keep (`drop_p_ds`); their 1 / keep is applied once here
-    // (`delta_scale` is keep for these builds, 1 for the others).
-    let scale = if DROPOUT { p.scale / p.delta_scale } else { p.scale };
+    let scale = p.scale;
+    // Dropout: dV summed P Z (`drop_packed`); its 1 / keep probability is applied once here.
     let dv_scale = if DROPOUT { p.mask.dropout_scale } else { 1.0 };
     let (wg, warp, g, t) = thread_place();
     let lane = tid % 32;

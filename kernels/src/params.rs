@@ -181,12 +181,8 @@ pub struct BackwardParams {
     /// The dK/dV kernel's key block (`block_n`): entry `b` of the batch is done once
     /// `ceil(n_k(b) / dq_done_block_n)` CTAs have counted themselves; see `dq_done`.
     pub dq_done_block_n: u32,
-    /// The preprocessing stores D times this. 1, except with the wgmma dropout dK/dV kernel:
-    /// there the keep probability (`1 / mask.dropout_scale`), so that it computes `dS * keep`
-    /// one multiply per element cheaper (`backward_wgmma::drop_p_ds`); the dK and dQ scales then
-    /// divide by it, and the deterministic dQ kernel, which computes its own dS, reads D back
-    /// through it. (Also the padding that keeps `mask` 8-byte aligned.)
-    pub delta_scale: f32,
+    /// (Explicit padding: `mask` is 8-byte aligned.)
+    pub _pad: u32,
     /// Read by the masked kernels, the preprocessing and the dQ conversion; see [`MaskParams`].
     pub mask: MaskParams,
 }
