@@ -378,12 +378,13 @@ fn varlen_case(d: usize) {
                 &rows(&dk, k0, n_k, heads_kv),
                 &rows(&dv, k0, n_k, heads_kv),
             );
-            let line = format!("varlen {} seq {b} ({n_q} x {n_k}): fwd {fwd} | bwd {bwd}", case.label());
-            println!("{line}");
             // One key with dropout: dq and dk are exactly 0 (dS = dP z / keep - D with D =
             // dP z / keep), but D comes from O rounded to bf16 (as in FlashAttention), so ours
             // carry that rounding while the naive baseline is exactly 0. dv is still checked.
             let exact_zero_grads = n_k == 1 && o.dropout_p > 0.0;
+            let note = if exact_zero_grads { " (dq, dk exempt: exactly 0, only dv checked)" } else { "" };
+            let line = format!("varlen {} seq {b} ({n_q} x {n_k}): fwd {fwd} | bwd {bwd}{note}", case.label());
+            println!("{line}");
             let bwd_ok = if exact_zero_grads { bwd.dv.passed() } else { bwd.passed() };
             if !(fwd.passed() && bwd_ok) {
                 failures.push(line);
