@@ -1,6 +1,6 @@
 //! `backward`: gradients dQ, dK, dV of attention from Q, K, V, O, dO and the forward's LSE,
 //! recomputing the attention matrix block by block (never stored).
-use cudarc::driver::{DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, SyncOnDrop};
 
 use crate::error::{Error, Result};
 use crate::forward::{check_layout, validate_inputs, AttentionOptions, ForwardKernel};
@@ -466,6 +466,18 @@ fn dq_convert_kernel_name(dtype: Dtype, tiled: bool) -> &'static str {
     found
 }
 
+/// The device address of an optional workspace tensor (0 without one, which the kernels read as
+/// "absent") and the guard that orders the stream with it while it is in use.
+fn optional_ptr_mut<'a, U: Element>(
+    t: Option<&'a mut Tensor<U>>,
+    stream: &'a CudaStream,
+) -> (u64, Option<SyncOnDrop<'a>>) {
+    t.map_or((0, None), |t| {
+        let (ptr, guard) = t.data_mut().device_ptr_mut(stream);
+        (ptr, Some(guard))
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn launch_backward<T: Element>(
     q: &Tensor<T>,
@@ -502,20 +514,8 @@ fn launch_backward<T: Element>(
     let (dq_ptr, _g8) = grads.dq.data_mut().device_ptr_mut(&stream);
     let (dk_ptr, _g9) = grads.dk.data_mut().device_ptr_mut(&stream);
     let (dv_ptr, _g10) = grads.dv.data_mut().device_ptr_mut(&stream);
-    let (dq_accum_ptr, _g11) = match dq_accum {
-        Some(t) => {
-            let (ptr, guard) = t.data_mut().device_ptr_mut(&stream);
-            (ptr, Some(guard))
-        }
-        None => (0, None),
-    };
-    let (dq_done_ptr, _g12) = match dq_done {
-        Some(t) => {
-            let (ptr, guard) = t.data_mut().device_ptr_mut(&stream);
-            (ptr, Some(guard))
-        }
-        None => (0, None),
-    };
+    let (dq_accum_ptr, _g11) = optional_ptr_mut(dq_accum, &stream);
+    let (dq_done_ptr, _g12) = optional_ptr_mut(dq_done, &stream);
     let setup = masks::setup(&stream, &dev, &dims, scale, opts, inputs, varlen)?;
     let mut params = ParamBlock(BackwardParams {
         q: q_ptr,

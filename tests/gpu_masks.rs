@@ -226,8 +226,8 @@ fn dropout_reproduces_the_cpu_mask() {
                 AttentionOptions { dropout_p: p, dropout_seed: 1234 + i as u64, dropout_offset: 7, causal, ..opts() };
             cases.push(MaskCase::new(shape(2, 257, 300, 4, 2, 64), o, 20 + i as u64));
             cases.push(MaskCase::new(shape(1, 97, 1025, 2, 1, 128), o, 30 + i as u64));
-            // The deterministic dQ kernel beside the wgmma dropout dK/dV kernel: it reads back D,
-            // which the preprocessing stored times the keep probability for that kernel.
+            // The deterministic dQ kernel (mma.sync) beside the wgmma dropout dK/dV kernel: two
+            // kernels with different lane layouts must regenerate the forward's mask.
             let det = AttentionOptions { deterministic: true, ..o };
             cases.push(MaskCase::new(shape(2, 257, 300, 4, 2, 64), det, 80 + i as u64));
             cases.push(MaskCase::new(shape(1, 97, 1025, 2, 1, 128), det, 90 + i as u64));
