@@ -237,6 +237,17 @@ fn scalar_kernel_name(part: Part, dtype: Dtype, head_dim: usize, causal: bool) -
     found
 }
 
+/// The block-sparse backward's key-block order kernel (one CTA per KV head) and its threads.
+const KEY_BLOCK_ORDER_KERNEL: &str = {
+    macro_rules! row {
+        ($name:ident) => {
+            stringify!($name)
+        };
+    }
+    flashattn_kernels::for_each_backward_key_block_order_kernel!(row)
+};
+const KEY_BLOCK_ORDER_THREADS: usize = 256;
+
 fn preprocess_kernel_name(dtype: Dtype) -> &'static str {
     let mut found = "";
     macro_rules! row {
@@ -527,7 +538,8 @@ fn launch_backward<T: Element>(
         delta: delta_ptr,
         lse_log2: delta_ptr + stat_bytes,
         dq_accum: dq_accum_ptr,
-        dq_done: 0, // set below, once the dK/dV kernel is chosen
+        dq_done: 0, // these three set below, once the dK/dV kernel is chosen
+        key_block_order: 0,
         dq: dq_ptr,
         dk: dk_ptr,
         dv: dv_ptr,
@@ -549,7 +561,7 @@ fn launch_backward<T: Element>(
         scale,
         stat_pitch: stat_pitch as u32,
         acc_dim: acc_dim as u32,
-        dq_done_block_n: 0,
+        dkdv_block_n: 0,
         _pad: 0,
         mask: setup.params,
     });
@@ -564,10 +576,22 @@ fn launch_backward<T: Element>(
     // so its tiled dQ conversion can run on the SMs its last CTAs leave idle (see below).
     // (`dq_done` is allocated exactly with `dq_accum`, for the atomic dQ.)
     let overlapped = dkdv.as_ref().filter(|k| k.dq_tiled && dq_done_ptr != 0);
-    if let Some(k) = overlapped {
+    if overlapped.is_some() {
         params.0.dq_done = dq_done_ptr;
-        params.0.dq_done_block_n = k.block_n as u32;
     }
+    let block_n = dkdv.as_ref().map_or(0, |k| k.block_n);
+    params.0.dkdv_block_n = block_n as u32;
+    // Block-sparse: a kernel of its own orders each KV head's dK/dV CTAs longest first, so that
+    // the grid does not end in a long CTA started last (`BackwardParams::key_block_order`; the
+    // builds with softcap, ALiBi or dropout keep grid order).
+    let mut key_order = match (inputs.block_mask, &dkdv) {
+        (Some(_), Some(_)) if mods == 0 => {
+            Some(dev.alloc::<i32>(&[2, dims.heads_kv, dims.seqlen_k.div_ceil(block_n)])?)
+        }
+        _ => None,
+    };
+    let (key_order_ptr, _g13) = optional_ptr_mut(key_order.as_mut(), &stream);
+    params.0.key_block_order = key_order_ptr;
     let overlapped_dq = overlapped.is_some();
     let warps = ScalarBackwardConfig::PREPROCESS_WARPS;
     // SAFETY (all launches below): one parameter block for every backward kernel, matching their
@@ -577,6 +601,10 @@ fn launch_backward<T: Element>(
     // stream, in order); each output row is written by exactly one CTA, nothing past seqlen or
     // head_dim; `dq_accum` is then only touched by the atomic dK/dV kernel and the conversion.
     unsafe {
+        if key_order_ptr != 0 {
+            // Writes all of `key_order` (order and counts of each KV head) before the dK/dV kernel.
+            launch(&dev, KEY_BLOCK_ORDER_KERNEL, 0, (1, hkv, 1), KEY_BLOCK_ORDER_THREADS, &params)?;
+        }
         launch(&dev, preprocess_kernel_name(dtype), 0, (stat_pitch.div_ceil(warps) as u32, h, b), 32 * warps, &params)?;
     }
     if !uses_tensor_cores(opts) && masked {

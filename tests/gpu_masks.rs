@@ -327,15 +327,25 @@ fn varlen_case(d: usize) {
     let lens_k = [97usize, 1025, 1, 300];
     let batch = VarlenBatch::from_lengths(&lens_q, &lens_k).unwrap();
     let mut failures = Vec::new();
-    for (i, o) in [
-        opts(),
-        AttentionOptions { causal: true, ..opts() },
-        AttentionOptions { causal: true, window_left: Some(64), softcap: 5.0, ..opts() },
-        AttentionOptions { dropout_p: 0.1, dropout_seed: 3, deterministic: true, ..opts() },
+    // A block mask (per head, over the longest sequence's blocks) applies to each entry from its
+    // start: the block-sparse dK/dV grid's key-block order is taken over the longest lengths.
+    let longest = shape(1, batch.max_seqlen_q(), batch.max_seqlen_k(), heads, heads_kv, d);
+    for (i, (o, density)) in [
+        (opts(), None),
+        (AttentionOptions { causal: true, ..opts() }, None),
+        (AttentionOptions { causal: true, window_left: Some(64), softcap: 5.0, ..opts() }, None),
+        (AttentionOptions { dropout_p: 0.1, dropout_seed: 3, deterministic: true, ..opts() }, None),
+        (opts(), Some(0.5)),
+        (AttentionOptions { causal: true, ..opts() }, Some(0.7)),
     ]
     .into_iter()
     .enumerate()
     {
+        let blocks =
+            density.map(|p| MaskCase::new(longest, o, 70 + i as u64).block_mask(p, true).block_mask.unwrap().0);
+        let (qb, kb) = (longest.seqlen_q.div_ceil(BLOCK_MASK_SIZE), longest.seqlen_k.div_ceil(BLOCK_MASK_SIZE));
+        let block_mask = blocks.as_ref().map(|m| dev.upload(m, &[heads, qb, kb]).unwrap());
+        let inputs = MaskInputs { block_mask: block_mask.as_ref(), ..Default::default() };
         let total =
             Shape { batch: 1, seqlen_q: batch.total_q(), seqlen_k: batch.total_k(), heads, heads_kv, head_dim: d };
         let (qh, kh, vh) = random_qkv::<bf16>(&total, 60 + i as u64);
@@ -345,9 +355,9 @@ fn varlen_case(d: usize) {
         let v = dev.upload(&vh, &[batch.total_k(), heads_kv, d]).unwrap();
         let d_o = dev.upload(&doh, &[batch.total_q(), heads, d]).unwrap();
         poison_pool(&dev, 16 * total.q_len() + (1 << 20));
-        let (out, lse) = forward_varlen(&q, &k, &v, &batch, &MaskInputs::default(), &o).unwrap();
+        let (out, lse) = forward_varlen(&q, &k, &v, &batch, &inputs, &o).unwrap();
         poison_pool(&dev, 16 * total.q_len() + 16 * total.kv_len());
-        let (dq, dk, dv) = backward_varlen(&q, &k, &v, &out, &lse, &d_o, &batch, &MaskInputs::default(), &o).unwrap();
+        let (dq, dk, dv) = backward_varlen(&q, &k, &v, &out, &lse, &d_o, &batch, &inputs, &o).unwrap();
         let [out, dq, dk, dv] = [&out, &dq, &dk, &dv].map(|t| t.to_host().unwrap());
         let lse = lse.to_host().unwrap();
         for b in 0..batch.batch() {
@@ -363,7 +373,13 @@ fn varlen_case(d: usize) {
             // Sequence b draws the dropout stream of batch entry b: offset + b * heads.
             let drop = (o.dropout_p > 0.0)
                 .then(|| dropout_mask(&s, o.dropout_p, o.dropout_seed, o.dropout_offset + (b * heads) as u64));
-            let case = MaskCase::new(s, o, 0);
+            let mut case = MaskCase::new(s, o, 0);
+            // Entry b's corner of the mask: its own block rows and columns of each head.
+            case.block_mask = blocks.as_ref().map(|m| {
+                let (rows, cols) = (n_q.div_ceil(BLOCK_MASK_SIZE), n_k.div_ceil(BLOCK_MASK_SIZE));
+                let corner = (0..heads * rows).flat_map(|r| m[(r / rows * qb + r % rows) * kb..][..cols].to_vec());
+                (corner.collect(), heads)
+            });
             let ref_opts = ref_options(&case, &None, &drop);
             let lse_b: Vec<f32> = (0..heads).flat_map(|h| lse[h * batch.total_q() + q0..][..n_q].to_vec()).collect();
             let fwd = check_forward(&qs, &ks, &vs, &s, &ref_opts, &rows(&out, q0, n_q, heads), &lse_b);

@@ -195,7 +195,10 @@ pub unsafe fn dkdv_mma<
     let (g, t) = (lane / 4, lane % 4);
     let warp_key = 16 * (warp % cfg.key_warps()); // first of this warp's 16 keys in the block
     let d_part = warp / cfg.key_warps(); // which 1/DS of the dK / dV columns
-    let key0 = _block_idx_x() as usize * BN;
+                                         // Block-sparse: the key blocks of a head longest first (see `BackwardParams::key_block_order`;
+                                         // not in the builds with softcap, ALiBi or dropout, as the wgmma kernel).
+    let x = _block_idx_x() as usize;
+    let key0 = if MASKED && MODS == 0 { p.dkdv_key_block(x, _block_idx_y() as usize) } else { x } * BN;
     let h_kv = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let heads = p.heads as usize;
@@ -789,7 +792,7 @@ pub unsafe fn dq_convert<E: Element, const TILED: bool>(p: &BackwardParams) {
         if _thread_idx_x() == 0 {
             let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
             let done = p.dq_done_counter(b, h / group);
-            let target = (seq.n_k as u32).div_ceil(p.dq_done_block_n.max(1));
+            let target = (seq.n_k as u32).div_ceil(p.dkdv_block_n.max(1));
             while ld_acquire_gpu_u32(done) < target {
                 nanosleep(500);
             }

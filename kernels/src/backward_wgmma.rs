@@ -286,7 +286,10 @@ pub unsafe fn dkdv_wgmma<
     let threads = cfg.threads();
     let tid = _thread_idx_x() as usize;
     let wg = tid / 128;
-    let key0 = _block_idx_x() as usize * BN;
+    // Block-sparse: the key blocks of a head longest first (see `BackwardParams::key_block_order`;
+    // not in the dropout builds, where a loaded key0 made ptxas spill 40 B more at d = 64).
+    let x = _block_idx_x() as usize;
+    let key0 = if MASKED && !DROPOUT { p.dkdv_key_block(x, _block_idx_y() as usize) } else { x } * BN;
     let h_kv = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let heads = p.heads as usize;

@@ -1,5 +1,6 @@
 //! The `extern "ptx-kernel"` entry points, one per row of the kernel tables (`kernel_table.rs`).
 use crate::backward_mma::{dkdv_mma, dq_convert, dq_mma};
+use crate::backward_order::key_block_order;
 use crate::backward_scalar::{dkdv, dq, preprocess};
 use crate::forward_mma::forward_mma;
 use crate::forward_scalar::forward_scalar;
@@ -44,6 +45,16 @@ macro_rules! backward_preprocess_entry {
     };
 }
 crate::for_each_backward_preprocess_kernel!(backward_preprocess_entry);
+
+macro_rules! backward_key_block_order_entry {
+    ($name:ident) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: BackwardParams) {
+            key_block_order(&p)
+        }
+    };
+}
+crate::for_each_backward_key_block_order_kernel!(backward_key_block_order_entry);
 
 macro_rules! scalar_backward_entry {
     ($name:ident, Dq, $dtype:ident, $d:literal, $causal:literal) => {

@@ -290,6 +290,15 @@ macro_rules! for_each_backward_preprocess_kernel {
     };
 }
 
+/// The block-sparse backward's key-block order (`BackwardParams::key_block_order`), any dtype
+/// and head dim: `callback!(name)`.
+#[macro_export]
+macro_rules! for_each_backward_key_block_order_kernel {
+    ($m:ident) => {
+        $m!(flash_bwd_key_block_order);
+    };
+}
+
 /// The tensor-core backward, dK/dV kernel (`MmaBackwardConfig`): `callback!(name, Dtype,
 /// head_dim, block_m, block_n, d_split, causal)`. Real head dims are padded up to the next
 /// instantiated one (multiples of 32), as in the forward.

@@ -5,7 +5,7 @@
 //!   that the host embeds. Everything under `cfg(target_arch = "nvptx64")` is device code.
 //! - for the host, as an ordinary dependency of `flashattn` (stable): only the shared part is
 //!   compiled: the kernel parameter structs ([`params`]), the tile configurations ([`config`]),
-//!   the dropout random numbers ([`philox`]) and the tables of kernel entry points
+//!   the dropout random numbers ([`philox`]), the longest-first CTA order ([`work_order`]) and the tables of kernel entry points
 //!   (`kernel_table.rs`: `for_each_mma_forward_kernel!` and its siblings). Because both sides
 //!   read the same definitions, launch parameters cannot disagree with the kernels, and the CPU
 //!   reference's dropout mask cannot disagree with the kernels' one.
@@ -29,6 +29,7 @@ pub mod fast_div;
 pub mod params;
 pub mod philox;
 pub mod smem_layout;
+pub mod work_order;
 
 #[macro_use]
 mod kernel_table;
@@ -37,6 +38,8 @@ mod kernel_table;
 mod arch;
 #[cfg(target_arch = "nvptx64")]
 mod backward_mma;
+#[cfg(target_arch = "nvptx64")]
+mod backward_order;
 #[cfg(target_arch = "nvptx64")]
 mod backward_scalar;
 #[cfg(all(target_arch = "nvptx64", flashattn_sm90a))]

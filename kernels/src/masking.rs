@@ -177,6 +177,13 @@ impl BlockMask {
         BlockMask { head, k_blocks: m.block_mask_k_blocks as usize }
     }
 
+    /// The mask bytes of key `col`'s column (mask row `r` at `r * k_blocks`), or null without a
+    /// block mask.
+    #[inline(always)]
+    pub fn column(&self, col: usize) -> *const u8 {
+        self.head.wrapping_add(col / BLOCK_MASK_SIZE)
+    }
+
     /// Whether the kernel block holding score `(row, col)` (the kernels' blocks divide
     /// `BLOCK_MASK_SIZE`) is computed.
     #[inline(always)]

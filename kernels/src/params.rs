@@ -151,6 +151,13 @@ pub struct BackwardParams {
     /// preprocessing zeroes them). The tiled dQ conversion, launched to overlap the dK/dV
     /// kernel's last CTAs, converts a head once its count covers the entry's key blocks.
     pub dq_done: u64,
+    /// u32 `[2, heads_kv, ceil(seqlen_k / dkdv_block_n)]`, or 0 (grid order): which key block
+    /// each dK/dV CTA of a KV head takes (`[0]`), longest first (see [`crate::work_order`]), and
+    /// the count of kept blocks that orders them (`[1]`). Written by the key-block order kernel
+    /// before the preprocessing when a block mask is given (one order for the whole batch: the
+    /// block mask has no batch index) without softcap, ALiBi or dropout (the masked dK/dV builds
+    /// with `MODS` take grid order).
+    pub key_block_order: u64,
     pub dq: u64,
     pub dk: u64,
     pub dv: u64,
@@ -178,9 +185,10 @@ pub struct BackwardParams {
     pub stat_pitch: u32,
     /// Columns of a `dq_accum` row: the instantiated (padded) head dim of the kernel.
     pub acc_dim: u32,
-    /// The dK/dV kernel's key block (`block_n`): entry `b` of the batch is done once
-    /// `ceil(n_k(b) / dq_done_block_n)` CTAs have counted themselves; see `dq_done`.
-    pub dq_done_block_n: u32,
+    /// The dK/dV kernel's key block (`block_n`), when `dq_done` or `key_block_order` is set:
+    /// entry `b` of the batch is done once `ceil(n_k(b) / dkdv_block_n)` CTAs have counted
+    /// themselves, and the order has `ceil(seqlen_k / dkdv_block_n)` key blocks per KV head.
+    pub dkdv_block_n: u32,
     /// (Explicit padding: `mask` is 8-byte aligned.)
     pub _pad: u32,
     /// Read by the masked kernels, the preprocessing and the dQ conversion; see [`MaskParams`].
@@ -193,6 +201,34 @@ impl BackwardParams {
     #[inline(always)]
     pub fn dq_done_counter(&self, b: usize, h_kv: usize) -> *mut u32 {
         (self.dq_done as *mut u32).wrapping_add(b * self.heads_kv as usize + h_kv)
+    }
+
+    /// Key blocks per KV head of the dK/dV grid (its width).
+    #[inline(always)]
+    pub fn dkdv_key_blocks(&self) -> usize {
+        self.seqlen_k.div_ceil(self.dkdv_block_n.max(1)) as usize // (u32: a u64 division is a call)
+    }
+
+    /// The `[part]` row of KV head `h_kv` in `key_block_order` (0: the order, 1: the counts).
+    #[inline(always)]
+    pub fn key_block_order_row(&self, part: usize, h_kv: usize) -> *mut u32 {
+        let row = (part * self.heads_kv as usize + h_kv) * self.dkdv_key_blocks();
+        (self.key_block_order as *mut u32).wrapping_add(row)
+    }
+
+    /// The key block that dK/dV CTA `x` of KV head `h_kv` takes: `x` itself in grid order, else
+    /// its entry of the longest-first order (written by the key-block order kernel, launched
+    /// before).
+    ///
+    /// # Safety
+    /// With `key_block_order` set, it must hold the order of this launch's shape.
+    #[inline(always)]
+    pub unsafe fn dkdv_key_block(&self, x: usize, h_kv: usize) -> usize {
+        if self.key_block_order == 0 {
+            x
+        } else {
+            *self.key_block_order_row(0, h_kv).add(x) as usize
+        }
     }
 }
 
