@@ -237,7 +237,8 @@ fn scalar_kernel_name(part: Part, dtype: Dtype, head_dim: usize, causal: bool) -
     found
 }
 
-/// The block-sparse backward's key-block order kernel (one CTA per KV head) and its threads.
+/// The block-sparse backward's key-block order kernel (one CTA per KV head), its threads, and
+/// the most shared memory its counts may take (the default limit of a launch).
 const KEY_BLOCK_ORDER_KERNEL: &str = {
     macro_rules! row {
         ($name:ident) => {
@@ -246,7 +247,8 @@ const KEY_BLOCK_ORDER_KERNEL: &str = {
     }
     flashattn_kernels::for_each_backward_key_block_order_kernel!(row)
 };
-const KEY_BLOCK_ORDER_THREADS: usize = 256;
+const KEY_BLOCK_ORDER_THREADS: usize = 1024;
+const KEY_BLOCK_ORDER_MAX_SMEM: usize = 48 * 1024;
 
 fn preprocess_kernel_name(dtype: Dtype) -> &'static str {
     let mut found = "";
@@ -583,12 +585,14 @@ fn launch_backward<T: Element>(
     params.0.dkdv_block_n = block_n as u32;
     // Block-sparse: a kernel of its own orders each KV head's dK/dV CTAs longest first, so that
     // the grid does not end in a long CTA started last (`BackwardParams::key_block_order`; the
-    // builds with softcap, ALiBi or dropout keep grid order).
-    let mut key_order = match (inputs.block_mask, &dkdv) {
-        (Some(_), Some(_)) if mods == 0 => {
-            Some(dev.alloc::<i32>(&[2, dims.heads_kv, dims.seqlen_k.div_ceil(block_n)])?)
-        }
-        _ => None,
+    // builds with softcap, ALiBi or dropout keep grid order, as do key blocks too many for the
+    // order kernel's shared-memory counts: past N = 1.5M at 128 keys per CTA).
+    let key_blocks = dims.seqlen_k.div_ceil(block_n.max(1));
+    let ordered = inputs.block_mask.is_some() && dkdv.is_some() && mods == 0;
+    let mut key_order = if ordered && 4 * key_blocks <= KEY_BLOCK_ORDER_MAX_SMEM {
+        Some(dev.alloc::<i32>(&[dims.heads_kv, key_blocks])?)
+    } else {
+        None
     };
     let (key_order_ptr, _g13) = optional_ptr_mut(key_order.as_mut(), &stream);
     params.0.key_block_order = key_order_ptr;
@@ -602,8 +606,9 @@ fn launch_backward<T: Element>(
     // head_dim; `dq_accum` is then only touched by the atomic dK/dV kernel and the conversion.
     unsafe {
         if key_order_ptr != 0 {
-            // Writes all of `key_order` (order and counts of each KV head) before the dK/dV kernel.
-            launch(&dev, KEY_BLOCK_ORDER_KERNEL, 0, (1, hkv, 1), KEY_BLOCK_ORDER_THREADS, &params)?;
+            // Writes all of `key_order` before the dK/dV kernel reads it.
+            let smem = 4 * key_blocks; // a u32 count per key block
+            launch(&dev, KEY_BLOCK_ORDER_KERNEL, smem, (1, hkv, 1), KEY_BLOCK_ORDER_THREADS, &params)?;
         }
         launch(&dev, preprocess_kernel_name(dtype), 0, (stat_pitch.div_ceil(warps) as u32, h, b), 32 * warps, &params)?;
     }

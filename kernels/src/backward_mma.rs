@@ -197,8 +197,8 @@ pub unsafe fn dkdv_mma<
     let d_part = warp / cfg.key_warps(); // which 1/DS of the dK / dV columns
                                          // Block-sparse: the key blocks of a head longest first (see `BackwardParams::key_block_order`;
                                          // not in the builds with softcap, ALiBi or dropout, as the wgmma kernel).
-    let x = _block_idx_x() as usize;
-    let key0 = if MASKED && MODS == 0 { p.dkdv_key_block(x, _block_idx_y() as usize) } else { x } * BN;
+    let key_block = |x: usize, h_kv: usize| if MASKED && MODS == 0 { p.dkdv_key_block(x, h_kv) } else { x };
+    let key0 = key_block(_block_idx_x() as usize, _block_idx_y() as usize) * BN;
     let h_kv = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let heads = p.heads as usize;
@@ -526,8 +526,9 @@ pub unsafe fn dkdv_mma<
         dt += 1;
     }
     _syncthreads();
-    let (key0, h_kv, b) =
-        (block_idx_reread::<0>() as usize * BN, block_idx_reread::<1>() as usize, block_idx_reread::<2>() as usize);
+    let (x, h_kv, b) =
+        (block_idx_reread::<0>() as usize, block_idx_reread::<1>() as usize, block_idx_reread::<2>() as usize);
+    let key0 = key_block(x, h_kv) * BN;
     let (first_key, k_end) = (k_start + key0, k_start + n_k);
     store_tile(v_s, pitch, BN, p.dv, &p.dv_strides, b, h_kv, first_key, k_end, head_dim, tid, threads);
     store_tile(k_s, pitch, BN, p.dk, &p.dk_strides, b, h_kv, first_key, k_end, head_dim, tid, threads);

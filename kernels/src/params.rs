@@ -151,12 +151,11 @@ pub struct BackwardParams {
     /// preprocessing zeroes them). The tiled dQ conversion, launched to overlap the dK/dV
     /// kernel's last CTAs, converts a head once its count covers the entry's key blocks.
     pub dq_done: u64,
-    /// u32 `[2, heads_kv, ceil(seqlen_k / dkdv_block_n)]`, or 0 (grid order): which key block
-    /// each dK/dV CTA of a KV head takes (`[0]`), longest first (see [`crate::work_order`]), and
-    /// the count of kept blocks that orders them (`[1]`). Written by the key-block order kernel
-    /// before the preprocessing when a block mask is given (one order for the whole batch: the
-    /// block mask has no batch index) without softcap, ALiBi or dropout (the masked dK/dV builds
-    /// with `MODS` take grid order).
+    /// u32 `[heads_kv, ceil(seqlen_k / dkdv_block_n)]`, or 0 (grid order): which key block each
+    /// dK/dV CTA of a KV head takes, longest first (see [`crate::work_order`]). Written by the
+    /// key-block order kernel before the preprocessing when a block mask is given (one order for
+    /// the whole batch: the block mask has no batch index) without softcap, ALiBi or dropout (the
+    /// masked dK/dV builds with `MODS` take grid order).
     pub key_block_order: u64,
     pub dq: u64,
     pub dk: u64,
@@ -209,11 +208,10 @@ impl BackwardParams {
         self.seqlen_k.div_ceil(self.dkdv_block_n.max(1)) as usize // (u32: a u64 division is a call)
     }
 
-    /// The `[part]` row of KV head `h_kv` in `key_block_order` (0: the order, 1: the counts).
+    /// The row of KV head `h_kv` in `key_block_order`.
     #[inline(always)]
-    pub fn key_block_order_row(&self, part: usize, h_kv: usize) -> *mut u32 {
-        let row = (part * self.heads_kv as usize + h_kv) * self.dkdv_key_blocks();
-        (self.key_block_order as *mut u32).wrapping_add(row)
+    pub fn key_block_order_row(&self, h_kv: usize) -> *mut u32 {
+        (self.key_block_order as *mut u32).wrapping_add(h_kv * self.dkdv_key_blocks())
     }
 
     /// The key block that dK/dV CTA `x` of KV head `h_kv` takes: `x` itself in grid order, else
@@ -227,7 +225,7 @@ impl BackwardParams {
         if self.key_block_order == 0 {
             x
         } else {
-            *self.key_block_order_row(0, h_kv).add(x) as usize
+            *self.key_block_order_row(h_kv).add(x) as usize
         }
     }
 }

@@ -317,6 +317,12 @@ pub unsafe fn red_release_gpu_add_u32(ptr: *mut u32, v: u32) {
     asm!("red.release.gpu.global.add.u32 [{0}], {1};", in(reg64) ptr, in(reg32) v, options(nostack));
 }
 
+/// `red.shared.add.u32`: `[addr] += v` atomically in shared memory (no result returned).
+#[inline(always)]
+pub unsafe fn red_shared_add_u32(addr: u32, v: u32) {
+    asm!("red.shared.add.u32 [{0}], {1};", in(reg32) addr, in(reg32) v, options(nostack));
+}
+
 /// `nanosleep.u32`: suspends the warp for about `ns` nanoseconds (up to twice as long), so a
 /// polling loop leaves the memory system and the SM's issue slots to others.
 #[inline(always)]
