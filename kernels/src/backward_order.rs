@@ -7,11 +7,14 @@
 //! spills under launch bounds).
 use core::arch::nvptx::{_block_dim_x, _block_idx_y, _syncthreads, _thread_idx_x};
 
-use crate::arch::sm80::{dynamic_smem_base, ld_shared_b32, red_shared_add_u32, st_shared_b32};
+use crate::arch::sm80::{dynamic_smem_base, ld_global_nc_v4_f32, ld_shared_b32, red_shared_add_u32, st_shared_b32};
 use crate::config::BLOCK_MASK_SIZE;
 use crate::masking::{BlockMask, ScoreRules, Sequence};
 use crate::params::BackwardParams;
 use crate::work_order::longest_first_rank;
+
+/// Mask bytes a thread loads per round: one 16-byte load where aligned.
+const BYTES: usize = 16;
 
 /// Orders the dK/dV CTAs of KV head `blockIdx.y`. A key block's work is the count of (query head
 /// of the group, mask block) pairs that the block mask keeps among the rows the window lets see
@@ -19,11 +22,12 @@ use crate::work_order::longest_first_rank;
 /// follows (beside a fixed cost, the same for all).
 ///
 /// The counts are shared-memory atomics (`4 * dkdv_key_blocks` bytes of dynamic shared memory),
-/// fed by the threads reading the head's mask in order, so that a warp's loads are 32 adjacent
-/// bytes and a thread reads `rows x columns / threads` of them (a first version, one thread per
-/// key block reading down its column, waited on 16 dependent rounds of 8 loads at N = 16k, some
-/// 10-15 us by its SASS, while the order saved ~30 us in call s13c1). The ranks ([`longest_first_rank`]) then read
-/// the counts from shared memory, each a broadcast. Grid: (1, heads_kv, 1), any block size.
+/// fed by the threads reading the head's mask in order, [`BYTES`] adjacent bytes per thread and
+/// round, all loaded before any is looked at. (Chains of dependent loads were its cost: one
+/// thread per key block reading down its column took 16 rounds of 8 loads at N = 16k, 10-15 us
+/// by its SASS, and one byte per thread and round still took 14 us, ncu in call s13c2, against
+/// the ~45 us the order saves there.) The ranks ([`longest_first_rank`]) then read the counts
+/// from shared memory, each a broadcast. Grid: (1, heads_kv, 1), any block size.
 #[inline(always)]
 pub unsafe fn key_block_order(p: &BackwardParams) {
     let (h_kv, tid, threads) = (_block_idx_y() as usize, _thread_idx_x() as usize, _block_dim_x() as usize);
@@ -42,12 +46,43 @@ pub unsafe fn key_block_order(p: &BackwardParams) {
     let rules = ScoreRules::new(&p.mask, 0, h_kv * group, &seq);
     let (rows, cols) = (n_q.div_ceil(BLOCK_MASK_SIZE) as u32, p.mask.block_mask_k_blocks.max(1));
     let per = BLOCK_MASK_SIZE / bn; // kernel key blocks per mask column (bn divides it)
+    let total = rows * cols;
     let mut g = 0;
     while g < group {
         let mask = BlockMask::new(&p.mask, h_kv * group + g).column(0);
-        let mut idx = tid as u32;
-        while idx < rows * cols {
-            if *mask.add(idx as usize) != 0 {
+        // BYTES adjacent mask bytes per thread and round, all loaded before any is looked at:
+        // one load latency per round (16 KB of a head at N = 16k: one round of 1024 threads).
+        let mut base = (tid * BYTES) as u32;
+        while base < total {
+            // The kept ones of the round's bytes as bits, visited in a data-dependent loop below
+            // (not unrolled: the unrolled body took 65 registers, more than 1024 threads may
+            // have).
+            let chunk = mask.add(base as usize);
+            let mut kept = 0u32;
+            if base + BYTES as u32 <= total && chunk as usize % BYTES == 0 {
+                // One 16-byte load (the usual case: heads of 16k mask blocks).
+                let words = ld_global_nc_v4_f32(chunk as *const f32);
+                let mut w = 0;
+                while w < 4 {
+                    let word = words[w].to_bits();
+                    let mut b = 0;
+                    while b < 4 {
+                        kept |= ((word >> (8 * b) & 0xff != 0) as u32) << (4 * w + b);
+                        b += 1;
+                    }
+                    w += 1;
+                }
+            } else {
+                let mut e = 0;
+                while e < BYTES {
+                    let idx = base + e as u32;
+                    kept |= ((idx < total && *chunk.add(e) != 0) as u32) << e;
+                    e += 1;
+                }
+            }
+            while kept != 0 {
+                let idx = base + kept.trailing_zeros();
+                kept &= kept - 1;
                 let (r, c) = ((idx / cols) as usize, (idx % cols) as usize);
                 let mut s = 0;
                 while s < per {
@@ -63,7 +98,7 @@ pub unsafe fn key_block_order(p: &BackwardParams) {
                     s += 1;
                 }
             }
-            idx += threads as u32;
+            base += (threads * BYTES) as u32;
         }
         g += 1;
     }
