@@ -26,8 +26,9 @@ const BYTES: usize = 16;
 /// round, all loaded before any is looked at. (Chains of dependent loads were its cost: one
 /// thread per key block reading down its column took 16 rounds of 8 loads at N = 16k, 10-15 us
 /// by its SASS, and one byte per thread and round still took 14 us, ncu in call s13c2, against
-/// the ~45 us the order saves there.) The ranks ([`longest_first_rank`]) then read the counts
-/// from shared memory, each a broadcast. Grid: (1, heads_kv, 1), any block size.
+/// the 35 us the order saves there, call s13c4; this version 7-13 us by ncu, cold caches and
+/// idle clocks, call s13c3.) The ranks ([`longest_first_rank`]) then read the counts from shared
+/// memory, each a broadcast. Grid: (1, heads_kv, 1), any block size.
 #[inline(always)]
 pub unsafe fn key_block_order(p: &BackwardParams) {
     let (h_kv, tid, threads) = (_block_idx_y() as usize, _thread_idx_x() as usize, _block_dim_x() as usize);
