@@ -202,7 +202,7 @@ pub unsafe fn dkdv_mma<
     let h_kv = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let heads = p.heads as usize;
-    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let group = p.group();
     // Masked builds: entry b of a packed batch (rows `q_start + row`, keys `k_start + key`).
     let seq = Sequence::for_build::<MASKED>(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);
@@ -570,7 +570,7 @@ pub unsafe fn dq_mma<
     let row0 = m_block as usize * BM;
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
-    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let group = p.group();
     let h_kv = h / group;
     let seq = Sequence::for_build::<MASKED>(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);
@@ -791,7 +791,7 @@ pub unsafe fn dq_convert<E: Element, const TILED: bool>(p: &BackwardParams) {
         // published its sums. It cannot wait on this grid: this one starts only once all of its
         // CTAs are resident.
         if _thread_idx_x() == 0 {
-            let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+            let group = p.group();
             let done = p.dq_done_counter(b, h / group);
             let target = (seq.n_k as u32).div_ceil(p.dkdv_block_n.max(1));
             while ld_acquire_gpu_u32(done) < target {

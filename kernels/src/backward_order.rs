@@ -42,7 +42,7 @@ pub unsafe fn key_block_order(p: &BackwardParams) {
     }
     _syncthreads();
 
-    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let group = p.group();
     let seq = Sequence { q_start: 0, n_q, k_start: 0, n_k };
     let rules = ScoreRules::new(&p.mask, 0, h_kv * group, &seq);
     let (rows, cols) = (n_q.div_ceil(BLOCK_MASK_SIZE) as u32, p.mask.block_mask_k_blocks.max(1));

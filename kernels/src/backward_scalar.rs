@@ -112,7 +112,7 @@ pub unsafe fn dq<E: Element, const D: usize, const CAUSAL: bool>(p: &BackwardPar
     let row0 = _block_idx_x() as usize * BM;
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
-    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let group = p.group();
     let h_kv = h / group;
     let (n_q, n_k) = (p.seqlen_q as usize, p.seqlen_k as usize);
 
@@ -180,7 +180,7 @@ pub unsafe fn dkdv<E: Element, const D: usize, const CAUSAL: bool, const DK: boo
     let key0 = _block_idx_x() as usize * BM;
     let h_kv = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
-    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let group = p.group();
     let (n_q, n_k) = (p.seqlen_q as usize, p.seqlen_k as usize);
 
     let k_s = dynamic_smem_base(); // own rows, stride D + 1

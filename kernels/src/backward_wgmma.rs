@@ -293,7 +293,7 @@ pub unsafe fn dkdv_wgmma<
     let h_kv = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let heads = p.heads as usize;
-    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let group = p.group();
     // Masked builds: entry b of a packed batch (rows `q_start + row`, keys `k_start + key`).
     let seq = Sequence::for_build::<MASKED>(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let (n_q, n_k, head_dim) = (seq.n_q, seq.n_k, p.head_dim as usize);

@@ -96,7 +96,7 @@ pub unsafe fn forward_mma<
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     // heads_kv divides heads (validated on the host); max(1) keeps core's division panic out.
-    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let group = p.group();
     let h_kv = h / group;
     // Masked builds: this entry of a packed batch (`seqlen_*` are then the maxima), whose rows
     // are `q_start + row` of the packed tensors (batch stride 0).

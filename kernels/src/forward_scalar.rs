@@ -32,7 +32,7 @@ pub unsafe fn forward_scalar<E: Element, const D: usize, const CAUSAL: bool>(p: 
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     // heads_kv divides heads (validated on the host); the zero check keeps core's panic out.
-    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let group = p.group();
     let h_kv = h / group;
     let (n_q, n_k) = (p.seqlen_q as usize, p.seqlen_k as usize);
 

@@ -486,7 +486,7 @@ pub unsafe fn forward_wgmma<
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     // heads_kv divides heads (validated on the host); max(1) keeps core's division panic out.
-    let group = (p.heads / p.heads_kv.max(1)).max(1) as usize;
+    let group = p.group();
     let seq = Sequence::for_build::<MASKED>(&p.mask, b, p.seqlen_q, p.seqlen_k);
     let (n_q, n_k) = (seq.n_q, seq.n_k);
     if MASKED && row0 >= n_q {

@@ -32,6 +32,14 @@ pub struct ForwardParams {
     pub mask: MaskParams,
 }
 
+impl ForwardParams {
+    /// Query heads per K/V head (MQA/GQA; 1 without): query head `h` reads K/V head `h / group`.
+    #[inline(always)]
+    pub fn group(&self) -> usize {
+        (self.heads / self.heads_kv.max(1)).max(1) as usize
+    }
+}
+
 /// What the masked kernels add to plain (or causal) attention: a sliding window, softcap, ALiBi,
 /// a block mask, dropout and variable-length batches, each off at its neutral value (what
 /// [`MaskParams::default`]'s host counterpart writes), so one kernel build serves any mix.
@@ -195,6 +203,12 @@ pub struct BackwardParams {
 }
 
 impl BackwardParams {
+    /// Query heads per K/V head (MQA/GQA; 1 without): query head `h` reads K/V head `h / group`.
+    #[inline(always)]
+    pub fn group(&self) -> usize {
+        (self.heads / self.heads_kv.max(1)).max(1) as usize
+    }
+
     /// The `dq_done` counter of (batch `b`, KV head `h_kv`): zeroed by the preprocessing, counted
     /// up by the wgmma dK/dV kernel, waited on by the dQ conversion.
     #[inline(always)]
