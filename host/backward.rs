@@ -9,8 +9,8 @@ use crate::masks::{self, MaskInputs, VarlenBatch, VarlenDevice};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{
-    dq_convert_threads, Dtype, MmaBackwardConfig, MmaBackwardDqConfig, MmaForwardConfig, ScalarBackwardConfig,
-    WgmmaBackwardConfig, WgmmaForwardConfig, DQ_CONVERT_THREADS, MASKED_SCRATCH_BYTES,
+    dkdv_takes_key_block_order, dq_convert_threads, Dtype, MmaBackwardConfig, MmaBackwardDqConfig, MmaForwardConfig,
+    ScalarBackwardConfig, WgmmaBackwardConfig, WgmmaForwardConfig, DQ_CONVERT_THREADS, MASKED_SCRATCH_BYTES,
 };
 use flashattn_kernels::params::BackwardParams;
 
@@ -581,15 +581,16 @@ fn launch_backward<T: Element>(
     if overlapped.is_some() {
         params.0.dq_done = dq_done_ptr;
     }
-    let block_n = dkdv.as_ref().map_or(0, |k| k.block_n);
-    params.0.dkdv_block_n = block_n as u32;
+    params.0.dkdv_block_n = dkdv.as_ref().map_or(0, |k| k.block_n as u32);
     // Block-sparse: a kernel of its own orders each KV head's dK/dV CTAs longest first, so that
     // the grid does not end in a long CTA started last (`BackwardParams::key_block_order`; the
-    // builds with softcap, ALiBi or dropout keep grid order, as do key blocks too many for the
-    // order kernel's shared-memory counts: past N = 1.5M at 128 keys per CTA).
-    let key_blocks = dims.seqlen_k.div_ceil(block_n.max(1));
-    let ordered = inputs.block_mask.is_some() && dkdv.is_some() && mods == 0;
-    let mut key_order = if ordered && 4 * key_blocks <= KEY_BLOCK_ORDER_MAX_SMEM {
+    // builds with softcap, ALiBi or dropout keep grid order, `dkdv_takes_key_block_order`, as do
+    // key blocks too many for the order kernel's shared-memory counts: past N = 1.5M at 128 keys
+    // per CTA).
+    let key_blocks = params.0.dkdv_key_blocks();
+    let order_smem = 4 * key_blocks; // a u32 count per key block
+    let ordered = inputs.block_mask.is_some() && dkdv.is_some() && dkdv_takes_key_block_order(mods);
+    let mut key_order = if ordered && order_smem <= KEY_BLOCK_ORDER_MAX_SMEM {
         Some(dev.alloc::<i32>(&[dims.heads_kv, key_blocks])?)
     } else {
         None
@@ -607,8 +608,7 @@ fn launch_backward<T: Element>(
     unsafe {
         if key_order_ptr != 0 {
             // Writes all of `key_order` before the dK/dV kernel reads it.
-            let smem = 4 * key_blocks; // a u32 count per key block
-            launch(&dev, KEY_BLOCK_ORDER_KERNEL, smem, (1, hkv, 1), KEY_BLOCK_ORDER_THREADS, &params)?;
+            launch(&dev, KEY_BLOCK_ORDER_KERNEL, order_smem, (1, hkv, 1), KEY_BLOCK_ORDER_THREADS, &params)?;
         }
         launch(&dev, preprocess_kernel_name(dtype), 0, (stat_pitch.div_ceil(warps) as u32, h, b), 32 * warps, &params)?;
     }

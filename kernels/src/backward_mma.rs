@@ -33,7 +33,10 @@ use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
     fence_proxy_async_shared,
 };
-use crate::config::{dq_tiled_index, MmaBackwardConfig, MmaBackwardDqConfig, BLOCK_MASK_SIZE, DQ_CONVERT_THREADS};
+use crate::config::{
+    dkdv_takes_key_block_order, dq_tiled_index, MmaBackwardConfig, MmaBackwardDqConfig, BLOCK_MASK_SIZE,
+    DQ_CONVERT_THREADS,
+};
 use crate::element::Element;
 use crate::masking::{BlockMask, Dropout, KeyColumnScan, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
 use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
@@ -195,9 +198,11 @@ pub unsafe fn dkdv_mma<
     let (g, t) = (lane / 4, lane % 4);
     let warp_key = 16 * (warp % cfg.key_warps()); // first of this warp's 16 keys in the block
     let d_part = warp / cfg.key_warps(); // which 1/DS of the dK / dV columns
-                                         // Block-sparse: the key blocks of a head longest first (see `BackwardParams::key_block_order`;
-                                         // not in the builds with softcap, ALiBi or dropout, as the wgmma kernel).
-    let key_block = |x: usize, h_kv: usize| if MASKED && MODS == 0 { p.dkdv_key_block(x, h_kv) } else { x };
+
+    // Block-sparse: the key blocks of a head longest first (`BackwardParams::key_block_order`),
+    // in the builds that take the order (`dkdv_takes_key_block_order`).
+    let key_block =
+        |x: usize, h_kv: usize| if MASKED && dkdv_takes_key_block_order(MODS) { p.dkdv_key_block(x, h_kv) } else { x };
     let key0 = key_block(_block_idx_x() as usize, _block_idx_y() as usize) * BN;
     let h_kv = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;

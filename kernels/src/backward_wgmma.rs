@@ -42,13 +42,13 @@ use crate::arch::sm90::{
     griddepcontrol_launch_dependents, smem_desc, wgmma_commit_group, wgmma_fence, wgmma_wait_group, SWIZZLE_128B,
 };
 use crate::backward_mma::copy_stats_async;
-use crate::config::{WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
+use crate::config::{dkdv_takes_key_block_order, WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
 use crate::element::WgmmaElement;
 use crate::forward_wgmma::{
     aligned_smem_base, copy_tile_sw128, drop_packed, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss,
     MAX_KV, MAX_S,
 };
-use crate::masking::{Dropout, KeyColumnScan, MaskWindow, ScoreRules, Sequence};
+use crate::masking::{Dropout, KeyColumnScan, MaskWindow, ScoreRules, Sequence, MODS_DROPOUT};
 use crate::params::{BackwardParams, Strides};
 use crate::philox::half_flags;
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
@@ -282,12 +282,14 @@ pub unsafe fn dkdv_wgmma<
         assert!(BM / 2 <= MAX_S && D / 2 <= MAX_ACC && BM / 16 <= MAX_KQ);
         assert!(!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0);
         assert!(MASKED || !DROPOUT);
+        assert!(dkdv_takes_key_block_order(0) && !dkdv_takes_key_block_order(MODS_DROPOUT));
     };
     let threads = cfg.threads();
     let tid = _thread_idx_x() as usize;
     let wg = tid / 128;
-    // Block-sparse: the key blocks of a head longest first (see `BackwardParams::key_block_order`;
-    // not in the dropout builds, where a loaded key0 made ptxas spill 40 B more at d = 64).
+    // Block-sparse: the key blocks of a head longest first (`BackwardParams::key_block_order`),
+    // in the builds that take the order: `!DROPOUT` is `dkdv_takes_key_block_order` of this
+    // kernel's builds (asserted above; spelt out here, since the call reshaped the PTX).
     let x = _block_idx_x() as usize;
     let key0 = if MASKED && !DROPOUT { p.dkdv_key_block(x, _block_idx_y() as usize) } else { x } * BN;
     let h_kv = _block_idx_y() as usize;

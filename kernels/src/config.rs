@@ -13,6 +13,15 @@ pub enum Dtype {
 /// block lies in one mask block and is skipped whole.
 pub const BLOCK_MASK_SIZE: usize = 128;
 
+/// Whether the masked dK/dV builds with `mods` (the `MODS` bits: softcap / ALiBi 1, dropout 2) take
+/// the block-sparse backward's key-block order (`BackwardParams::key_block_order`): only those with
+/// neither, where the key block may come from memory; in the others a loaded key block (it was a
+/// block index ptxas could rematerialise) made ptxas spill (40 B more in the d = 64 wgmma dropout
+/// build). The host launches the order kernel for exactly these builds.
+pub const fn dkdv_takes_key_block_order(mods: u32) -> bool {
+    mods == 0
+}
+
 /// Shared memory the masked tensor-core kernels take beyond their tiles: one 4-byte slot per warp
 /// (at most 32 warps), where each warp parks the index of the next kept block between its uses
 /// (a block-mask scan is too costly to repeat and a register too scarce to hold it).

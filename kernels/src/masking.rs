@@ -223,7 +223,7 @@ impl BlockMask {
             return i;
         }
         let per = BLOCK_MASK_SIZE / bm;
-        let mask_col = self.head.add(key / BLOCK_MASK_SIZE);
+        let mask_col = self.column(key);
         let mut mb = i / per;
         let mask_end = end.div_ceil(per);
         while mb < mask_end {
@@ -325,7 +325,7 @@ impl KeyColumnScan<'_> {
             let head_start = gi as usize * per_head as usize;
             let it0 = (head_start + first * per).wrapping_sub(first_block) as u32;
             let head_end = (head_start + per_head as usize) as u32;
-            let column = BlockMask::new(m, first_head + gi as usize).head.add(key / BLOCK_MASK_SIZE);
+            let column = BlockMask::new(m, first_head + gi as usize).column(key);
             let k_blocks = m.block_mask_k_blocks as usize;
             let b = first + lane;
             *window = MaskWindow {
