@@ -189,13 +189,13 @@ pub fn validate_backward<T: Element>(
             return Ok(dims);
         }
         ForwardKernel::Wgmma => {
-            wgmma_backward_kernel(T::DTYPE.expect("validated"), dims.head_dim, opts.causal).ok_or_else(|| {
-                Error::UnsupportedHeadDim {
+            wgmma_backward_kernel(T::DTYPE.expect("validated"), dims.head_dim, opts.causal, false).ok_or_else(
+                || Error::UnsupportedHeadDim {
                     head_dim: dims.head_dim,
                     kernel: "wgmma backward",
                     supported: (40..=64).chain(104..=128).step_by(8).collect(),
-                }
-            })?;
+                },
+            )?;
             return Ok(dims);
         }
         ForwardKernel::Scalar => {}
@@ -346,15 +346,20 @@ fn mma_backward_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&
 
 /// The wgmma dK/dV kernel for a head dim, if it has one: only where its instantiated head dim is
 /// the mma.sync row's (so `dq_accum` and the deterministic dQ kernel are the same).
-fn wgmma_backward_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&'static str, WgmmaBackwardConfig)> {
+fn wgmma_backward_kernel(
+    dtype: Dtype,
+    head_dim: usize,
+    causal: bool,
+    dropout: bool,
+) -> Option<(&'static str, WgmmaBackwardConfig)> {
     let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
     if mma_backward_kernel(dtype, head_dim, causal)?.1.head_dim != padded {
         return None;
     }
     let mut found = None;
     macro_rules! row {
-        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
-            if Dtype::$dtype == dtype && $d == padded && $causal == causal {
+        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal, $dropout:literal) => {
+            if Dtype::$dtype == dtype && $d == padded && $causal == causal && $dropout == dropout {
                 let config = WgmmaBackwardConfig { head_dim: $d, block_m: $bm, block_n: $bn };
                 debug_assert!(config.is_valid());
                 found = Some((stringify!($name), config));
@@ -402,21 +407,28 @@ struct DkdvLaunch {
 }
 
 /// Picks the dK/dV kernel (see [`backward`] for the rules).
+#[allow(clippy::too_many_arguments)]
 fn dkdv_launch(
     dtype: Dtype,
     dims: &Shape,
     opts: &AttentionOptions,
     masked: bool,
     mods: u32,
+    dropout_only: bool,
     compute_capability: (i32, i32),
 ) -> Result<DkdvLaunch> {
     let hopper = compute_capability == (9, 0);
     let wants_wgmma = matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::Wgmma);
     if wants_wgmma && hopper {
-        let wgmma = if masked {
+        let wgmma = if dropout_only {
+            // The plain kernel's dropout build, where the masked one exists (the same head dims,
+            // so `dq_accum` and the masked deterministic dQ kernel match it).
+            wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
+                .and_then(|_| wgmma_backward_kernel(dtype, dims.head_dim, opts.causal, true))
+        } else if masked {
             wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
         } else {
-            wgmma_backward_kernel(dtype, dims.head_dim, opts.causal)
+            wgmma_backward_kernel(dtype, dims.head_dim, opts.causal, false)
         };
         if let Some((name, cfg)) = wgmma {
             let smem = cfg.smem_bytes();
@@ -570,7 +582,8 @@ fn launch_backward<T: Element>(
     let (b, h, hkv) = (dims.batch as u32, dims.heads as u32, dims.heads_kv as u32);
     // Chosen before anything is launched, so that a call it rejects leaves the stream untouched.
     let dkdv = if uses_tensor_cores(opts) {
-        Some(dkdv_launch(dtype, &dims, opts, masked, mods, dev.compute_capability())?)
+        let dropout_only = masks::dropout_only(opts, inputs, varlen.is_some());
+        Some(dkdv_launch(dtype, &dims, opts, masked, mods, dropout_only, dev.compute_capability())?)
     } else {
         None
     };
@@ -698,9 +711,13 @@ mod tests {
             // The wgmma rows: exactly the head dims whose mma.sync row is instantiated at 64 or 128.
             for causal in [false, true] {
                 for d in (8..=256).step_by(8) {
-                    let wgmma = wgmma_backward_kernel(dtype, d, causal);
+                    let wgmma = wgmma_backward_kernel(dtype, d, causal, false);
                     let expected = (40..=64).contains(&d) || (104..=128).contains(&d);
                     assert_eq!(wgmma.is_some(), expected, "d={d}");
+                    // The dropout builds: the same rows' tiles.
+                    let dropout = wgmma_backward_kernel(dtype, d, causal, true);
+                    assert_eq!(dropout.map(|(_, c)| c), wgmma.map(|(_, c)| c), "dropout d={d}");
+                    assert!(dropout.is_none_or(|(name, _)| name.contains("_dropout_")));
                     if let Some((_, cfg)) = wgmma {
                         assert!(
                             cfg.is_valid() && cfg.head_dim == mma_backward_kernel(dtype, d, causal).unwrap().1.head_dim

@@ -81,8 +81,9 @@ pub fn random_block_mask(dev: &Device, n_q: usize, n_k: usize, density: f64, see
 }
 
 /// Dropout against no dropout (plain kernels, and the masked kernels with no mask in effect),
-/// d = 64 and 128, B x N = 16k tokens, H = 16 (the ANCHORS shapes).
-pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64) -> Result<Vec<BenchRow>> {
+/// d = 64 and 128, B x N = 16k tokens, H = 2048 / d (the ANCHORS shapes), non-causal and causal.
+/// `full`: also the masked wgmma tiles `Auto` does not take and the `mods` build.
+pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64, full: bool) -> Result<Vec<BenchRow>> {
     let mut rows = Vec::new();
     for &d in &[64, 128] {
         for &n in ns {
@@ -91,8 +92,32 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64) -> Result<Vec<Be
             // Zero ALiBi slopes select the `mods` build with nothing to do: its tiles' own cost,
             // apart from dropout's.
             let zero_slopes = dev.upload(&vec![0.0f32; dims.heads], &[dims.heads])?;
-            let variants = [
+            let dropout = AttentionOptions { dropout_p: 0.1, dropout_seed: 1, ..Default::default() };
+            let causal = AttentionOptions { causal: true, ..Default::default() };
+            let mut variants = vec![
                 Variant { label: "flash".into(), opts: Default::default(), inputs: Default::default(), density: 1.0 },
+                Variant { label: "flash-dropout-0.1".into(), opts: dropout, inputs: Default::default(), density: 1.0 },
+                // The same dropout on the masked builds (a window masking nothing selects them):
+                // what calls with a window, block mask or packed batch beside dropout run.
+                Variant {
+                    label: "flash-dropout-0.1-masked".into(),
+                    opts: AttentionOptions { dropout_p: 0.1, dropout_seed: 1, ..masked_noop() },
+                    inputs: Default::default(),
+                    density: 1.0,
+                },
+                Variant { label: "flash-causal".into(), opts: causal, inputs: Default::default(), density: 1.0 },
+                Variant {
+                    label: "flash-dropout-0.1-causal".into(),
+                    opts: AttentionOptions { causal: true, ..dropout },
+                    inputs: Default::default(),
+                    density: 1.0,
+                },
+            ];
+            if !full {
+                rows.extend(time_variants(dev, dims, &variants, budget_ms)?);
+                continue;
+            }
+            variants.extend([
                 Variant {
                     label: "flash-masked-noop".into(),
                     opts: masked_noop(),
@@ -103,12 +128,6 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64) -> Result<Vec<Be
                     label: "flash-mods-noop".into(),
                     opts: Default::default(),
                     inputs: MaskInputs { alibi_slopes: Some(&zero_slopes), ..Default::default() },
-                    density: 1.0,
-                },
-                Variant {
-                    label: "flash-dropout-0.1".into(),
-                    opts: AttentionOptions { dropout_p: 0.1, dropout_seed: 1, ..Default::default() },
-                    inputs: Default::default(),
                     density: 1.0,
                 },
                 // The same dropout on the masked wgmma tiles `Auto` does not take (d = 64: 64 x
@@ -135,7 +154,7 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64) -> Result<Vec<Be
                     inputs: MaskInputs { alibi_slopes: Some(&zero_slopes), ..Default::default() },
                     density: 1.0,
                 },
-            ];
+            ]);
             rows.extend(time_variants(dev, dims, &variants, budget_ms)?);
         }
     }
@@ -228,9 +247,11 @@ pub fn format_mask_table(rows: &[BenchRow]) -> String {
         "op   d    N      B  variant                      ms        TFLOPS   vs plain  vs density*plain\n",
     );
     for r in rows {
-        let plain = rows.iter().find(|p| {
-            p.implementation == "flash" && p.op == r.op && p.d == r.d && p.n == r.n && p.b == r.b && p.h == r.h
-        });
+        // Causal rows against the plain causal kernel (`flash-causal`), the others against `flash`.
+        let base = if r.causal { "flash-causal" } else { "flash" };
+        let plain = rows
+            .iter()
+            .find(|p| p.implementation == base && p.op == r.op && p.d == r.d && p.n == r.n && p.b == r.b && p.h == r.h);
         let ratio = plain.map_or(f64::NAN, |p| r.ms / p.ms);
         let density = r.implementation.strip_prefix("flash-blocks-").and_then(|d| d.parse::<f64>().ok());
         let vs_density = match (plain, density) {

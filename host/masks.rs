@@ -143,6 +143,19 @@ pub(crate) fn needs_masks(opts: &AttentionOptions, inputs: &MaskInputs, varlen: 
     options_need_masks(opts) || inputs.alibi_slopes.is_some() || inputs.block_mask.is_some() || varlen
 }
 
+/// Whether dropout is a call's only mask beside causal (no window, softcap, ALiBi, block mask
+/// or packed batch): on Hopper such calls run the plain wgmma kernels' dropout builds, which
+/// carry none of the masked builds' window and block-mask work.
+pub(crate) fn dropout_only(opts: &AttentionOptions, inputs: &MaskInputs, varlen: bool) -> bool {
+    opts.dropout_p > 0.0
+        && opts.window_left.is_none()
+        && opts.window_right.is_none()
+        && opts.softcap == 0.0
+        && inputs.alibi_slopes.is_none()
+        && inputs.block_mask.is_none()
+        && !varlen
+}
+
 /// The masked build (`MODS` bits of the kernel tables) that runs a call: 0 for windows, block
 /// masks and packed batches alone; 2 (`MODS_DROPOUT`) adds dropout on nearly the same tiles; 3
 /// adds softcap and ALiBi (smaller tiles; softcap or ALiBi without dropout run it too).
@@ -282,4 +295,22 @@ pub(crate) fn setup<'a>(
         None => (m.lse_batch_stride, m.lse_head_stride) = ((dims.heads * dims.seqlen_q) as u64, dims.seqlen_q as u64),
     }
     Ok(MaskSetup { params: m, _guards: guards })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropout_only_means_dropout_with_at_most_causal() {
+        let inputs = MaskInputs::default();
+        let p = AttentionOptions { dropout_p: 0.1, ..Default::default() };
+        assert!(dropout_only(&p, &inputs, false));
+        assert!(dropout_only(&AttentionOptions { causal: true, ..p }, &inputs, false));
+        assert!(!dropout_only(&p, &inputs, true), "packed batches run the masked builds");
+        assert!(!dropout_only(&AttentionOptions { window_left: Some(8), ..p }, &inputs, false));
+        assert!(!dropout_only(&AttentionOptions { window_right: Some(0), ..p }, &inputs, false));
+        assert!(!dropout_only(&AttentionOptions { softcap: 5.0, ..p }, &inputs, false));
+        assert!(!dropout_only(&AttentionOptions::default(), &inputs, false), "no dropout");
+    }
 }

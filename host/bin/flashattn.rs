@@ -71,8 +71,9 @@ struct BenchMasksArgs {
     /// Only the long sequences (N = 65536 dense, N = 262144 block-sparse at 5%).
     #[arg(long)]
     long: bool,
-    /// Which tables (without `--long`): dropout, sparse, varlen.
-    #[arg(long, value_delimiter = ',', value_parser = ["dropout", "sparse", "varlen"],
+    /// Which tables (without `--long`): dropout, sparse, varlen; dropout-core: the dropout table
+    /// without the tiles `Auto` does not take and the `mods` build.
+    #[arg(long, value_delimiter = ',', value_parser = ["dropout", "dropout-core", "sparse", "varlen"],
           default_values_t = vec!["dropout".to_string(), "sparse".to_string(), "varlen".to_string()])]
     only: Vec<String>,
     /// Results file to append the rows to (default benches/results/<gpu>-masks.json).
@@ -616,9 +617,12 @@ fn bench_masks(args: &BenchMasksArgs) -> Result<bool> {
         rows.extend(long_sparse_rows(&dev, 262144, 0.05, budget)?);
     } else {
         let wants = |t: &str| args.only.iter().any(|o| o == t);
-        if wants("dropout") {
-            eprintln!("dropout");
-            rows.extend(dropout_rows(&dev, if args.quick { &[4096] } else { &[1024, 4096, 16384] }, budget)?);
+        for (name, full) in [("dropout", true), ("dropout-core", false)] {
+            if wants(name) {
+                eprintln!("dropout");
+                let ns: &[usize] = if args.quick { &[4096] } else { &[1024, 4096, 16384] };
+                rows.extend(dropout_rows(&dev, ns, budget, full)?);
+            }
         }
         if wants("sparse") {
             eprintln!("block-sparse, N = 16384");

@@ -281,7 +281,6 @@ pub unsafe fn dkdv_wgmma<
         assert!(WgmmaBackwardConfig { head_dim: D, block_m: BM, block_n: BN }.is_valid());
         assert!(BM / 2 <= MAX_S && D / 2 <= MAX_ACC && BM / 16 <= MAX_KQ);
         assert!(!MASKED || !CAUSAL && BLOCK_MASK_SIZE % BM == 0 && BLOCK_MASK_SIZE % BN == 0);
-        assert!(MASKED || !DROPOUT);
         assert!(dkdv_takes_key_block_order(0) && !dkdv_takes_key_block_order(MODS_DROPOUT));
     };
     let threads = cfg.threads();

@@ -204,6 +204,24 @@ macro_rules! for_each_wgmma_forward_kernel {
     };
 }
 
+/// The Hopper forward with dropout and nothing else of the masks but causal (sm_90a PTX only):
+/// the plain kernels' pipelined schedule and tiles with the drop flags, `callback!(name, Dtype,
+/// head_dim, block_m, block_n, causal)`. Calls with a window, block mask, packed batch, softcap
+/// or ALiBi beside dropout run the masked builds.
+#[macro_export]
+macro_rules! for_each_wgmma_forward_dropout_kernel {
+    ($m:ident) => {
+        $m!(flash_fwd_wgmma_dropout_f16_d64_m192, F16, 64, 192, 128, false);
+        $m!(flash_fwd_wgmma_dropout_f16_d64_m192_causal, F16, 64, 192, 128, true);
+        $m!(flash_fwd_wgmma_dropout_bf16_d64_m192, Bf16, 64, 192, 128, false);
+        $m!(flash_fwd_wgmma_dropout_bf16_d64_m192_causal, Bf16, 64, 192, 128, true);
+        $m!(flash_fwd_wgmma_dropout_f16_d128, F16, 128, 128, 128, false);
+        $m!(flash_fwd_wgmma_dropout_f16_d128_causal, F16, 128, 128, 128, true);
+        $m!(flash_fwd_wgmma_dropout_bf16_d128, Bf16, 128, 128, 128, false);
+        $m!(flash_fwd_wgmma_dropout_bf16_d128_causal, Bf16, 128, 128, 128, true);
+    };
+}
+
 /// The masked Hopper forward (sm_90a PTX only): windows (causal is one), block masks, packed
 /// batches and (`dropout` true) dropout on the wgmma kernel's pipelined schedule,
 /// `callback!(name, Dtype, head_dim, block_m, block_n, dropout)`; softcap and ALiBi run on the
@@ -351,14 +369,22 @@ macro_rules! for_each_mma_backward_kernel {
 #[macro_export]
 macro_rules! for_each_wgmma_backward_kernel {
     ($m:ident) => {
-        $m!(flash_bwd_dkdv_wgmma_f16_d64, F16, 64, 128, 128, false);
-        $m!(flash_bwd_dkdv_wgmma_f16_d64_causal, F16, 64, 128, 128, true);
-        $m!(flash_bwd_dkdv_wgmma_bf16_d64, Bf16, 64, 128, 128, false);
-        $m!(flash_bwd_dkdv_wgmma_bf16_d64_causal, Bf16, 64, 128, 128, true);
-        $m!(flash_bwd_dkdv_wgmma_f16_d128, F16, 128, 64, 128, false);
-        $m!(flash_bwd_dkdv_wgmma_f16_d128_causal, F16, 128, 64, 128, true);
-        $m!(flash_bwd_dkdv_wgmma_bf16_d128, Bf16, 128, 64, 128, false);
-        $m!(flash_bwd_dkdv_wgmma_bf16_d128_causal, Bf16, 128, 64, 128, true);
+        $m!(flash_bwd_dkdv_wgmma_f16_d64, F16, 64, 128, 128, false, false);
+        $m!(flash_bwd_dkdv_wgmma_f16_d64_causal, F16, 64, 128, 128, true, false);
+        $m!(flash_bwd_dkdv_wgmma_bf16_d64, Bf16, 64, 128, 128, false, false);
+        $m!(flash_bwd_dkdv_wgmma_bf16_d64_causal, Bf16, 64, 128, 128, true, false);
+        $m!(flash_bwd_dkdv_wgmma_f16_d128, F16, 128, 64, 128, false, false);
+        $m!(flash_bwd_dkdv_wgmma_f16_d128_causal, F16, 128, 64, 128, true, false);
+        $m!(flash_bwd_dkdv_wgmma_bf16_d128, Bf16, 128, 64, 128, false, false);
+        $m!(flash_bwd_dkdv_wgmma_bf16_d128_causal, Bf16, 128, 64, 128, true, false);
+        $m!(flash_bwd_dkdv_wgmma_dropout_f16_d64, F16, 64, 128, 128, false, true);
+        $m!(flash_bwd_dkdv_wgmma_dropout_f16_d64_causal, F16, 64, 128, 128, true, true);
+        $m!(flash_bwd_dkdv_wgmma_dropout_bf16_d64, Bf16, 64, 128, 128, false, true);
+        $m!(flash_bwd_dkdv_wgmma_dropout_bf16_d64_causal, Bf16, 64, 128, 128, true, true);
+        $m!(flash_bwd_dkdv_wgmma_dropout_f16_d128, F16, 128, 64, 128, false, true);
+        $m!(flash_bwd_dkdv_wgmma_dropout_f16_d128_causal, F16, 128, 64, 128, true, true);
+        $m!(flash_bwd_dkdv_wgmma_dropout_bf16_d128, Bf16, 128, 64, 128, false, true);
+        $m!(flash_bwd_dkdv_wgmma_dropout_bf16_d128_causal, Bf16, 128, 64, 128, true, true);
     };
 }
 
