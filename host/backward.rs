@@ -420,11 +420,17 @@ fn dkdv_launch(
     let hopper = compute_capability == (9, 0);
     let wants_wgmma = matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::Wgmma);
     if wants_wgmma && hopper {
-        let wgmma = if dropout_only {
-            // The plain kernel's dropout build, where the masked one exists (the same head dims,
-            // so `dq_accum` and the masked deterministic dQ kernel match it).
+        // Dropout with at most causal: the plain kernel's dropout build where it has one (causal
+        // d = 128, see the kernel table) and the masked one exists (the same head dims, so
+        // `dq_accum` and the masked deterministic dQ kernel match it); else the masked build.
+        let plain_dropout = if dropout_only {
             wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
                 .and_then(|_| wgmma_backward_kernel(dtype, dims.head_dim, opts.causal, true))
+        } else {
+            None
+        };
+        let wgmma = if plain_dropout.is_some() {
+            plain_dropout
         } else if masked {
             wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
         } else {
@@ -714,10 +720,13 @@ mod tests {
                     let wgmma = wgmma_backward_kernel(dtype, d, causal, false);
                     let expected = (40..=64).contains(&d) || (104..=128).contains(&d);
                     assert_eq!(wgmma.is_some(), expected, "d={d}");
-                    // The dropout builds: the same rows' tiles.
+                    // The dropout builds: causal d = 128 only, on the same row's tiles.
                     let dropout = wgmma_backward_kernel(dtype, d, causal, true);
-                    assert_eq!(dropout.map(|(_, c)| c), wgmma.map(|(_, c)| c), "dropout d={d}");
-                    assert!(dropout.is_none_or(|(name, _)| name.contains("_dropout_")));
+                    let expected = causal && (104..=128).contains(&d);
+                    assert_eq!(dropout.is_some(), expected, "dropout d={d} causal={causal}");
+                    if let Some((name, c)) = dropout {
+                        assert!(name.contains("_dropout_") && Some(c) == wgmma.map(|(_, c)| c), "{name}");
+                    }
                     if let Some((_, cfg)) = wgmma {
                         assert!(
                             cfg.is_valid() && cfg.head_dim == mma_backward_kernel(dtype, d, causal).unwrap().1.head_dim

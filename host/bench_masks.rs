@@ -112,6 +112,12 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64, full: bool) -> R
                     inputs: Default::default(),
                     density: 1.0,
                 },
+                Variant {
+                    label: "flash-dropout-0.1-causal-masked".into(),
+                    opts: AttentionOptions { dropout_p: 0.1, dropout_seed: 1, causal: true, ..masked_noop() },
+                    inputs: Default::default(),
+                    density: 1.0,
+                },
             ];
             if !full {
                 rows.extend(time_variants(dev, dims, &variants, budget_ms)?);

@@ -642,24 +642,6 @@ fn wgmma_masked_kernel(
     found
 }
 
-/// The plain wgmma forward's dropout build for a call with no mask but dropout and causal
-/// (`masks::dropout_only`): the row of the padded head dim, dtype and causality.
-fn wgmma_dropout_kernel(dtype: Dtype, head_dim: usize, causal: bool) -> Option<(&'static str, WgmmaForwardConfig)> {
-    let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
-    let mut found = None;
-    macro_rules! row {
-        ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
-            if Dtype::$dtype == dtype && $d == padded && $causal == causal {
-                let config = WgmmaForwardConfig { head_dim: $d, block_m: $bm, block_n: $bn, pipelined: true };
-                debug_assert!(config.is_valid(), "{config:?}");
-                found = Some((stringify!($name), config));
-            }
-        };
-    }
-    flashattn_kernels::for_each_wgmma_forward_dropout_kernel!(row);
-    found
-}
-
 #[allow(clippy::too_many_arguments)]
 fn launch_forward<T: Element>(
     q: &Tensor<T>,
@@ -705,17 +687,6 @@ fn launch_forward<T: Element>(
                         ),
                     )
                 })?;
-                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
-            }
-            // Dropout and nothing else but causal: the plain wgmma kernel's dropout build (`Auto`).
-            ForwardKernel::TensorCore
-                if masked
-                    && opts.kernel == ForwardKernel::Auto
-                    && cc == (9, 0)
-                    && masks::dropout_only(opts, inputs, varlen.is_some())
-                    && wgmma_dropout_kernel(dtype, dims.head_dim, opts.causal).is_some() =>
-            {
-                let (name, cfg) = wgmma_dropout_kernel(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
                 (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
             }
             // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
@@ -875,24 +846,6 @@ mod tests {
         let pick = |block_mask| wgmma_masked_kernel(Dtype::Bf16, 64, true, block_mask, None).unwrap().1.block_m;
         assert_eq!((pick(false), pick(true)), (192, 128));
         assert!(wgmma_masked_kernel(Dtype::Bf16, 64, true, true, Some((192, 128))).is_none());
-    }
-
-    #[test]
-    fn dropout_only_rows_run_the_masked_dropout_tiles() {
-        // The plain kernel's dropout builds exist where the masked ones do, with the same tiles
-        // (the tiles `Auto` picks for dropout do not depend on the other masks).
-        for dtype in [Dtype::F16, Dtype::Bf16] {
-            for d in (8..=256).step_by(8) {
-                let masked = wgmma_masked_kernel(dtype, d, true, false, None).map(|(_, c)| c);
-                for causal in [false, true] {
-                    let row = wgmma_dropout_kernel(dtype, d, causal);
-                    assert_eq!(row.map(|(_, c)| c), masked, "d={d} causal={causal}");
-                    if let Some((name, _)) = row {
-                        assert!(name.contains("_dropout_") && name.ends_with("_causal") == causal, "{name}");
-                    }
-                }
-            }
-        }
     }
 
     #[test]

@@ -144,8 +144,9 @@ pub(crate) fn needs_masks(opts: &AttentionOptions, inputs: &MaskInputs, varlen: 
 }
 
 /// Whether dropout is a call's only mask beside causal (no window, softcap, ALiBi, block mask
-/// or packed batch): on Hopper such calls run the plain wgmma kernels' dropout builds, which
-/// carry none of the masked builds' window and block-mask work.
+/// or packed batch): on Hopper the backward of such calls runs the plain wgmma dK/dV kernel's
+/// dropout build where it has one (causal d = 128), which carries none of the masked build's
+/// window and block-mask work.
 pub(crate) fn dropout_only(opts: &AttentionOptions, inputs: &MaskInputs, varlen: bool) -> bool {
     opts.dropout_p > 0.0
         && opts.window_left.is_none()

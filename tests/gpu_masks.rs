@@ -226,10 +226,9 @@ fn dropout_reproduces_the_cpu_mask() {
                 AttentionOptions { dropout_p: p, dropout_seed: 1234 + i as u64, dropout_offset: 7, causal, ..opts() };
             cases.push(MaskCase::new(shape(2, 257, 300, 4, 2, 64), o, 20 + i as u64));
             cases.push(MaskCase::new(shape(1, 97, 1025, 2, 1, 128), o, 30 + i as u64));
-            // Dropout alone runs the plain wgmma kernels' dropout builds on Hopper: a causal
-            // partial last tile (1025 rows: unshifted there, so that drop-flag rows stay aligned
-            // to 16) and a single query row.
-            cases.push(MaskCase::new(shape(1, 1025, 1025, 2, 2, 64), o, 100 + i as u64));
+            // Dropout alone (causal: the plain wgmma dK/dV kernel's dropout build on Hopper at
+            // d = 128): partial last tiles and a single query row.
+            cases.push(MaskCase::new(shape(1, 1025, 1025, 2, 2, 128), o, 100 + i as u64));
             cases.push(MaskCase::new(shape(3, 1, 97, 2, 1, 128), o, 110 + i as u64));
             // The deterministic dQ kernel (mma.sync) beside the wgmma dropout dK/dV kernel: two
             // kernels with different lane layouts must regenerate the forward's mask.

@@ -145,18 +145,6 @@ macro_rules! wgmma_forward_entry {
 #[cfg(flashattn_sm90a)]
 crate::for_each_wgmma_forward_kernel!(wgmma_forward_entry);
 
-#[cfg(flashattn_sm90a)]
-macro_rules! wgmma_forward_dropout_entry {
-    ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal) => {
-        #[no_mangle]
-        pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            crate::forward_wgmma::forward_wgmma::<crate::element::$dtype, $d, $bm, $bn, true, $causal, false, true>(&p)
-        }
-    };
-}
-#[cfg(flashattn_sm90a)]
-crate::for_each_wgmma_forward_dropout_kernel!(wgmma_forward_dropout_entry);
-
 macro_rules! wgmma_forward_masked_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $dropout:literal) => {
         #[no_mangle]

@@ -462,9 +462,9 @@ pub unsafe fn forward_wgmma<
         // (Query tiles that do not divide the block-mask blocks, 192 rows, take no block mask:
         // the host runs those calls on other tiles, `WgmmaForwardConfig::takes_block_masks`.)
         assert!(!MASKED || (PIPELINED && !CAUSAL && BLOCK_MASK_SIZE % BN == 0));
-        assert!(!DROPOUT || PIPELINED);
+        assert!(MASKED || !DROPOUT);
     };
-    if (MASKED || DROPOUT) && cfg.threads() == 384 {
+    if MASKED && cfg.threads() == 384 {
         // Three warpgroups: ptxas must keep to 65536 / 384 = 168 registers, which the masked
         // builds (255 registers at two warpgroups) would otherwise exceed.
         declare_max_threads::<384>();
@@ -481,7 +481,7 @@ pub unsafe fn forward_wgmma<
     // last, which sees them all. Rows are then usize values that wrap below 0 (release
     // arithmetic wraps; every use either casts to i64 or compares against n_q, which a wrapped
     // row exceeds).
-    let shift = if CAUSAL && !DROPOUT { p.seqlen_q.div_ceil(BM as u32) as usize * BM - p.seqlen_q as usize } else { 0 };
+    let shift = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) as usize * BM - p.seqlen_q as usize } else { 0 };
     let row0 = (m_block as usize * BM).wrapping_sub(shift);
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
