@@ -4,7 +4,7 @@
 //! (ALiBi slopes, block masks) in [`MaskInputs`]; packed batches in [`VarlenBatch`]. Any of them
 //! selects the masked builds of the tensor-core kernels (`MASKED = true`), which serve every mix;
 //! plain and causal calls keep their own kernels, and so does the Hopper backward of causal
-//! dropout alone at d = 128 (the plain dK/dV kernel's dropout build, [`dropout_only`]).
+//! dropout alone at d = 128 (the plain dK/dV kernel's dropout build, `dropout_only`).
 //!
 //! Semantics (the f64 reference, `crate::reference`, implements the same):
 //! `s = scale * q.k`; softcap `s = c * tanh(s / c)`; ALiBi `s -= slope * |j - (i + n_k - n_q)|`;
