@@ -423,19 +423,16 @@ fn dkdv_launch(
         // Dropout with at most causal: the plain kernel's dropout build where it has one (causal
         // d = 128, see the kernel table) and the masked one exists (the same head dims, so
         // `dq_accum` and the masked deterministic dQ kernel match it); else the masked build.
-        let plain_dropout = if dropout_only {
-            wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
-                .and_then(|_| wgmma_backward_kernel(dtype, dims.head_dim, opts.causal, true))
-        } else {
-            None
-        };
-        let wgmma = if plain_dropout.is_some() {
-            plain_dropout
-        } else if masked {
-            wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
-        } else {
-            wgmma_backward_kernel(dtype, dims.head_dim, opts.causal, false)
-        };
+        let plain_dropout = wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
+            .filter(|_| dropout_only)
+            .and_then(|_| wgmma_backward_kernel(dtype, dims.head_dim, opts.causal, true));
+        let wgmma = plain_dropout.or_else(|| {
+            if masked {
+                wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
+            } else {
+                wgmma_backward_kernel(dtype, dims.head_dim, opts.causal, false)
+            }
+        });
         if let Some((name, cfg)) = wgmma {
             let smem = cfg.smem_bytes();
             return Ok(DkdvLaunch { name, dq_tiled: true, block_n: cfg.block_n, threads: cfg.threads(), smem });

@@ -89,10 +89,8 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64, full: bool) -> R
         for &n in ns {
             let dims =
                 Shape { batch: 16384 / n, seqlen_q: n, seqlen_k: n, heads: 2048 / d, heads_kv: 2048 / d, head_dim: d };
-            // Zero ALiBi slopes select the `mods` build with nothing to do: its tiles' own cost,
-            // apart from dropout's.
-            let zero_slopes = dev.upload(&vec![0.0f32; dims.heads], &[dims.heads])?;
             let dropout = AttentionOptions { dropout_p: 0.1, dropout_seed: 1, ..Default::default() };
+            let masked_dropout = AttentionOptions { window_left: masked_noop().window_left, ..dropout };
             let causal = AttentionOptions { causal: true, ..Default::default() };
             let mut variants = vec![
                 Variant { label: "flash".into(), opts: Default::default(), inputs: Default::default(), density: 1.0 },
@@ -101,7 +99,7 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64, full: bool) -> R
                 // what calls with a window, block mask or packed batch beside dropout run.
                 Variant {
                     label: "flash-dropout-0.1-masked".into(),
-                    opts: AttentionOptions { dropout_p: 0.1, dropout_seed: 1, ..masked_noop() },
+                    opts: masked_dropout,
                     inputs: Default::default(),
                     density: 1.0,
                 },
@@ -114,7 +112,7 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64, full: bool) -> R
                 },
                 Variant {
                     label: "flash-dropout-0.1-causal-masked".into(),
-                    opts: AttentionOptions { dropout_p: 0.1, dropout_seed: 1, causal: true, ..masked_noop() },
+                    opts: AttentionOptions { causal: true, ..masked_dropout },
                     inputs: Default::default(),
                     density: 1.0,
                 },
@@ -123,6 +121,9 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64, full: bool) -> R
                 rows.extend(time_variants(dev, dims, &variants, budget_ms)?);
                 continue;
             }
+            // Zero ALiBi slopes select the `mods` build with nothing to do: its tiles' own cost,
+            // apart from dropout's.
+            let zero_slopes = dev.upload(&vec![0.0f32; dims.heads], &[dims.heads])?;
             variants.extend([
                 Variant {
                     label: "flash-masked-noop".into(),
@@ -141,14 +142,12 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64, full: bool) -> R
                 Variant {
                     label: "flash-dropout-0.1-other-tiles".into(),
                     opts: AttentionOptions {
-                        dropout_p: 0.1,
-                        dropout_seed: 1,
                         kernel: ForwardKernel::WgmmaConfig {
                             block_m: 64,
                             block_n: if d == 64 { 128 } else { 64 },
                             pipelined: true,
                         },
-                        ..Default::default()
+                        ..dropout
                     },
                     inputs: Default::default(),
                     density: 1.0,
@@ -156,7 +155,7 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64, full: bool) -> R
                 // The same dropout on the `mods` build (zero ALiBi slopes select it).
                 Variant {
                     label: "flash-dropout-0.1-mods".into(),
-                    opts: AttentionOptions { dropout_p: 0.1, dropout_seed: 1, ..Default::default() },
+                    opts: dropout,
                     inputs: MaskInputs { alibi_slopes: Some(&zero_slopes), ..Default::default() },
                     density: 1.0,
                 },

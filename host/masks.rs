@@ -149,13 +149,8 @@ pub(crate) fn needs_masks(opts: &AttentionOptions, inputs: &MaskInputs, varlen: 
 /// dropout build where it has one (causal d = 128), which carries none of the masked build's
 /// window and block-mask work.
 pub(crate) fn dropout_only(opts: &AttentionOptions, inputs: &MaskInputs, varlen: bool) -> bool {
-    opts.dropout_p > 0.0
-        && opts.window_left.is_none()
-        && opts.window_right.is_none()
-        && opts.softcap == 0.0
-        && inputs.alibi_slopes.is_none()
-        && inputs.block_mask.is_none()
-        && !varlen
+    // Without its dropout the call would run the plain kernels.
+    opts.dropout_p > 0.0 && !needs_masks(&AttentionOptions { dropout_p: 0.0, ..*opts }, inputs, varlen)
 }
 
 /// The masked build (`MODS` bits of the kernel tables) that runs a call: 0 for windows, block

@@ -25,7 +25,8 @@
 //!
 //! Builds: plain and causal; `MASKED` (windows, block masks, packed batches; causal as a
 //! window: the query blocks a key block sees, the kept ones, the per-element window test only in
-//! partially visible blocks); `DROPOUT` on top (`drop_ds`). Softcap and ALiBi run mma.sync.
+//! partially visible blocks); `DROPOUT` on top (`drop_ds`), of the masked builds and of the
+//! plain causal one at d = 128 (see the kernel table). Softcap and ALiBi run mma.sync.
 //!
 //! Register arrays are sized for the largest configuration and indexed only in loops with
 //! constant bounds (unrolled by LLVM), as in `forward_wgmma`.
@@ -262,7 +263,8 @@ unsafe fn add_dq_tile(dq: &[f32; DQ_REGS], stage: u32, tile: *mut f32, lane: usi
 
 /// dK, dV (and dQ through bulk reductions unless `p.dq_accum` is 0) for plain and causal
 /// attention, and (`MASKED`) for windows, block masks and packed batches (causal as a window),
-/// with (`DROPOUT`) dropout; no softcap or ALiBi (those run the mma.sync masked builds).
+/// with (`DROPOUT`, masked or plain) dropout; no softcap or ALiBi (those run the mma.sync masked
+/// builds).
 /// Grid: (ceil(seqlen_k / BN), heads_kv, batch); `cfg.threads()` threads.
 #[inline(always)]
 pub unsafe fn dkdv_wgmma<
