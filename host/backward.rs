@@ -420,8 +420,8 @@ fn dkdv_launch(
     let hopper = compute_capability == (9, 0);
     let wants_wgmma = matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::Wgmma);
     if wants_wgmma && hopper {
-        // Dropout with at most causal: the plain kernel's dropout build where it has one (causal
-        // d = 128, see the kernel table) and the masked one exists (the same head dims, so
+        // Dropout with at most causal: the plain kernel's dropout build where it has one
+        // (non-causal, and causal at d = 128: see the kernel table) and the masked one exists (the same head dims, so
         // `dq_accum` and the masked deterministic dQ kernel match it); else the masked build.
         let plain_dropout = wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
             .filter(|_| dropout_only)
@@ -717,9 +717,9 @@ mod tests {
                     let wgmma = wgmma_backward_kernel(dtype, d, causal, false);
                     let expected = (40..=64).contains(&d) || (104..=128).contains(&d);
                     assert_eq!(wgmma.is_some(), expected, "d={d}");
-                    // The dropout builds: causal d = 128 only, on the same row's tiles.
+                    // The dropout builds: non-causal, and causal at d = 128, on the same tiles.
                     let dropout = wgmma_backward_kernel(dtype, d, causal, true);
-                    let expected = causal && (104..=128).contains(&d);
+                    let expected = expected && (!causal || (104..=128).contains(&d));
                     assert_eq!(dropout.is_some(), expected, "dropout d={d} causal={causal}");
                     if let Some((name, c)) = dropout {
                         assert!(name.contains("_dropout_") && Some(c) == wgmma.map(|(_, c)| c), "{name}");

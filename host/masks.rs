@@ -3,8 +3,9 @@
 //! [`AttentionOptions`] (`window_left`, `window_right`, `softcap`, `dropout_p`, ...); tensors
 //! (ALiBi slopes, block masks) in [`MaskInputs`]; packed batches in [`VarlenBatch`]. Any of them
 //! selects the masked builds of the tensor-core kernels (`MASKED = true`), which serve every mix;
-//! plain and causal calls keep their own kernels, and so does the Hopper backward of causal
-//! dropout alone at d = 128 (the plain dK/dV kernel's dropout build, `dropout_only`).
+//! plain and causal calls keep their own kernels, and so does the Hopper backward of dropout
+//! alone (non-causal, and causal at d = 128: the plain dK/dV kernel's dropout builds,
+//! `dropout_only`).
 //!
 //! Semantics (the f64 reference, `crate::reference`, implements the same):
 //! `s = scale * q.k`; softcap `s = c * tanh(s / c)`; ALiBi `s -= slope * |j - (i + n_k - n_q)|`;
@@ -146,7 +147,7 @@ pub(crate) fn needs_masks(opts: &AttentionOptions, inputs: &MaskInputs, varlen: 
 
 /// Whether dropout is a call's only mask beside causal (no window, softcap, ALiBi, block mask
 /// or packed batch): on Hopper the backward of such calls runs the plain wgmma dK/dV kernel's
-/// dropout build where it has one (causal d = 128), which carries none of the masked build's
+/// dropout build where it has one (non-causal, and causal at d = 128), which carries none of the masked build's
 /// window and block-mask work.
 pub(crate) fn dropout_only(opts: &AttentionOptions, inputs: &MaskInputs, varlen: bool) -> bool {
     // Without its dropout the call would run the plain kernels.

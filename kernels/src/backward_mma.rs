@@ -409,7 +409,14 @@ pub unsafe fn dkdv_mma<
                         }
                         let mut pe = ex2(fma(s, scale_log2, -lse2[e]));
                         // A row with no visible key has LSE = -inf, pe = +inf: always masked here.
-                        if needs_mask && ((q_col + e) as i32) < first_visible[half] {
+                        // Without causal, one test per key (visible, or past the end), as in
+                        // the wgmma kernel's `p_from_scores`.
+                        let hidden = if CAUSAL {
+                            ((q_col + e) as i32) < first_visible[half]
+                        } else {
+                            first_visible[half] == i32::MAX
+                        };
+                        if needs_mask && hidden {
                             pe = 0.0;
                         }
                         if masks && !rules.visible(row, key) {

@@ -26,16 +26,16 @@
 //! Builds: plain and causal; `MASKED` (windows, block masks, packed batches; causal as a
 //! window: the query blocks a key block sees, the kept ones, the per-element window test only in
 //! partially visible blocks); `DROPOUT` on top (`drop_ds`), of the masked builds and of the
-//! plain causal one at d = 128 (see the kernel table). Softcap and ALiBi run mma.sync.
+//! plain ones, non-causal and causal at d = 128 (see the kernel table). Softcap and ALiBi run mma.sync.
 //!
 //! Register arrays are sized for the largest configuration and indexed only in loops with
 //! constant bounds (unrolled by LLVM), as in `forward_wgmma`.
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, ld_shared_v4_b32, named_barrier_arrive,
-    named_barrier_sync, rcp, red_release_gpu_add_u32, st_global_v4_b32, st_shared_b32, st_shared_v4_f32, syncwarp,
-    thread_idx_x_reread,
+    clock_lo, cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, ld_shared_v4_b32,
+    named_barrier_arrive, named_barrier_sync, opaque_u64, rcp, red_release_gpu_add_u32, st_global_v4_b32,
+    st_shared_b32, st_shared_v4_f32, syncwarp, thread_idx_x_reread,
 };
 use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
@@ -177,7 +177,7 @@ unsafe fn drop_ds<const BM: usize>(
 /// `visible(col, half)` rejects (masked builds, blocks not wholly visible).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn p_from_scores<const BM: usize, const WINDOW: bool>(
+unsafe fn p_from_scores<const BM: usize, const CAUSAL: bool, const WINDOW: bool>(
     s: &mut [f32; MAX_S],
     lse_st: u32,
     scale_log2: f32,
@@ -194,7 +194,13 @@ unsafe fn p_from_scores<const BM: usize, const WINDOW: bool>(
         while e < 4 {
             let (half, c) = (e / 2, e % 2);
             let mut pe = ex2(fma(s[4 * j + e], scale_log2, -lse2[c]));
-            if needs_mask && ((col + c) as i32) < first_visible[half] {
+            // Without causal a key is wholly visible or wholly past the end (`i32::MAX`): one
+            // test per key, not per element. (ptxas if-converts the per-element compare and packs
+            // its 64 predicates into registers: 68 / 116 more instructions per block in the plain
+            // d = 128 / 64 loops, ~200 in the dropout one.)
+            let hidden =
+                if CAUSAL { ((col + c) as i32) < first_visible[half] } else { first_visible[half] == i32::MAX };
+            if needs_mask && hidden {
                 pe = 0.0;
             }
             if WINDOW && !visible(col + c, half) {
@@ -425,8 +431,17 @@ pub unsafe fn dkdv_wgmma<
     // registers, both placements spill (44-60 B) and ran slower (1.29-1.42x against 1.20-1.26x),
     // so there they are computed at the block's start.
     let flags_after_p = D > 64;
-    let drop_flags_of = |it: usize| {
+    // The plain non-causal dropout build at d = 128: there ptxas ran the block's Philox rounds
+    // before issuing the S^T / dP^T MMAs, the tensor cores idle meanwhile (call `s15c1`:
+    // 1.13-1.18x plain). Tied to a clock read after S^T's issue (`anchor`: `clock_lo() & 0`, which
+    // ptxas cannot fold) they run between dP^T's MMA issues, under both (`s15c2`: 1.10-1.16x).
+    // Its K / V descriptors are re-derived per block (`opaque_u64`): with the rounds there, ptxas
+    // kept every k-step's descriptor across the loop and spilled 72 B. (At d = 64 the anchor was
+    // no faster than the rounds at the block's start; causal builds schedule well without it.)
+    let anchored = DROPOUT && !MASKED && !CAUSAL && flags_after_p;
+    let drop_flags_of = |it: usize, anchor: u32| {
         let (hq, row0) = block_of(it);
+        let row0 = row0 + anchor as usize;
         let (wg, warp, g, t) = thread_place();
         let dropout = Dropout::new(&p.mask, b, hq, p.heads).with_keys_recomputed();
         drop_flags::<BM>(&dropout, key0 + wg * 64 + warp * 16, row0, 4 * g + t)
@@ -448,7 +463,7 @@ pub unsafe fn dkdv_wgmma<
         let delta_st = delta_s + (stage * stat_bytes) as u32;
         let mut dropped = [[0u32; 2]; MAX_SLICES];
         if DROPOUT && !flags_after_p {
-            dropped = drop_flags_of(it);
+            dropped = drop_flags_of(it, 0);
         }
 
         // S^T and dP^T, two groups: P^T is computed while dP^T is still on the tensor cores.
@@ -457,9 +472,12 @@ pub unsafe fn dkdv_wgmma<
         fence_regs_f32_prefix(&mut s, BM / 2);
         fence_regs_f32_prefix(&mut dp, BM / 2);
         wgmma_fence();
-        issue_ss::<E, D, BM, BN>(&mut s, desc.k, desc.q_k + q_off);
+        let (k_desc, v_desc) = if anchored { (opaque_u64(desc.k), opaque_u64(desc.v)) } else { (desc.k, desc.v) };
+        issue_ss::<E, D, BM, BN>(&mut s, k_desc, desc.q_k + q_off);
         wgmma_commit_group();
-        issue_ss::<E, D, BM, BN>(&mut dp, desc.v, desc.do_k + q_off);
+        // Zero at run time (dropout builds run with dropout on: threshold <= 255).
+        let anchor = if anchored { clock_lo() & (p.mask.dropout_threshold >> 8) } else { 0 };
+        issue_ss::<E, D, BM, BN>(&mut dp, v_desc, desc.do_k + q_off);
         wgmma_commit_group();
         wgmma_wait_group::<1>();
         fence_regs_f32_prefix(&mut s, BM / 2);
@@ -490,15 +508,23 @@ pub unsafe fn dkdv_wgmma<
         // element became its own basic block, and ptxas no longer interleaved the exponentials
         // of wholly visible blocks with the rest.
         if masks {
-            p_from_scores::<BM, true>(&mut s, lse_st, p.scale_log2, needs_mask, &first_visible, t, |col, half| {
-                rules.visible((row0 + col) as i32, (warp_key + g + 8 * half) as i32)
-            });
+            p_from_scores::<BM, CAUSAL, true>(
+                &mut s,
+                lse_st,
+                p.scale_log2,
+                needs_mask,
+                &first_visible,
+                t,
+                |col, half| rules.visible((row0 + col) as i32, (warp_key + g + 8 * half) as i32),
+            );
         } else {
-            p_from_scores::<BM, false>(&mut s, lse_st, p.scale_log2, needs_mask, &first_visible, t, |_, _| true);
+            p_from_scores::<BM, CAUSAL, false>(&mut s, lse_st, p.scale_log2, needs_mask, &first_visible, t, |_, _| {
+                true
+            });
         }
 
         if DROPOUT && flags_after_p {
-            dropped = drop_flags_of(it);
+            dropped = drop_flags_of(it, anchor);
         }
         wgmma_wait_group::<0>();
         fence_regs_f32_prefix(&mut dp, BM / 2);

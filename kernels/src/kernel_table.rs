@@ -349,11 +349,12 @@ macro_rules! for_each_mma_backward_kernel {
 /// mma.sync backward row has the same instantiated head dim (33..=64 and 97..=128), so
 /// `dq_accum` and the deterministic dQ kernel are shared.
 ///
-/// `dropout` rows: dropout with causal and no other mask (the host's `masks::dropout_only`),
-/// without the masked build's window and block-mask work. Only causal d = 128, where they beat
-/// the masked build (calls `s14c1`..`s14c3`: 1.11-1.20x plain causal against 1.21-1.28x);
-/// non-causal they lost (1.20-1.29x against 1.16-1.25x: ptxas ran the Philox rounds before
-/// P^T's exponentials there, and the builds spill 20 B), and at d = 64 they were no faster.
+/// `dropout` rows: dropout with at most causal beside it (the host's `masks::dropout_only`),
+/// without the masked build's window and block-mask work, where they beat the masked build:
+/// causal d = 128 (calls `s14c1`..`s14c3`: 1.04-1.12x plain causal against 1.07-1.20x), and
+/// non-causal d = 64 and 128 since the key bound is tested per key (`s15c1`, `s15c2`: d = 128
+/// 1.10-1.16x plain against 1.15-1.25x, d = 64 1.14-1.25x against 1.20-1.31x). Causal d = 64
+/// has none: there the plain build was slower (`s15c1`: 1.19-1.31x against 1.21-1.28x).
 #[macro_export]
 macro_rules! for_each_wgmma_backward_kernel {
     ($m:ident) => {
@@ -365,6 +366,10 @@ macro_rules! for_each_wgmma_backward_kernel {
         $m!(flash_bwd_dkdv_wgmma_f16_d128_causal, F16, 128, 64, 128, true, false);
         $m!(flash_bwd_dkdv_wgmma_bf16_d128, Bf16, 128, 64, 128, false, false);
         $m!(flash_bwd_dkdv_wgmma_bf16_d128_causal, Bf16, 128, 64, 128, true, false);
+        $m!(flash_bwd_dkdv_wgmma_dropout_f16_d64, F16, 64, 128, 128, false, true);
+        $m!(flash_bwd_dkdv_wgmma_dropout_bf16_d64, Bf16, 64, 128, 128, false, true);
+        $m!(flash_bwd_dkdv_wgmma_dropout_f16_d128, F16, 128, 64, 128, false, true);
+        $m!(flash_bwd_dkdv_wgmma_dropout_bf16_d128, Bf16, 128, 64, 128, false, true);
         $m!(flash_bwd_dkdv_wgmma_dropout_f16_d128_causal, F16, 128, 64, 128, true, true);
         $m!(flash_bwd_dkdv_wgmma_dropout_bf16_d128_causal, Bf16, 128, 64, 128, true, true);
     };

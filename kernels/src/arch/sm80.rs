@@ -382,6 +382,24 @@ pub fn prmt_b32(a: u32, b: u32, sel: u32) -> u32 {
     d
 }
 
+/// As [`opaque_u32`] for a 64-bit value.
+#[inline(always)]
+pub fn opaque_u64(x: u64) -> u64 {
+    let mut r = x;
+    unsafe { asm!("mov.b64 {0}, {0};", inout(reg64) r, options(nomem, nostack)) };
+    r
+}
+
+/// `%clock` (the SM's cycle counter, low 32 bits), read where the call stands: ptxas keeps a
+/// clock read in place among the instructions around it, so `clock_lo() & zero` (a run-time
+/// zero) is a value that code can be made to depend on, to start no earlier than that point.
+#[inline(always)]
+pub fn clock_lo() -> u32 {
+    let r: u32;
+    unsafe { asm!("mov.u32 {0}, %clock;", out(reg32) r, options(nostack)) };
+    r
+}
+
 /// `x` through an opaque (volatile) move: LLVM can neither hoist what is derived from it out of
 /// the loop that calls this nor fold it into a constant.
 #[inline(always)]
