@@ -352,9 +352,9 @@ macro_rules! for_each_mma_backward_kernel {
 /// `dropout` rows: dropout with at most causal beside it (the host's `masks::dropout_only`),
 /// without the masked build's window and block-mask work, where they beat the masked build:
 /// causal d = 128 (calls `s14c1`..`s14c3`: 1.04-1.12x plain causal against 1.07-1.20x), and
-/// non-causal d = 64 and 128 since the key bound is tested per key (`s15c1`, `s15c2`: d = 128
-/// 1.10-1.16x plain against 1.15-1.25x, d = 64 1.14-1.25x against 1.20-1.31x). Causal d = 64
-/// has none: there the plain build was slower (`s15c1`: 1.19-1.31x against 1.21-1.28x).
+/// non-causal d = 64 and 128 since the key bound is tested per key (`s15c3`: d = 128 1.09-1.15x
+/// plain against 1.15-1.25x, d = 64 1.17-1.25x against 1.22-1.31x). Causal d = 64 has none:
+/// there the plain build was slower (`s15c1`: 1.19-1.31x against 1.21-1.28x).
 #[macro_export]
 macro_rules! for_each_wgmma_backward_kernel {
     ($m:ident) => {
