@@ -390,9 +390,10 @@ pub fn opaque_u64(x: u64) -> u64 {
     r
 }
 
-/// `%clock` (the SM's cycle counter, low 32 bits), read where the call stands: ptxas keeps a
-/// clock read in place among the instructions around it, so `clock_lo() & zero` (a run-time
-/// zero) is a value that code can be made to depend on, to start no earlier than that point.
+/// `%clock` (the SM's cycle counter, low 32 bits), read where the call stands. ptxas keeps a clock
+/// read where the PTX has it relative to the `wgmma` instructions around it (seen in the dK/dV
+/// kernel's SASS, session 15), so `clock_lo() & zero` (a zero the compiler cannot see) is a value
+/// that code can be made to depend on, to start no earlier than that point.
 #[inline(always)]
 pub fn clock_lo() -> u32 {
     let r: u32;
