@@ -421,8 +421,9 @@ fn dkdv_launch(
     let wants_wgmma = matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::Wgmma);
     if wants_wgmma && hopper {
         // Dropout with at most causal: the plain kernel's dropout build where it has one
-        // (non-causal, and causal at d = 128: see the kernel table) and the masked one exists (the same head dims, so
-        // `dq_accum` and the masked deterministic dQ kernel match it); else the masked build.
+        // (non-causal, and causal at d = 128: see the kernel table) and the masked one exists
+        // (the same head dims, so `dq_accum` and the masked deterministic dQ kernel match it);
+        // else the masked build.
         let plain_dropout = wgmma_backward_masked_kernel(dtype, dims.head_dim, mods)
             .filter(|_| dropout_only)
             .and_then(|_| wgmma_backward_kernel(dtype, dims.head_dim, opts.causal, true));

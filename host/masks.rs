@@ -147,8 +147,8 @@ pub(crate) fn needs_masks(opts: &AttentionOptions, inputs: &MaskInputs, varlen: 
 
 /// Whether dropout is a call's only mask beside causal (no window, softcap, ALiBi, block mask
 /// or packed batch): on Hopper the backward of such calls runs the plain wgmma dK/dV kernel's
-/// dropout build where it has one (non-causal, and causal at d = 128), which carries none of the masked build's
-/// window and block-mask work.
+/// dropout build where it has one (non-causal, and causal at d = 128), which carries none of the
+/// masked build's window and block-mask work.
 pub(crate) fn dropout_only(opts: &AttentionOptions, inputs: &MaskInputs, varlen: bool) -> bool {
     // Without its dropout the call would run the plain kernels.
     opts.dropout_p > 0.0 && !needs_masks(&AttentionOptions { dropout_p: 0.0, ..*opts }, inputs, varlen)

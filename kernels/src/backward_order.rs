@@ -50,9 +50,10 @@ pub unsafe fn key_block_order(p: &BackwardParams) {
     let total = rows * cols;
     let mut g = 0;
     while g < group {
-        let mask = BlockMask::new(&p.mask, h_kv * group + g).column(0); // the head's mask, row-major
-                                                                        // BYTES adjacent mask bytes per thread and round, all loaded before any is looked at:
-                                                                        // one load latency per round (16 KB of a head at N = 16k: one round of 1024 threads).
+        // The head's mask, row-major. BYTES adjacent mask bytes per thread and round, all loaded
+        // before any is looked at: one load latency per round (16 KB of a head at N = 16k: one
+        // round of 1024 threads).
+        let mask = BlockMask::new(&p.mask, h_kv * group + g).column(0);
         let mut base = (tid * BYTES) as u32;
         while base < total {
             // The kept ones of the round's bytes as bits, visited in a data-dependent loop below

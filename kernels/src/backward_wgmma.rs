@@ -26,7 +26,8 @@
 //! Builds: plain and causal; `MASKED` (windows, block masks, packed batches; causal as a
 //! window: the query blocks a key block sees, the kept ones, the per-element window test only in
 //! partially visible blocks); `DROPOUT` on top (`drop_ds`), of the masked builds and of the
-//! plain ones, non-causal and causal at d = 128 (see the kernel table). Softcap and ALiBi run mma.sync.
+//! plain ones, non-causal and causal at d = 128 (see the kernel table). Softcap and ALiBi run
+//! mma.sync.
 //!
 //! Register arrays are sized for the largest configuration and indexed only in loops with
 //! constant bounds (unrolled by LLVM), as in `forward_wgmma`.

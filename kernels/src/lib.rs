@@ -5,8 +5,9 @@
 //!   that the host embeds. Everything under `cfg(target_arch = "nvptx64")` is device code.
 //! - for the host, as an ordinary dependency of `flashattn` (stable): only the shared part is
 //!   compiled: the kernel parameter structs ([`params`]), the tile configurations ([`config`]),
-//!   the dropout random numbers ([`philox`]), the longest-first CTA order ([`work_order`]) and the tables of kernel entry points
-//!   (`kernel_table.rs`: `for_each_mma_forward_kernel!` and its siblings). Because both sides
+//!   the dropout random numbers ([`philox`]), the longest-first CTA order ([`work_order`]) and
+//!   the tables of kernel entry points (`kernel_table.rs`: `for_each_mma_forward_kernel!` and its
+//!   siblings). Because both sides
 //!   read the same definitions, launch parameters cannot disagree with the kernels, and the CPU
 //!   reference's dropout mask cannot disagree with the kernels' one.
 //!

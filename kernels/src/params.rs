@@ -32,11 +32,18 @@ pub struct ForwardParams {
     pub mask: MaskParams,
 }
 
+/// Query heads per K/V head (MQA/GQA; 1 without): query head `h` reads K/V head `h / group`.
+/// (heads_kv divides heads, validated on the host; the `max(1)`s keep core's division panic out.)
+#[inline(always)]
+fn query_group(heads: u32, heads_kv: u32) -> usize {
+    (heads / heads_kv.max(1)).max(1) as usize
+}
+
 impl ForwardParams {
-    /// Query heads per K/V head (MQA/GQA; 1 without): query head `h` reads K/V head `h / group`.
+    /// See [`query_group`].
     #[inline(always)]
     pub fn group(&self) -> usize {
-        (self.heads / self.heads_kv.max(1)).max(1) as usize
+        query_group(self.heads, self.heads_kv)
     }
 }
 
@@ -203,10 +210,10 @@ pub struct BackwardParams {
 }
 
 impl BackwardParams {
-    /// Query heads per K/V head (MQA/GQA; 1 without): query head `h` reads K/V head `h / group`.
+    /// See [`query_group`].
     #[inline(always)]
     pub fn group(&self) -> usize {
-        (self.heads / self.heads_kv.max(1)).max(1) as usize
+        query_group(self.heads, self.heads_kv)
     }
 
     /// The `dq_done` counter of (batch `b`, KV head `h_kv`): zeroed by the preprocessing, counted
