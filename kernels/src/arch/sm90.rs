@@ -83,6 +83,26 @@ pub unsafe fn wgmma_wait_group<const N: u32>() {
     asm!("wgmma.wait_group.sync.aligned {n};", n = const N, options(nostack));
 }
 
+/// `wgmma.wait_group.sync.aligned N`, kept after the computation of `after`. ptxas moves a wait
+/// up to the top of its basic block, ahead of the register work the program put before it (SASS,
+/// session 16: the forward's wait for P V_{j-1} ran before the softmax meant to run under that
+/// MMA, and the backward's wait for dP^T before P^T's exponentials), but not above a
+/// shared-memory operation. So one goes first: `red.shared.add.u32 [smem], 0`, predicated on
+/// `after == 0xffff_ffff`, a predicate ptxas cannot evaluate before `after` is known. Callers
+/// pass bits that are never all ones (e.g. of non-negative floats, sign bit clear), so it never
+/// runs; were it to, adding 0 changes nothing. `smem`: any shared address of the CTA.
+#[inline(always)]
+pub unsafe fn wgmma_wait_group_after<const N: u32>(after: u32, smem: u32) {
+    asm!(
+        "{{ .reg .pred %p_after; setp.eq.u32 %p_after, {a}, -1; @%p_after red.shared.add.u32 [{s}], 0; }}",
+        "wgmma.wait_group.sync.aligned {n};",
+        a = in(reg32) after,
+        s = in(reg32) smem,
+        n = const N,
+        options(nostack)
+    );
+}
+
 /// `fence.proxy.async.shared::cta`: makes this thread's earlier generic-proxy writes of shared
 /// memory (`st.shared`, completed `cp.async`) visible to the async proxy, which `wgmma` reads
 /// its descriptors' operands through. Each writer fences after its writes have landed, then a
