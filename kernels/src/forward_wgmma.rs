@@ -313,8 +313,8 @@ impl Cta<'_> {
 
 impl Cta<'_> {
     /// Drop flags of block `j` for this thread's rows: one Philox call per lane per 32 keys
-    /// (`Dropout::s_bits`), computed while the previous P V is on the tensor cores, so the ten
-    /// multiply rounds fill issue slots the MMAs leave free.
+    /// (`Dropout::s_bits`), computed after the softmax's row maxima; ptxas interleaves the ten
+    /// multiply rounds with the exponentials (see `pipelined_loop` for where that lands).
     #[inline(always)]
     unsafe fn drop_flags<const BN: usize>(&self, j: usize) -> [[u32; 2]; MAX_FLAG_WORDS] {
         let mut dropped = [[0u32; 2]; MAX_FLAG_WORDS];
@@ -726,20 +726,22 @@ unsafe fn pipelined_loop<
             fence_regs_f32_prefix(&mut s, BN / 2);
             cta.mask::<BN, CAUSAL, MASKED>(&mut s, j);
             let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
-            // Dropout: block j's flags after its softmax, under P V_{j-1} only. Before the wait
-            // for S_j (under both MMAs, the earlier place) the Philox rounds ran ahead of the
-            // softmax, which the next block's MMAs wait for: 1.26-1.32x plain there against
-            // 1.13-1.17x here at d = 128, 1.62-1.82x against 1.47-1.66x at d = 64 (call `s9c6`,
-            // cubins of both). Block j + 1's flags computed here and carried spilled (40 B) and
-            // gained nothing.
+            // Dropout: block j's flags after its softmax. (ptxas hoists the wait below above both
+            // in these builds, so they run after P V_{j-1} completes, the rounds interleaved with
+            // the exponentials.) Before the wait for S_j (under both MMAs, the earlier place) the
+            // Philox rounds ran ahead of the softmax, which the next block's MMAs wait for:
+            // 1.26-1.32x plain there against 1.13-1.17x here at d = 128, 1.62-1.82x against
+            // 1.47-1.66x at d = 64 (call `s9c6`, cubins of both). Block j + 1's flags computed
+            // here and carried spilled (40 B) and gained nothing.
             let dropped = if DROPOUT { cta.drop_flags::<BN>(j) } else { [[0; 2]; MAX_FLAG_WORDS] };
             // P V_{j-1} is complete: O and P_{j-1} are free. ptxas hoists this wait above the
             // softmax, so that nothing runs under P V_{j-1}, unless it is pinned after it
             // (`wgmma_wait_group_after`). Pinned, the plain forward is 2-6% faster at d = 128 and
             // 256 (calls `s16c1`, `s16c2`), the masked builds 3-5% (windows, packed batches), and
-            // non-causal d = 64 0-4%; causal d = 64 lost 3-7%, and the dropout builds 5-8% (the
-            // Philox rounds then ran ahead of the exponentials; tied to them, interleaved, still
-            // slower), so those keep the hoisted wait. (Masked d = 64 unmeasured: kept as it was.)
+            // non-causal d = 64 0-4%; causal d = 64 lost 3-7%, and the dropout builds 5-8%
+            // whether the Philox rounds ran before the wait (ptxas put them ahead of the
+            // exponentials; tied to the exponentials, interleaved, still slower) or after it
+            // (tied to O, `s16c3`), so those keep the hoisted wait. (Masked d = 64 unmeasured.)
             if !DROPOUT && (D > 64 || !CAUSAL && !MASKED) {
                 wgmma_wait_group_after::<0>(row_sums_done(st), cta.k_s);
             } else {
