@@ -25,8 +25,8 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma, ld_shared_v4_b32, lg2,
-    prmt_b32, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
+    clock_lo, cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma,
+    ld_shared_v4_b32, lg2, prmt_b32, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
 };
 use crate::arch::sm90::{
     declare_max_threads, fence_proxy_async_shared, fence_regs_f32_prefix, fence_regs_u32, smem_desc,
@@ -315,12 +315,15 @@ impl Cta<'_> {
     /// Drop flags of block `j` for this thread's rows: one Philox call per lane per 32 keys
     /// (`Dropout::s_bits`), computed after the softmax's row maxima; ptxas interleaves the ten
     /// multiply rounds with the exponentials (see `pipelined_loop` for where that lands).
+    /// `anchor` (zero at run time) is added to the rows: the rounds cannot start before it is
+    /// known.
     #[inline(always)]
-    unsafe fn drop_flags<const BN: usize>(&self, j: usize) -> [[u32; 2]; MAX_FLAG_WORDS] {
+    unsafe fn drop_flags<const BN: usize>(&self, j: usize, anchor: u32) -> [[u32; 2]; MAX_FLAG_WORDS] {
         let mut dropped = [[0u32; 2]; MAX_FLAG_WORDS];
+        let row16 = self.warp_first_row + anchor as usize;
         let mut kp = 0;
         while kp < BN / 32 {
-            dropped[kp] = self.dropout.s_bits(self.warp_first_row, j * BN + 32 * kp, 4 * self.g + self.t);
+            dropped[kp] = self.dropout.s_bits(row16, j * BN + 32 * kp, 4 * self.g + self.t);
             kp += 1;
         }
         dropped
@@ -374,6 +377,21 @@ fn softmax<const BN: usize>(s: &mut [f32; MAX_S], st: &mut RowState, scale_log2:
 #[inline(always)]
 fn row_sums_done(st: &RowState) -> u32 {
     st.row_sum[0].to_bits() ^ st.row_sum[1].to_bits()
+}
+
+/// Bits that depend on every drop-flag word of a block and are never all ones at run time: the
+/// words without their top bit, which is `dropout.zero_after(1) << 31` instead (zero at run time;
+/// a constant zero would let ptxas prove the pin's predicate false and drop it):
+/// `wgmma_wait_group_after`'s argument.
+#[inline(always)]
+fn flag_bits<const BN: usize>(dropped: &[[u32; 2]; MAX_FLAG_WORDS], dropout: &Dropout) -> u32 {
+    let mut bits = 0;
+    let mut kp = 0;
+    while kp < BN / 32 {
+        bits ^= dropped[kp][0] ^ dropped[kp][1];
+        kp += 1;
+    }
+    (bits & 0x7fff_ffff) | (dropout.zero_after(1) << 31)
 }
 
 /// P (f32, accumulator layout) -> 16-bit A fragments of P V: k-step k takes 8-column chunk 2k
@@ -685,14 +703,30 @@ unsafe fn pipelined_loop<
         wgmma_fence();
         cta.issue_s::<E, D, BM, BN>(&mut s, 0);
         wgmma_commit_group();
-        wgmma_wait_group::<0>();
+        // Dropout at d = 128: the first block's flags while its S is on the tensor cores
+        // (nothing else is in flight yet), tied to a clock read after the issue so that ptxas
+        // does not run the Philox rounds ahead of it, and the wait pinned after them. Causal
+        // d = 128 at N = 1k / 4k 1.5-4% faster (call `s16c5`), others within noise; at d = 64
+        // (192-row tiles, 4 B more of spills) N = 1k was 4% slower, so there the flags follow
+        // the softmax as in every later block.
+        let early_flags = DROPOUT && D > 64;
+        let mut first_flags = [[0u32; 2]; MAX_FLAG_WORDS];
+        if early_flags {
+            first_flags = cta.drop_flags::<BN>(first, cta.dropout.zero_after(clock_lo()));
+            wgmma_wait_group_after::<0>(flag_bits::<BN>(&first_flags, &cta.dropout), cta.k_s);
+        } else {
+            wgmma_wait_group::<0>();
+        }
         fence_regs_f32_prefix(&mut s, BN / 2);
         cta.mask::<BN, CAUSAL, MASKED>(&mut s, first);
         // O is zero: alpha needs no application.
         let _ = softmax::<BN>(&mut s, st, cta.scale_log2);
         p_frag = pack_p::<E, BN>(&s);
         if DROPOUT {
-            drop_packed::<BN, false, MAX_FLAG_WORDS>(&mut p_frag, &cta.drop_flags::<BN>(first), (cta.g % 2) as u32);
+            if !early_flags {
+                first_flags = cta.drop_flags::<BN>(first, 0);
+            }
+            drop_packed::<BN, false, MAX_FLAG_WORDS>(&mut p_frag, &first_flags, (cta.g % 2) as u32);
         }
     }
 
@@ -733,7 +767,7 @@ unsafe fn pipelined_loop<
             // 1.26-1.32x plain there against 1.13-1.17x here at d = 128, 1.62-1.82x against
             // 1.47-1.66x at d = 64 (call `s9c6`, cubins of both). Block j + 1's flags computed
             // here and carried spilled (40 B) and gained nothing.
-            let dropped = if DROPOUT { cta.drop_flags::<BN>(j) } else { [[0; 2]; MAX_FLAG_WORDS] };
+            let dropped = if DROPOUT { cta.drop_flags::<BN>(j, 0) } else { [[0; 2]; MAX_FLAG_WORDS] };
             // P V_{j-1} is complete: O and P_{j-1} are free. ptxas hoists this wait above the
             // softmax, so that nothing runs under P V_{j-1}, unless it is pinned after it
             // (`wgmma_wait_group_after`). Pinned, the plain forward is 2-6% faster at d = 128 and

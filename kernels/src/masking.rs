@@ -395,6 +395,14 @@ impl Dropout {
         self.threshold <= 255
     }
 
+    /// `x & (threshold >> 8)`: zero at run time in a build whose dropout is on (threshold <= 255),
+    /// but not to the compiler, so what adds it depends on `x` and cannot start before `x` is
+    /// known (a scheduling anchor, e.g. with `x` a clock read).
+    #[inline(always)]
+    pub fn zero_after(&self, x: u32) -> u32 {
+        x & (self.threshold >> 8)
+    }
+
     /// Drop flags (set: dropped) of this lane's elements of `S` (rows = queries) in the 16 rows
     /// from `row16` and the 32 keys from `col32` (multiples of 16 and 32), in the m16n8
     /// accumulator layout: element `e` (column parity) of row `g + 8 half`, key `16 sub + 8 ntpar +
