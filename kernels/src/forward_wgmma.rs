@@ -765,8 +765,10 @@ unsafe fn pipelined_loop<
             // the exponentials.) Before the wait for S_j (under both MMAs, the earlier place) the
             // Philox rounds ran ahead of the softmax, which the next block's MMAs wait for:
             // 1.26-1.32x plain there against 1.13-1.17x here at d = 128, 1.62-1.82x against
-            // 1.47-1.66x at d = 64 (call `s9c6`, cubins of both). Block j + 1's flags computed
-            // here and carried spilled (40 B) and gained nothing.
+            // 1.47-1.66x at d = 64 (call `s9c6`, cubins of both; again in `s16c6`, the rounds
+            // tied to a clock read after the issue as the first block's are: 7.6 against 6.3 ms
+            // at d = 128, N = 16k). Block j + 1's flags computed here and carried spilled (40 B)
+            // and gained nothing.
             let dropped = if DROPOUT { cta.drop_flags::<BN>(j, 0) } else { [[0; 2]; MAX_FLAG_WORDS] };
             // P V_{j-1} is complete: O and P_{j-1} are free. ptxas hoists this wait above the
             // softmax, so that nothing runs under P V_{j-1}, unless it is pinned after it
