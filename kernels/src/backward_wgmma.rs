@@ -50,7 +50,7 @@ use crate::forward_wgmma::{
     aligned_smem_base, copy_tile_sw128, drop_packed, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss,
     MAX_KV, MAX_S,
 };
-use crate::masking::{Dropout, KeyColumnScan, MaskWindow, ScoreRules, Sequence, MODS_DROPOUT};
+use crate::masking::{zero_after, Dropout, KeyColumnScan, MaskWindow, ScoreRules, Sequence, MODS_DROPOUT};
 use crate::params::{BackwardParams, Strides};
 use crate::philox::half_flags;
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
@@ -476,8 +476,8 @@ pub unsafe fn dkdv_wgmma<
         let (k_desc, v_desc) = if anchored { (opaque_u64(desc.k), opaque_u64(desc.v)) } else { (desc.k, desc.v) };
         issue_ss::<E, D, BM, BN>(&mut s, k_desc, desc.q_k + q_off);
         wgmma_commit_group();
-        // Zero at run time (dropout builds run with dropout on: threshold <= 255).
-        let anchor = if anchored { clock_lo() & (p.mask.dropout_threshold >> 8) } else { 0 };
+        // Zero at run time (dropout builds run with dropout on).
+        let anchor = if anchored { zero_after(clock_lo(), p.mask.dropout_threshold) } else { 0 };
         issue_ss::<E, D, BM, BN>(&mut dp, v_desc, desc.do_k + q_off);
         wgmma_commit_group();
         wgmma_wait_group::<1>();

@@ -361,6 +361,14 @@ impl MaskWindow {
     pub const EMPTY: MaskWindow = MaskWindow { it0: 0, len: 0, bits: 0 };
 }
 
+/// `x & (dropout_threshold >> 8)`: zero at run time in a build whose dropout is on (threshold
+/// <= 255), but not to the compiler, so what adds it depends on `x` and cannot start before `x`
+/// is known (a scheduling anchor, e.g. with `x` a clock read).
+#[inline(always)]
+pub fn zero_after(x: u32, dropout_threshold: u32) -> u32 {
+    x & (dropout_threshold >> 8)
+}
+
 /// The dropout stream of a (batch, head), if dropout is on.
 #[derive(Clone, Copy)]
 pub struct Dropout {
@@ -395,12 +403,10 @@ impl Dropout {
         self.threshold <= 255
     }
 
-    /// `x & (threshold >> 8)`: zero at run time in a build whose dropout is on (threshold <= 255),
-    /// but not to the compiler, so what adds it depends on `x` and cannot start before `x` is
-    /// known (a scheduling anchor, e.g. with `x` a clock read).
+    /// [`zero_after`] with this stream's threshold.
     #[inline(always)]
     pub fn zero_after(&self, x: u32) -> u32 {
-        x & (self.threshold >> 8)
+        zero_after(x, self.threshold)
     }
 
     /// Drop flags (set: dropped) of this lane's elements of `S` (rows = queries) in the 16 rows
