@@ -25,8 +25,9 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    clock_lo, cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma,
-    ld_shared_v4_b32, lg2, prmt_b32, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp, vote_any,
+    clock_lo, cp_async_cg_16, cp_async_cg_16_full, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2,
+    fma, ld_shared_v4_b32, lg2, prmt_b32, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp,
+    thread_idx_x_reread, vote_any,
 };
 use crate::arch::sm90::{
     declare_max_threads, fence_proxy_async_shared, fence_regs_f32_prefix, fence_regs_u32, smem_desc,
@@ -89,6 +90,60 @@ pub(crate) unsafe fn copy_tile_sw128<const D: usize>(
         cp_async_cg_16(smem + sw128_chunk_offset(rows, r, c) as u32, src_ptr, if valid { 16 } else { 0 });
         idx += threads;
     }
+}
+
+/// [`copy_tile_sw128`] in about three instructions a chunk, for tiles wholly inside the sequence
+/// with every column real (all but a sequence's last block); returns false, issuing nothing,
+/// for any other tile. With `copiers` (the threads that copy) a multiple of the row's 16-byte
+/// chunks, a thread copies the same chunk column of every `copiers / chunks`-th row, and with
+/// that row step a multiple of 8 its swizzled chunk stays put inside the 1024-byte atoms: each
+/// copy is the first one's source plus a multiple of a fixed stride and its shared address plus
+/// a constant, where the general loop's 64-bit index arithmetic, bounds tests and swizzle take
+/// over twenty instructions a chunk (the forward at d = 128 copies 16 chunks a thread per block:
+/// ~370 of the ~1100 instructions a block cost a thread went to it). Consecutive lanes take
+/// consecutive chunks of a row, as in the general loop: coalesced reads, conflict-free writes.
+///
+/// `spare_warpgroup`: with three warpgroups, 128-row tiles of 64 columns have 1024 chunks, which
+/// 384 threads do not divide; the first two warpgroups then copy them all. (Off where the extra
+/// registers spill.) The conditions on the steps are constant after inlining; `first_row <=
+/// valid_rows` rejects the wrapped rows of a shifted causal tile.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn copy_full_tile_sw128<const D: usize>(
+    src: u64,
+    strides: &Strides,
+    b: usize,
+    h: usize,
+    first_row: usize,
+    valid_rows: usize,
+    rows: usize,
+    head_dim: usize,
+    smem: u32,
+    tid: usize,
+    threads: usize,
+    spare_warpgroup: bool,
+) -> bool {
+    let chunks = D / 8;
+    let uneven = rows * chunks % threads != 0;
+    let copiers = if uneven && spare_warpgroup && threads > 128 { threads - 128 } else { threads };
+    let row_step = copiers / chunks;
+    let fits = copiers % chunks == 0 && row_step % 8 == 0 && rows % row_step == 0;
+    let inside = (first_row as u32) <= valid_rows as u32 && valid_rows as u32 - first_row as u32 >= rows as u32;
+    if !(fits && head_dim == D && inside) {
+        return false;
+    }
+    if tid < copiers {
+        let (r, c) = (tid / chunks, tid % chunks);
+        let first = (src as *const u16).add((strides.offset(b, first_row + r, h) + (c * 8) as u64) as usize);
+        let step = row_step * strides.row as usize; // elements
+        let dst = smem + sw128_chunk_offset(rows, r, c) as u32;
+        let mut k = 0;
+        while k < rows / row_step {
+            cp_async_cg_16_full(dst + (k * row_step * 128) as u32, first.add(k * step) as *const u8);
+            k += 1;
+        }
+    }
+    true
 }
 
 /// Descriptor offset (in the 16-byte units of the start-address field) of k-step `kk` of a
@@ -160,6 +215,10 @@ struct Cta<'a> {
     k_s: u32,
     v_s: u32,
     kv_bytes: usize,
+    /// Whether a third warpgroup sits out the K / V copies its share would make uneven
+    /// ([`copy_full_tile_sw128`]); off in the dropout builds, where the registers it takes spill
+    /// (d = 64, 192-row tiles: 44 B against 28 B).
+    spare_warpgroup_copies: bool,
     q_desc: u64,
     k_desc: u64,
     v_desc: u64,
@@ -198,19 +257,26 @@ impl Cta<'_> {
     ) {
         let dst = tiles + (stage * self.kv_bytes) as u32;
         let rows = (self.k_start + j * BN, self.k_start + self.n_k);
-        copy_tile_sw128::<D>(
+        // (The thread index reread, so that the copy offsets are recomputed per block rather than
+        // held in registers across the loop.)
+        let tid = if self.spare_warpgroup_copies { thread_idx_x_reread() as usize } else { self.tid };
+        let (b, h, head_dim, threads) = (self.b, self.h_kv, self.head_dim, self.threads);
+        if !copy_full_tile_sw128::<D>(
             src,
             strides,
-            self.b,
-            self.h_kv,
+            b,
+            h,
             rows.0,
             rows.1,
             BN,
-            self.head_dim,
+            head_dim,
             dst,
-            self.tid,
-            self.threads,
-        );
+            tid,
+            threads,
+            self.spare_warpgroup_copies,
+        ) {
+            copy_tile_sw128::<D>(src, strides, b, h, rows.0, rows.1, BN, head_dim, dst, tid, threads);
+        }
     }
 
     /// Issues (without waiting) `S = Q K_j^T`: D / 16 SS MMAs, the first ignoring the incoming
@@ -545,6 +611,7 @@ pub unsafe fn forward_wgmma<
         k_s,
         v_s,
         kv_bytes,
+        spare_warpgroup_copies: !DROPOUT,
         // This warpgroup's 64 rows of Q start at row 64 wg of column block 0 (8 atoms per 64 rows).
         q_desc: smem_desc(q_s + (wg * 64 * 128) as u32, k_lbo, k_sbo, SWIZZLE_128B),
         k_desc: smem_desc(k_s, k_lbo, k_sbo, SWIZZLE_128B),
@@ -574,7 +641,10 @@ pub unsafe fn forward_wgmma<
 
     // Prologue: group 0 = Q + K_first, group 1 = V_first.
     let (q_row, q_end) = (seq.q_start + row0, seq.q_start + n_q);
-    copy_tile_sw128::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, cta.head_dim, q_s, tid, cta.threads);
+    if !copy_full_tile_sw128::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, cta.head_dim, q_s, tid, cta.threads, true)
+    {
+        copy_tile_sw128::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, cta.head_dim, q_s, tid, cta.threads);
+    }
     if first < n_blocks {
         cta.load_k::<D, BN>(first, 0);
     }

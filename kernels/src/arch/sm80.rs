@@ -127,6 +127,13 @@ pub unsafe fn cp_async_cg_16(dst_smem: u32, src: *const u8, src_bytes: u32) {
          in(reg32) dst_smem, in(reg64) src, in(reg32) src_bytes, options(nostack));
 }
 
+/// `cp.async.cg.shared.global` of 16 bytes, all of them read (no source size: no zero-fill
+/// predicate for ptxas to compute).
+#[inline(always)]
+pub unsafe fn cp_async_cg_16_full(dst_smem: u32, src: *const u8) {
+    asm!("cp.async.cg.shared.global [{0}], [{1}], 16;", in(reg32) dst_smem, in(reg64) src, options(nostack));
+}
+
 /// `cp.async.commit_group`: closes the group of copies issued since the last commit.
 #[inline(always)]
 pub unsafe fn cp_async_commit_group() {
