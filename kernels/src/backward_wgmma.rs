@@ -47,8 +47,8 @@ use crate::backward_mma::copy_stats_async;
 use crate::config::{dkdv_takes_key_block_order, WgmmaBackwardConfig, BLOCK_MASK_SIZE, DQ_TILE_FLOATS};
 use crate::element::WgmmaElement;
 use crate::forward_wgmma::{
-    aligned_smem_base, copy_tile_sw128, drop_packed, fence_p, k_major_step, mn_major_step, pack_p, wgmma_rs, wgmma_ss,
-    MAX_KV, MAX_S,
+    aligned_smem_base, copy_full_tile_sw128, copy_tile_sw128, drop_packed, fence_p, k_major_step, mn_major_step,
+    pack_p, wgmma_rs, wgmma_ss, MAX_KV, MAX_S,
 };
 use crate::masking::{zero_after, Dropout, KeyColumnScan, MaskWindow, ScoreRules, Sequence, MODS_DROPOUT};
 use crate::params::{BackwardParams, Strides};
@@ -383,6 +383,10 @@ pub unsafe fn dkdv_wgmma<
         }
     };
     let (q_first, q_end) = (seq.q_start, seq.q_start + n_q);
+    // Q and dO tiles wholly inside the sequence copied with a fixed step per thread
+    // (`copy_full_tile_sw128`), except in the dropout builds: at 255 registers already, the step
+    // pointers spill there (128 B at d = 128, 24 B at d = 64).
+    let full_tile_copies = !DROPOUT;
     let load_block = |it: usize, stage: usize| {
         let (hq, row0) = block_of(it);
         let stat = (b * heads + hq) * stat_pitch + row0;
@@ -390,8 +394,29 @@ pub unsafe fn dkdv_wgmma<
         let do_st = do_s + (stage * q_bytes) as u32;
         let tid = thread_idx_x_reread() as usize; // (copy offsets recomputed per block, as above)
         let row = q_first + row0;
-        copy_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row, q_end, BM, head_dim, q_st, tid, threads);
-        copy_tile_sw128::<D>(p.d_o, &p.do_strides, b, hq, row, q_end, BM, head_dim, do_st, tid, threads);
+        if !(full_tile_copies
+            && copy_full_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row, q_end, BM, head_dim, q_st, tid, threads, false))
+        {
+            copy_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row, q_end, BM, head_dim, q_st, tid, threads);
+        }
+        if !(full_tile_copies
+            && copy_full_tile_sw128::<D>(
+                p.d_o,
+                &p.do_strides,
+                b,
+                hq,
+                row,
+                q_end,
+                BM,
+                head_dim,
+                do_st,
+                tid,
+                threads,
+                false,
+            ))
+        {
+            copy_tile_sw128::<D>(p.d_o, &p.do_strides, b, hq, row, q_end, BM, head_dim, do_st, tid, threads);
+        }
         copy_stats_async::<BM>(p.lse_log2, stat, lse_s + (stage * stat_bytes) as u32, threads);
         copy_stats_async::<BM>(p.delta, stat, delta_s + (stage * stat_bytes) as u32, threads);
     };
