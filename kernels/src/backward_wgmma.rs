@@ -384,9 +384,11 @@ pub unsafe fn dkdv_wgmma<
     };
     let (q_first, q_end) = (seq.q_start, seq.q_start + n_q);
     // Q and dO tiles wholly inside the sequence copied with a fixed step per thread
-    // (`copy_full_tile_sw128`), except in the dropout builds: at 255 registers already, the step
-    // pointers spill there (128 B at d = 128, 24 B at d = 64).
-    let full_tile_copies = !DROPOUT;
+    // (`copy_full_tile_sw128`), except in the non-causal plain dropout builds: at 255 registers
+    // already, the step pointers spill there (d = 128: 128 B, 30 local loads and stores in the
+    // loop; d = 64: 24 B). The masked dropout builds take it (d = 128: 16 B against 8 B before,
+    // within their spill budget; d = 64: none), as does the causal one (none).
+    let full_tile_copies = !DROPOUT || CAUSAL || MASKED;
     let load_block = |it: usize, stage: usize| {
         let (hq, row0) = block_of(it);
         let stat = (b * heads + hq) * stat_pitch + row0;
@@ -395,25 +397,12 @@ pub unsafe fn dkdv_wgmma<
         let tid = thread_idx_x_reread() as usize; // (copy offsets recomputed per block, as above)
         let row = q_first + row0;
         if !(full_tile_copies
-            && copy_full_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row, q_end, BM, head_dim, q_st, tid, threads, false))
+            && copy_full_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row, q_end, BM, head_dim, q_st, tid, threads))
         {
             copy_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row, q_end, BM, head_dim, q_st, tid, threads);
         }
         if !(full_tile_copies
-            && copy_full_tile_sw128::<D>(
-                p.d_o,
-                &p.do_strides,
-                b,
-                hq,
-                row,
-                q_end,
-                BM,
-                head_dim,
-                do_st,
-                tid,
-                threads,
-                false,
-            ))
+            && copy_full_tile_sw128::<D>(p.d_o, &p.do_strides, b, hq, row, q_end, BM, head_dim, do_st, tid, threads))
         {
             copy_tile_sw128::<D>(p.d_o, &p.do_strides, b, hq, row, q_end, BM, head_dim, do_st, tid, threads);
         }

@@ -103,10 +103,9 @@ pub(crate) unsafe fn copy_tile_sw128<const D: usize>(
 /// ~370 of the ~1100 instructions a block cost a thread went to it). Consecutive lanes take
 /// consecutive chunks of a row, as in the general loop: coalesced reads, conflict-free writes.
 ///
-/// `spare_warpgroup`: with three warpgroups, 128-row tiles of 64 columns have 1024 chunks, which
-/// 384 threads do not divide; the first two warpgroups then copy them all. (Off where the extra
-/// registers spill.) The conditions on the steps are constant after inlining; `first_row <=
-/// valid_rows` rejects the wrapped rows of a shifted causal tile.
+/// With three warpgroups, 128-row tiles of 64 columns have 1024 chunks, which 384 threads do not
+/// divide: the first two warpgroups then copy them all. The conditions on the steps are constant
+/// after inlining; `first_row <= valid_rows` rejects the wrapped rows of a shifted causal tile.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn copy_full_tile_sw128<const D: usize>(
@@ -121,11 +120,10 @@ pub(crate) unsafe fn copy_full_tile_sw128<const D: usize>(
     smem: u32,
     tid: usize,
     threads: usize,
-    spare_warpgroup: bool,
 ) -> bool {
     let chunks = D / 8;
     let uneven = rows * chunks % threads != 0;
-    let copiers = if uneven && spare_warpgroup && threads > 128 { threads - 128 } else { threads };
+    let copiers = if uneven && threads > 128 { threads - 128 } else { threads };
     let row_step = copiers / chunks;
     let fits = copiers % chunks == 0 && row_step % 8 == 0 && rows % row_step == 0;
     let inside = (first_row as u32) <= valid_rows as u32 && valid_rows as u32 - first_row as u32 >= rows as u32;
@@ -215,10 +213,6 @@ struct Cta<'a> {
     k_s: u32,
     v_s: u32,
     kv_bytes: usize,
-    /// Whether a third warpgroup sits out the K / V copies its share would make uneven
-    /// ([`copy_full_tile_sw128`]); off in the dropout builds, where the registers it takes spill
-    /// (d = 64, 192-row tiles: 44 B against 28 B).
-    spare_warpgroup_copies: bool,
     q_desc: u64,
     k_desc: u64,
     v_desc: u64,
@@ -259,22 +253,9 @@ impl Cta<'_> {
         let rows = (self.k_start + j * BN, self.k_start + self.n_k);
         // (The thread index reread, so that the copy offsets are recomputed per block rather than
         // held in registers across the loop.)
-        let tid = if self.spare_warpgroup_copies { thread_idx_x_reread() as usize } else { self.tid };
+        let tid = thread_idx_x_reread() as usize;
         let (b, h, head_dim, threads) = (self.b, self.h_kv, self.head_dim, self.threads);
-        if !copy_full_tile_sw128::<D>(
-            src,
-            strides,
-            b,
-            h,
-            rows.0,
-            rows.1,
-            BN,
-            head_dim,
-            dst,
-            tid,
-            threads,
-            self.spare_warpgroup_copies,
-        ) {
+        if !copy_full_tile_sw128::<D>(src, strides, b, h, rows.0, rows.1, BN, head_dim, dst, tid, threads) {
             copy_tile_sw128::<D>(src, strides, b, h, rows.0, rows.1, BN, head_dim, dst, tid, threads);
         }
     }
@@ -611,7 +592,6 @@ pub unsafe fn forward_wgmma<
         k_s,
         v_s,
         kv_bytes,
-        spare_warpgroup_copies: !DROPOUT,
         // This warpgroup's 64 rows of Q start at row 64 wg of column block 0 (8 atoms per 64 rows).
         q_desc: smem_desc(q_s + (wg * 64 * 128) as u32, k_lbo, k_sbo, SWIZZLE_128B),
         k_desc: smem_desc(k_s, k_lbo, k_sbo, SWIZZLE_128B),
@@ -641,8 +621,7 @@ pub unsafe fn forward_wgmma<
 
     // Prologue: group 0 = Q + K_first, group 1 = V_first.
     let (q_row, q_end) = (seq.q_start + row0, seq.q_start + n_q);
-    if !copy_full_tile_sw128::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, cta.head_dim, q_s, tid, cta.threads, true)
-    {
+    if !copy_full_tile_sw128::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, cta.head_dim, q_s, tid, cta.threads) {
         copy_tile_sw128::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, cta.head_dim, q_s, tid, cta.threads);
     }
     if first < n_blocks {
