@@ -213,6 +213,8 @@ struct Cta<'a> {
     k_s: u32,
     v_s: u32,
     kv_bytes: usize,
+    /// Whether the K / V copies reread the thread index (`load_kv_block`).
+    reread_tid: bool,
     q_desc: u64,
     k_desc: u64,
     v_desc: u64,
@@ -252,8 +254,9 @@ impl Cta<'_> {
         let dst = tiles + (stage * self.kv_bytes) as u32;
         let rows = (self.k_start + j * BN, self.k_start + self.n_k);
         // (The thread index reread, so that the copy offsets are recomputed per block rather than
-        // held in registers across the loop.)
-        let tid = thread_idx_x_reread() as usize;
+        // held in registers across the loop: without it the 192-row dropout tiles spill 68 B,
+        // not 44. The d = 128 dropout build was 1-2% slower with it (call `s17c3`): not there.)
+        let tid = if self.reread_tid { thread_idx_x_reread() as usize } else { self.tid };
         let (b, h, head_dim, threads) = (self.b, self.h_kv, self.head_dim, self.threads);
         if !copy_full_tile_sw128::<D>(src, strides, b, h, rows.0, rows.1, BN, head_dim, dst, tid, threads) {
             copy_tile_sw128::<D>(src, strides, b, h, rows.0, rows.1, BN, head_dim, dst, tid, threads);
@@ -592,6 +595,7 @@ pub unsafe fn forward_wgmma<
         k_s,
         v_s,
         kv_bytes,
+        reread_tid: !(DROPOUT && D > 64),
         // This warpgroup's 64 rows of Q start at row 64 wg of column block 0 (8 atoms per 64 rows).
         q_desc: smem_desc(q_s + (wg * 64 * 128) as u32, k_lbo, k_sbo, SWIZZLE_128B),
         k_desc: smem_desc(k_s, k_lbo, k_sbo, SWIZZLE_128B),
