@@ -384,11 +384,11 @@ pub unsafe fn dkdv_wgmma<
     };
     let (q_first, q_end) = (seq.q_start, seq.q_start + n_q);
     // Q and dO tiles wholly inside the sequence copied with a fixed step per thread
-    // (`copy_full_tile_sw128`), except in the non-causal plain dropout builds: at 255 registers
-    // already, the step pointers spill there (d = 128: 128 B, 30 local loads and stores in the
-    // loop; d = 64: 24 B). The masked dropout builds take it (d = 128: 16 B against 8 B before,
-    // within their spill budget; d = 64: none), as does the causal one (none).
-    let full_tile_copies = !DROPOUT || CAUSAL || MASKED;
+    // (`copy_full_tile_sw128`), but Q's in the non-causal plain dropout builds: at 255 registers
+    // already, the step pointers of both tiles spill there (d = 128: 128 B, 30 local loads and
+    // stores in the loop; d = 64: 24 B), those of dO alone do not. (The masked dropout builds
+    // take both: d = 128 16 B against 8 B before, within their spill budget; d = 64 none.)
+    let full_q_copies = !DROPOUT || CAUSAL || MASKED;
     let load_block = |it: usize, stage: usize| {
         let (hq, row0) = block_of(it);
         let stat = (b * heads + hq) * stat_pitch + row0;
@@ -396,14 +396,12 @@ pub unsafe fn dkdv_wgmma<
         let do_st = do_s + (stage * q_bytes) as u32;
         let tid = thread_idx_x_reread() as usize; // (copy offsets recomputed per block, as above)
         let row = q_first + row0;
-        if !(full_tile_copies
+        if !(full_q_copies
             && copy_full_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row, q_end, BM, head_dim, q_st, tid, threads))
         {
             copy_tile_sw128::<D>(p.q, &p.q_strides, b, hq, row, q_end, BM, head_dim, q_st, tid, threads);
         }
-        if !(full_tile_copies
-            && copy_full_tile_sw128::<D>(p.d_o, &p.do_strides, b, hq, row, q_end, BM, head_dim, do_st, tid, threads))
-        {
+        if !copy_full_tile_sw128::<D>(p.d_o, &p.do_strides, b, hq, row, q_end, BM, head_dim, do_st, tid, threads) {
             copy_tile_sw128::<D>(p.d_o, &p.do_strides, b, hq, row, q_end, BM, head_dim, do_st, tid, threads);
         }
         copy_stats_async::<BM>(p.lse_log2, stat, lse_s + (stage * stat_bytes) as u32, threads);
