@@ -35,7 +35,7 @@ use crate::arch::sm90::{
 };
 use crate::config::{WgmmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::WgmmaElement;
-use crate::masking::{BlockMask, Dropout, KeyBlockWindow, ScoreRules, Sequence};
+use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
 use crate::params::{ForwardParams, Strides};
 use crate::philox::{half_flags, pair_mask_selector};
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
@@ -614,10 +614,9 @@ pub unsafe fn forward_wgmma<
         (0, kv_end.div_ceil(BN))
     };
     let blocks = BlockMask::new(&p.mask, h);
-    let mut window = KeyBlockWindow::EMPTY;
-    let mut kept_from = |j: usize| {
+    let kept_from = |j: usize| {
         if MASKED && cfg.takes_block_masks() {
-            blocks.first_active_key_block_windowed(row0, j, n_blocks, BN, lane, &mut window)
+            blocks.first_active_key_block(row0, j, n_blocks, BN, lane)
         } else {
             j
         }
@@ -646,7 +645,7 @@ pub unsafe fn forward_wgmma<
         // it made ptxas serialise every wgmma.)
         // (Signed: a shifted causal tile's first rows are negative, see `shift`.)
         let wg_first = row0.wrapping_add(wg * 64) as isize;
-        let next = move |j: usize| kept_from(j + 1);
+        let next = |j: usize| kept_from(j + 1);
         if wg_first + 64 > 0 && wg_first < n_q as isize {
             pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(&cta, &mut st, first, n_blocks, next);
         } else {
@@ -736,7 +735,7 @@ unsafe fn pipelined_loop<
     st: &mut RowState,
     first: usize,
     n_blocks: usize,
-    mut next: impl FnMut(usize) -> usize,
+    next: impl Fn(usize) -> usize,
 ) {
     if first >= n_blocks {
         return;

@@ -215,53 +215,6 @@ impl BlockMask {
         end
     }
 
-    /// [`Self::first_active_key_block`] keeping the warp's ballot of 32 mask blocks in `window`
-    /// across calls (`j` rising, one `row` and `end`): a call inside the window is a shift and a
-    /// bit scan, so the forward's loop, which asks for the next kept block at the top of every
-    /// block before it can issue that block's copy, waits for a mask load once per 32 mask
-    /// blocks instead of once per block (the dK/dV kernel's `first_kept_windowed`, for a row).
-    #[inline(always)]
-    pub unsafe fn first_active_key_block_windowed(
-        &self,
-        row: usize,
-        j: usize,
-        end: usize,
-        bn: usize,
-        lane: usize,
-        window: &mut KeyBlockWindow,
-    ) -> usize {
-        if self.head.is_null() || j >= end {
-            return j;
-        }
-        let per = BLOCK_MASK_SIZE / bn; // kernel blocks per mask block
-        let mb = j / per;
-        let kept = |first: usize| (if first == mb { j } else { first * per }).min(end);
-        let mut from = mb; // the first mask block not yet known to be skipped
-        let off = (mb as u32).wrapping_sub(window.first);
-        if off < 32 {
-            let ahead = window.bits >> off;
-            if ahead != 0 {
-                return kept(mb + ahead.trailing_zeros() as usize);
-            }
-            from = window.first as usize + 32;
-        }
-        let mask_row = self.head.add((row / BLOCK_MASK_SIZE) * self.k_blocks);
-        let mask_end = end.div_ceil(per);
-        let mut base = from & !31;
-        while base < mask_end {
-            let m = base + lane;
-            let bits = vote_ballot(m < mask_end && *mask_row.add(m) != 0);
-            *window = KeyBlockWindow { first: base as u32, bits };
-            let ahead = bits >> (from - base);
-            if ahead != 0 {
-                return kept(from + ahead.trailing_zeros() as usize);
-            }
-            base += 32;
-            from = base;
-        }
-        end
-    }
-
     /// The first query block `i' >= i` (blocks of `bm` rows) whose mask block with key `key` is
     /// computed, or `end`: [`BlockMask::first_active_key_block`] down a mask column.
     #[inline(always)]
@@ -391,21 +344,6 @@ impl KeyColumnScan<'_> {
         }
         total
     }
-}
-
-/// 32 mask blocks of one row of a head's block mask, as a warp's ballot
-/// ([`BlockMask::first_active_key_block_windowed`]): bit `k` is mask block `first + k`. Two
-/// registers across the forward's loop.
-#[derive(Clone, Copy)]
-pub struct KeyBlockWindow {
-    first: u32,
-    bits: u32,
-}
-
-impl KeyBlockWindow {
-    /// No blocks yet: the first call loads (`first` this far from any block index puts every
-    /// block outside the window).
-    pub const EMPTY: KeyBlockWindow = KeyBlockWindow { first: 0x8000_0000, bits: 0 };
 }
 
 /// 32 mask blocks of one column, as a warp's ballot ([`KeyColumnScan::first_kept_windowed`]):
