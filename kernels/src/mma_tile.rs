@@ -44,6 +44,7 @@ pub unsafe fn copy_tile_async<const D: usize>(
     threads: usize,
 ) {
     let chunks = D / 8; // 16-byte chunks per row
+
     // Tiles wholly inside the sequence with every column real (all but a sequence's last
     // block): with `threads` a multiple of the chunks per row, a thread copies one chunk column
     // of every `threads / chunks`-th row, so each copy is the first one's source plus a multiple
