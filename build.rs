@@ -131,27 +131,35 @@ fn build_ptx(kernels: &Path, out: &Path, toolchain: &str, arch: &str) -> PathBuf
 }
 
 /// Gives every entry whose body carries the marker `// flashattn.maxntid N` (the kernels'
-/// `declare_max_threads`) the directive `.maxntid N, 1, 1` after its parameter list: Rust has no
-/// way to attach it, and without it ptxas may give a kernel more registers than a block of `N`
-/// threads can have (the 192-row masked forwards: 168 at 384 threads).
+/// `declare_max_threads`) the directive `.maxntid N, 1, 1`, and one carrying `// flashattn.maxnreg
+/// N` (`declare_max_registers`) the directive `.maxnreg N`, after its parameter list: Rust has no
+/// way to attach them. Without `.maxntid` ptxas may give a kernel more registers than a block of
+/// `N` threads can have (the 192-row masked forwards: 168 at 384 threads); `.maxnreg` keeps a
+/// kernel at a register count that lets the CTAs per SM it was tiled for fit.
 fn with_max_threads(ptx: &str) -> String {
     const ENTRY: &str = ".entry ";
-    const MARKER: &str = "// flashattn.maxntid ";
+    const MARKERS: [(&str, &str); 2] = [("// flashattn.maxntid ", ", 1, 1"), ("// flashattn.maxnreg ", "")];
     let mut out = String::with_capacity(ptx.len() + 1024);
     let mut rest = ptx;
     while let Some(start) = rest.find(ENTRY) {
         // This entry runs up to the next one.
         let body_end = rest[start + ENTRY.len()..].find(ENTRY).map_or(rest.len(), |e| start + ENTRY.len() + e);
         let entry = &rest[..body_end];
-        let threads = entry.find(MARKER).map(|m| {
-            let digits = &entry[m + MARKER.len()..];
-            digits[..digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len())].to_string()
-        });
-        match (threads, entry[start..].find("\n)\n")) {
-            (Some(n), Some(close)) if !n.is_empty() => {
+        let directives: String = MARKERS
+            .iter()
+            .filter_map(|(marker, tail)| {
+                let m = entry.find(marker)?;
+                let digits = &entry[m + marker.len()..];
+                let n = &digits[..digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len())];
+                let name = &marker["// flashattn.".len()..];
+                (!n.is_empty()).then(|| format!(".{}{n}{tail}\n", name))
+            })
+            .collect();
+        match entry[start..].find("\n)\n") {
+            Some(close) if !directives.is_empty() => {
                 let at = start + close + 3;
                 out += &entry[..at];
-                out += &format!(".maxntid {n}, 1, 1\n");
+                out += &directives;
                 out += &entry[at..];
             }
             _ => out += entry,

@@ -30,8 +30,8 @@ use crate::arch::sm80::{
     thread_idx_x_reread, vote_any,
 };
 use crate::arch::sm90::{
-    declare_max_threads, fence_proxy_async_shared, fence_regs_f32_prefix, fence_regs_u32, smem_desc,
-    wgmma_commit_group, wgmma_fence, wgmma_wait_group, wgmma_wait_group_after, SWIZZLE_128B,
+    declare_max_registers, declare_max_threads, fence_proxy_async_shared, fence_regs_f32_prefix, fence_regs_u32,
+    smem_desc, wgmma_commit_group, wgmma_fence, wgmma_wait_group, wgmma_wait_group_after, SWIZZLE_128B,
 };
 use crate::config::{WgmmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::WgmmaElement;
@@ -543,6 +543,12 @@ pub unsafe fn forward_wgmma<
         // Three warpgroups: ptxas must keep to 65536 / 384 = 168 registers, which the masked
         // builds (255 registers at two warpgroups) would otherwise exceed.
         declare_max_threads::<384>();
+    }
+    if BM == 64 && !MASKED {
+        // The 64-row tiles (one warpgroup) are there to put three CTAs on an SM (72 KB of shared
+        // memory each at d = 64): 65536 / (3 x 128) registers a thread. The full-tile copies took
+        // the causal build from 168 to 191 (two CTAs per SM; causal N = 512 5% slower, `s17c1`).
+        declare_max_registers::<168>();
     }
     let tid = _thread_idx_x() as usize;
     let wg = tid / 128; // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile

@@ -140,6 +140,14 @@ pub unsafe fn declare_max_threads<const N: u32>() {
     asm!("// flashattn.maxntid {n}", n = const N, options(nomem, nostack, preserves_flags));
 }
 
+/// Not an instruction: a PTX comment, `// flashattn.maxnreg N`, that the build turns into the
+/// kernel's `.maxnreg N` directive (as [`declare_max_threads`]): ptxas keeps to `N` registers a
+/// thread, spilling if it must.
+#[inline(always)]
+pub unsafe fn declare_max_registers<const N: u32>() {
+    asm!("// flashattn.maxnreg {n}", n = const N, options(nomem, nostack, preserves_flags));
+}
+
 /// `setmaxnreg.inc.sync.aligned.u32 N`: raise this warpgroup's register budget to `N` (a
 /// multiple of 8 in 24..=256), taking registers released by other warpgroups of the CTA.
 #[inline(always)]
