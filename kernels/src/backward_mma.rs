@@ -39,8 +39,8 @@ use crate::config::{
 };
 use crate::element::Element;
 use crate::masking::{BlockMask, Dropout, KeyColumnScan, ScoreRules, Sequence, MODS_DROPOUT, MODS_SCORES};
-use crate::mma_tile::{copy_tile_async, x4_offset_col_pairs, x4_offset_row_major};
-use crate::params::BackwardParams;
+use crate::mma_tile::{copy_tile_async, copy_tile_async_general, x4_offset_col_pairs, x4_offset_row_major};
+use crate::params::{BackwardParams, Strides};
 use crate::philox::half_flags;
 
 /// dkdv_mma: query columns of S^T handled at once (a block is processed in slices of it), and
@@ -72,7 +72,7 @@ unsafe fn store_tile(
     pitch: usize,
     rows: usize,
     dst: u64,
-    strides: &crate::params::Strides,
+    strides: &Strides,
     b: usize,
     h: usize,
     first_row: usize,
@@ -546,6 +546,36 @@ pub unsafe fn dkdv_mma<
     store_tile(k_s, pitch, BN, p.dk, &p.dk_strides, b, h_kv, first_key, k_end, head_dim, tid, threads);
 }
 
+/// The dQ kernel's tile copies: [`copy_tile_async`], but the general loop at d = 64, where this
+/// kernel (128 threads, 55 KB of shared memory) fits three CTAs on an SM only at <= 168
+/// registers: the fixed-step pointers took the plain builds from 166-168 to 170 and the dropout
+/// build from 168 to 248 (two CTAs per SM; the deterministic backward at d = 64 1-4% slower,
+/// call `s17c10`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn copy_dq_tile<const D: usize>(
+    src: u64,
+    strides: &Strides,
+    b: usize,
+    h: usize,
+    first_row: usize,
+    valid_rows: usize,
+    rows: usize,
+    head_dim: usize,
+    smem: u32,
+    pitch: usize,
+    tid: usize,
+    threads: usize,
+) {
+    if D == 64 {
+        copy_tile_async_general::<D>(
+            src, strides, b, h, first_row, valid_rows, rows, head_dim, smem, pitch, tid, threads,
+        );
+    } else {
+        copy_tile_async::<D>(src, strides, b, h, first_row, valid_rows, rows, head_dim, smem, pitch, tid, threads);
+    }
+}
+
 /// Deterministic dQ: one CTA per `BM` query rows, 16 rows per warp, K/V blocks double-buffered.
 /// Grid: (ceil(seqlen_q / BM), heads, batch).
 #[inline(always)]
@@ -615,12 +645,12 @@ pub unsafe fn dq_mma<
     let first =
         if MASKED { block_mask.first_active_key_block(row0, first_block, n_blocks, BN, lane) } else { first_block };
     let q_row = q_start + row0;
-    copy_tile_async::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, head_dim, q_s, pitch, tid, threads);
-    copy_tile_async::<D>(p.d_o, &p.do_strides, b, h, q_row, q_end, BM, head_dim, do_s, pitch, tid, threads);
+    copy_dq_tile::<D>(p.q, &p.q_strides, b, h, q_row, q_end, BM, head_dim, q_s, pitch, tid, threads);
+    copy_dq_tile::<D>(p.d_o, &p.do_strides, b, h, q_row, q_end, BM, head_dim, do_s, pitch, tid, threads);
     if first < n_blocks {
         let kv_row = k_start + first * BN;
-        copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, kv_row, k_end, BN, head_dim, k_s, pitch, tid, threads);
-        copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, kv_row, k_end, BN, head_dim, v_s, pitch, tid, threads);
+        copy_dq_tile::<D>(p.k, &p.k_strides, b, h_kv, kv_row, k_end, BN, head_dim, k_s, pitch, tid, threads);
+        copy_dq_tile::<D>(p.v, &p.v_strides, b, h_kv, kv_row, k_end, BN, head_dim, v_s, pitch, tid, threads);
     }
     cp_async_commit_group();
 
@@ -645,8 +675,8 @@ pub unsafe fn dq_mma<
         if next < n_blocks {
             let (ks, vs) = (k_s + (1 - stage) * stage_bytes, v_s + (1 - stage) * stage_bytes);
             let kv_row = k_start + next * BN;
-            copy_tile_async::<D>(p.k, &p.k_strides, b, h_kv, kv_row, k_end, BN, head_dim, ks, pitch, tid, threads);
-            copy_tile_async::<D>(p.v, &p.v_strides, b, h_kv, kv_row, k_end, BN, head_dim, vs, pitch, tid, threads);
+            copy_dq_tile::<D>(p.k, &p.k_strides, b, h_kv, kv_row, k_end, BN, head_dim, ks, pitch, tid, threads);
+            copy_dq_tile::<D>(p.v, &p.v_strides, b, h_kv, kv_row, k_end, BN, head_dim, vs, pitch, tid, threads);
         }
         cp_async_commit_group();
         let k_st = k_s + stage * stage_bytes;

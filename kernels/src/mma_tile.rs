@@ -67,6 +67,28 @@ pub unsafe fn copy_tile_async<const D: usize>(
         }
         return;
     }
+    copy_tile_async_general::<D>(src, strides, b, h, first_row, valid_rows, rows, head_dim, smem, pitch, tid, threads);
+}
+
+/// [`copy_tile_async`] without its fixed-step path: the general loop for every tile (for kernels
+/// whose registers the fixed-step pointers would push past an occupancy step).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn copy_tile_async_general<const D: usize>(
+    src: u64,
+    strides: &Strides,
+    b: usize,
+    h: usize,
+    first_row: usize,
+    valid_rows: usize,
+    rows: usize,
+    head_dim: usize,
+    smem: u32,
+    pitch: usize,
+    tid: usize,
+    threads: usize,
+) {
+    let chunks = D / 8;
     let mut idx = tid; // this thread's first chunk (see the callers for how they read it)
                        // Consecutive lanes take consecutive chunks of a row: coalesced 16-byte global reads, and
                        // 8 lanes fill 128 contiguous bytes of shared memory (no bank conflicts).
