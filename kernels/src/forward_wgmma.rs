@@ -6,6 +6,9 @@
 //!    separate commit groups; K and V are double-buffered (block j + 1 loads during block j).
 //!    `cp.async` writes through the generic proxy and `wgmma` reads through the async proxy, so
 //!    every thread runs `fence.proxy.async` after its copies land, before the CTA barrier.
+//!    Every thread issues copies: tiles wholly inside the sequence with a fixed row step per
+//!    thread (`copy_full_tile_sw128`, ~3 instructions a chunk), the others through the general
+//!    loop (`copy_tile_sw128`, bounds tests and zero-fill).
 //! 2. Per K/V block `j`: `S = Q K_j^T` as `D / 16` SS MMAs (m64nBNk16, both operands K-major),
 //!    waited for at once; mask (blocks crossing the sequence end or the causal diagonal); online
 //!    softmax on the accumulator registers (the m64nN accumulator is mma.sync's m16n8 layout per
@@ -17,8 +20,10 @@
 //! 3. O / l is staged through this warp's own rows of the Q tile (same swizzle: conflict-free)
 //!    and written with 16-byte stores; the LSE (natural log) once per row.
 //!
-//! This first version does not overlap the softmax with the MMAs inside a warpgroup; the two
-//! warpgroups overlap each other only as the scheduler interleaves them.
+//! Two main loops: `serial_loop` (the first version: no overlap of the softmax with the MMAs
+//! inside a warpgroup) and `pipelined_loop` (FlashAttention-3's intra-warpgroup pipelining, what
+//! `Auto` runs). The warpgroups of a CTA step together (one CTA barrier per block) and overlap
+//! each other only as the scheduler interleaves them: no producer warp, no ping-pong.
 //!
 //! Register arrays are sized for the largest configuration and indexed only in loops with
 //! constant bounds, which LLVM unrolls fully, so they live in registers.
