@@ -30,8 +30,8 @@
 use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, _thread_idx_x};
 
 use crate::arch::sm80::{
-    clock_lo, cp_async_cg_16, cp_async_cg_16_full, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2,
-    fma, ld_shared_v4_b32, lg2, prmt_b32, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp,
+    clock_lo, cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma,
+    ld_shared_v4_b32, lg2, prmt_b32, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp,
     thread_idx_x_reread, vote_any,
 };
 use crate::arch::sm90::{
@@ -41,6 +41,7 @@ use crate::arch::sm90::{
 use crate::config::{WgmmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::WgmmaElement;
 use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
+use crate::mma_tile::{copy_chunk_column, tile_inside};
 use crate::params::{ForwardParams, Strides};
 use crate::philox::{half_flags, pair_mask_selector};
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
@@ -131,20 +132,15 @@ pub(crate) unsafe fn copy_full_tile_sw128<const D: usize>(
     let copiers = if uneven && threads > 128 { threads - 128 } else { threads };
     let row_step = copiers / chunks;
     let fits = copiers % chunks == 0 && row_step % 8 == 0 && rows % row_step == 0;
-    let inside = (first_row as u32) <= valid_rows as u32 && valid_rows as u32 - first_row as u32 >= rows as u32;
+    let inside = tile_inside(first_row, valid_rows, rows);
     if !(fits && head_dim == D && inside) {
         return false;
     }
     if tid < copiers {
-        let (r, c) = (tid / chunks, tid % chunks);
-        let first = (src as *const u16).add((strides.offset(b, first_row + r, h) + (c * 8) as u64) as usize);
-        let step = row_step * strides.row as usize; // elements
-        let dst = smem + sw128_chunk_offset(rows, r, c) as u32;
-        let mut k = 0;
-        while k < rows / row_step {
-            cp_async_cg_16_full(dst + (k * row_step * 128) as u32, first.add(k * step) as *const u8);
-            k += 1;
-        }
+        // (Rows of a column block are 128 bytes apart.)
+        let chunk = (tid / chunks, tid % chunks);
+        let chunk_addr = |r: usize, c: usize| smem + sw128_chunk_offset(rows, r, c) as u32;
+        copy_chunk_column(src, strides, b, h, first_row, chunk, row_step, rows / row_step, chunk_addr, 128);
     }
     true
 }

@@ -54,20 +54,50 @@ pub unsafe fn copy_tile_async<const D: usize>(
     // pointers spill in the causal d = 128 forward (124 B) and the d = 64 dK/dV kernel (4 B),
     // and no sm_80 GPU is at hand to weigh that against the copies saved.
     let row_step = threads / chunks;
-    let inside = (first_row as u32) <= valid_rows as u32 && valid_rows as u32 - first_row as u32 >= rows as u32;
+    let inside = tile_inside(first_row, valid_rows, rows);
     if cfg!(flashattn_sm90a) && threads % chunks == 0 && rows % row_step == 0 && head_dim == D && inside {
-        let (r, c) = (tid / chunks, tid % chunks);
-        let first = (src as *const u16).add((strides.offset(b, first_row + r, h) + (c * 8) as u64) as usize);
-        let step = row_step * strides.row as usize; // elements
-        let dst = smem + (r * pitch + c * 16) as u32;
-        let mut k = 0;
-        while k < rows / row_step {
-            cp_async_cg_16_full(dst + (k * row_step * pitch) as u32, first.add(k * step) as *const u8);
-            k += 1;
-        }
+        let chunk = (tid / chunks, tid % chunks);
+        let chunk_addr = |r: usize, c: usize| smem + (r * pitch + c * 16) as u32;
+        copy_chunk_column(src, strides, b, h, first_row, chunk, row_step, rows / row_step, chunk_addr, pitch);
         return;
     }
     copy_tile_async_general::<D>(src, strides, b, h, first_row, valid_rows, rows, head_dim, smem, pitch, tid, threads);
+}
+
+/// Whether rows `first_row .. first_row + rows` all lie before `valid_rows` (in 32 bits: the
+/// wrapped rows of a shifted causal tile, "negative", fail it): the tiles the fixed-step copies
+/// ([`copy_chunk_column`]) take.
+#[inline(always)]
+pub fn tile_inside(first_row: usize, valid_rows: usize, rows: usize) -> bool {
+    (first_row as u32) <= valid_rows as u32 && valid_rows as u32 - first_row as u32 >= rows as u32
+}
+
+/// The fixed-step tile copy of [`copy_tile_async`] and `copy_full_tile_sw128`: 16-byte chunk `c`
+/// of rows `first_row + r`, `+ row_step`, ... (`steps` of them, all inside the sequence, every
+/// column real) to `chunk_addr(r, c)`, `+ row_step * row_bytes`, ...: one source pointer advanced
+/// by a fixed stride and constant shared offsets, ~3 instructions a chunk.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn copy_chunk_column(
+    src: u64,
+    strides: &Strides,
+    b: usize,
+    h: usize,
+    first_row: usize,
+    (r, c): (usize, usize),
+    row_step: usize,
+    steps: usize,
+    chunk_addr: impl Fn(usize, usize) -> u32,
+    row_bytes: usize,
+) {
+    let first = (src as *const u16).add((strides.offset(b, first_row + r, h) + (c * 8) as u64) as usize);
+    let step = row_step * strides.row as usize; // elements
+    let dst = chunk_addr(r, c);
+    let mut k = 0;
+    while k < steps {
+        cp_async_cg_16_full(dst + (k * row_step * row_bytes) as u32, first.add(k * step) as *const u8);
+        k += 1;
+    }
 }
 
 /// [`copy_tile_async`] without its fixed-step path: the general loop for every tile (for kernels
