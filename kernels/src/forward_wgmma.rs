@@ -32,7 +32,7 @@ use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, 
 use crate::arch::sm80::{
     clock_lo, cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ex2, fma,
     ld_shared_v4_b32, lg2, prmt_b32, shfl_xor_f32, st_global_f32, st_global_v4_b32, st_shared_b32, syncwarp,
-    thread_idx_x_reread, vote_any,
+    thread_idx_x_reread, vote_any, warp_uniform_u32,
 };
 use crate::arch::sm90::{
     declare_max_registers, declare_max_threads, fence_proxy_async_shared, fence_regs_f32_prefix, fence_regs_u32,
@@ -552,7 +552,7 @@ pub unsafe fn forward_wgmma<
         declare_max_registers::<168>();
     }
     let tid = _thread_idx_x() as usize;
-    let wg = tid / 128; // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
+    let wg = warp_uniform_u32((tid / 128) as u32) as usize; // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
     let warp = (tid % 128) / 32; // warp within the warpgroup: rows 16 warp .. 16 warp + 15 of those
     let lane = tid % 32;
     // Causal: the last query blocks see the most keys; launching them first keeps the heaviest
@@ -623,7 +623,7 @@ pub unsafe fn forward_wgmma<
     let blocks = BlockMask::new(&p.mask, h);
     let kept_from = |j: usize| {
         if MASKED && cfg.takes_block_masks() {
-            blocks.first_active_key_block(row0, j, n_blocks, BN, lane)
+            warp_uniform_u32(blocks.first_active_key_block(row0, j, n_blocks, BN, lane) as u32) as usize
         } else {
             j
         }

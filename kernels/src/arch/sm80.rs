@@ -271,6 +271,17 @@ pub unsafe fn vote_any(pred: bool) -> bool {
     r != 0
 }
 
+/// `redux.sync.min.u32` over the full warp, for a value every lane already holds the same: its
+/// result lands in a uniform register, so ptxas knows it is warp-uniform (a ballot's result it
+/// does not: a loop whose trip count comes from one is divergent to ptxas, and every value
+/// carried through it, wgmma descriptors included, leaves the uniform datapath).
+#[inline(always)]
+pub unsafe fn warp_uniform_u32(x: u32) -> u32 {
+    let r: u32;
+    asm!("redux.sync.min.u32 {0}, {1}, 0xffffffff;", out(reg32) r, in(reg32) x, options(nostack, nomem));
+    r
+}
+
 /// `vote.sync.ballot.b32` over all 32 lanes: bit `l` is lane `l`'s predicate.
 #[inline(always)]
 pub unsafe fn vote_ballot(pred: bool) -> u32 {
