@@ -36,7 +36,7 @@ use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, 
 use crate::arch::sm80::{
     clock_lo, cp_async_commit_group, cp_async_wait_group, ex2, fma, ld_shared_v2_f32, ld_shared_v4_b32,
     named_barrier_arrive, named_barrier_sync, opaque_u64, rcp, red_release_gpu_add_u32, st_global_v4_b32,
-    st_shared_b32, st_shared_v4_f32, syncwarp, thread_idx_x_reread, warp_uniform_u32,
+    st_shared_b32, st_shared_v4_f32, syncwarp, thread_idx_x_reread,
 };
 use crate::arch::sm90::{
     cp_async_bulk_commit_group, cp_async_bulk_wait_group, cp_async_bulk_wait_group_read, cp_reduce_async_bulk_add_f32,
@@ -294,11 +294,7 @@ pub unsafe fn dkdv_wgmma<
     };
     let threads = cfg.threads();
     let tid = _thread_idx_x() as usize;
-    // `wg` warp-uniform to ptxas (`warp_uniform_u32`) moves what derives from it, the K / V
-    // descriptors among them, to the uniform datapath: the plain non-causal builds' loops run 3-6%
-    // fewer instructions (d = 128 901 -> 877, d = 64 1133 -> 1063). The other builds, at 255
-    // registers, spill with it (12-100 B), so there it stays a per-thread value.
-    let wg = if !MASKED && !DROPOUT && !CAUSAL { warp_uniform_u32((tid / 128) as u32) as usize } else { tid / 128 };
+    let wg = tid / 128;
     // Block-sparse: the key blocks of a head longest first (`BackwardParams::key_block_order`),
     // in the builds that take the order: `!DROPOUT` is `dkdv_takes_key_block_order` of this
     // kernel's builds (asserted above; spelt out here, since the call reshaped the PTX).
@@ -380,9 +376,11 @@ pub unsafe fn dkdv_wgmma<
         let lane = (thread_idx_x_reread() % 32) as usize;
         let scan =
             KeyColumnScan { m: &p.mask, first_head: h_kv * group, key: key0, first_block, end_block, bm: BM, total };
-        let kept = if DROPOUT { scan.first_kept(it, lane) } else { scan.first_kept_windowed(it, lane, &mut window) };
-        // Warp-uniform to ptxas (see `warp_uniform_u32`): the loop's trip count comes from it.
-        warp_uniform_u32(kept as u32) as usize
+        if DROPOUT {
+            scan.first_kept(it, lane)
+        } else {
+            scan.first_kept_windowed(it, lane, &mut window)
+        }
     };
     let (q_first, q_end) = (seq.q_start, seq.q_start + n_q);
     // Q and dO tiles wholly inside the sequence copied with a fixed step per thread
