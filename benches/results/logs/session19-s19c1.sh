@@ -12,12 +12,12 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader
 for b in head a; do
   ( timeout 300 .gpu/bin/exe-$b bench --op fwd --head-dims 64 --quick --budget-ms 1 --out $W/warm-$b.json > $W/warm-$b.log 2>&1; el "$b warm rc=$?" ) &
 done
-timeout 300 .gpu/bin/test-gpu_masks --include-ignored --test-threads=8 > $W/test-gpu_masks.log 2>&1; el "gpu_masks rc=$?"
+timeout 300 .gpu/bin/test-gpu_masks --include-ignored --test-threads=16 > $W/test-gpu_masks.log 2>&1; el "gpu_masks rc=$?"
 grep -E "test result|FAILED|panicked" $W/test-gpu_masks.log | head -12
 wait
 for r in new1 a2 head3; do
   b=.gpu/bin/exe-${r%[0-9]}; [ ${r%[0-9]} == new ] && b=.gpu/bin/exe-flashattn
-  [ $(( $(date +%s) - T0 )) -gt 380 ] && { el "skip $r (time)"; continue; }
+  [ $(( $(date +%s) - T0 )) -gt 270 ] && { el "skip $r (time)"; continue; }
   timeout 60 $b bench-masks --only sparse,varlen --call s19c1-$r --out $W/sparse-$r.json --budget-ms 100 > $W/sparse-$r.log 2>&1; el "sparse $r rc=$?"
   timeout 60 $b bench-masks --only dropout-core --call s19c1-$r --out $W/dropout-$r.json --budget-ms 100 > $W/dropout-$r.log 2>&1; el "dropout $r rc=$?"
 done
