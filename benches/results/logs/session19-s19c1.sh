@@ -12,7 +12,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader
 for b in head a; do
   ( timeout 300 .gpu/bin/exe-$b bench --op fwd --head-dims 64 --quick --budget-ms 1 --out $W/warm-$b.json > $W/warm-$b.log 2>&1; el "$b warm rc=$?" ) &
 done
-timeout 300 .gpu/bin/test-gpu_masks --include-ignored --test-threads=16 > $W/test-gpu_masks.log 2>&1; el "gpu_masks rc=$?"
+timeout 200 .gpu/bin/test-gpu_masks --include-ignored --test-threads=16 > $W/test-gpu_masks.log 2>&1; el "gpu_masks rc=$?"
 grep -E "test result|FAILED|panicked" $W/test-gpu_masks.log | head -12
 wait
 for r in new1 a2 head3; do
