@@ -8,8 +8,7 @@ use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{
-    forward_takes_query_block_order, Dtype, MmaForwardConfig, ScalarForwardConfig, WgmmaForwardConfig, BLOCK_MASK_SIZE,
-    MASKED_SCRATCH_BYTES,
+    Dtype, MmaForwardConfig, ScalarForwardConfig, WgmmaForwardConfig, BLOCK_MASK_SIZE, MASKED_SCRATCH_BYTES,
 };
 use flashattn_kernels::params::ForwardParams;
 
@@ -660,9 +659,8 @@ fn launch_forward<T: Element>(
     let unsupported = || Error::UnsupportedHeadDim { head_dim: dims.head_dim, kernel: "forward", supported: vec![] };
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let cc = q.device().compute_capability();
-    // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory, whether the
-    // kernel takes the block-sparse query-block order)
-    let (name, threads, block_m, smem, takes_order) =
+    // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
+    let (name, threads, block_m, smem) =
         match select_kernel(opts.kernel, dims.head_dim, few_rows(opts, dims.seqlen_q), masked, Some(cc))? {
             // Explicit tiles for a masked call: the masked wgmma row with them (no softcap / ALiBi).
             ForwardKernel::WgmmaConfig { block_m, block_n, .. } if masked => {
@@ -689,13 +687,7 @@ fn launch_forward<T: Element>(
                         ),
                     )
                 })?;
-                (
-                    name,
-                    cfg.threads(),
-                    cfg.block_m,
-                    cfg.smem_bytes(),
-                    inputs.block_mask.is_some() && forward_takes_query_block_order(build == 2),
-                )
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
             }
             // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
             // Auto's choice only.)
@@ -707,23 +699,17 @@ fn launch_forward<T: Element>(
                 let dropout = masks::mods_build(opts, inputs) == 2;
                 let (name, cfg) = wgmma_masked_kernel(dtype, dims.head_dim, dropout, inputs.block_mask.is_some(), None)
                     .ok_or_else(unsupported)?;
-                (
-                    name,
-                    cfg.threads(),
-                    cfg.block_m,
-                    cfg.smem_bytes(),
-                    inputs.block_mask.is_some() && forward_takes_query_block_order(dropout),
-                )
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
             }
             ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
                 let mods = masks::mods_build(opts, inputs);
                 let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim, mods).ok_or_else(unsupported)?;
-                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes() + MASKED_SCRATCH_BYTES, false)
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes() + MASKED_SCRATCH_BYTES)
             }
             ForwardKernel::Scalar => {
                 let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
                 let cfg = ScalarForwardConfig::new(dims.head_dim);
-                (name, ScalarForwardConfig::THREADS, ScalarForwardConfig::BLOCK_M, cfg.smem_bytes(), false)
+                (name, ScalarForwardConfig::THREADS, ScalarForwardConfig::BLOCK_M, cfg.smem_bytes())
             }
             k @ (ForwardKernel::TensorCore | ForwardKernel::Auto | ForwardKernel::TensorCoreTiles { .. }) => {
                 let tiles = match k {
@@ -734,7 +720,7 @@ fn launch_forward<T: Element>(
                 };
                 let row = mma_kernel(dtype, dims.head_dim, opts.causal, tiles).ok_or_else(unsupported)?;
                 let (name, cfg) = (row.name, row.config);
-                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes(), false)
+                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
             }
             k @ (ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) => {
                 // validate_inputs checked that the device is sm_90, whose PTX holds these kernels.
@@ -745,7 +731,7 @@ fn launch_forward<T: Element>(
                     _ => None,
                 };
                 let row = wgmma_kernel(dtype, dims.head_dim, opts.causal, config).ok_or_else(unsupported)?;
-                (row.name, row.config.threads(), row.config.block_m, row.config.smem_bytes(), false)
+                (row.name, row.config.threads(), row.config.block_m, row.config.smem_bytes())
             }
         };
     let dev = q.device().clone();
@@ -757,25 +743,6 @@ fn launch_forward<T: Element>(
     let (o_ptr, _go) = o.data_mut().device_ptr_mut(&stream);
     let (lse_ptr, _gl) = lse.data_mut().device_ptr_mut(&stream);
     let setup = masks::setup(&stream, &dev, &dims, scale, opts, inputs, varlen)?;
-    // Block-sparse: a kernel of its own orders each mask head's rows of mask blocks longest first,
-    // so that the grid does not end in a long CTA started last (`ForwardParams::
-    // query_block_order`); not past N = 1.5M, where the order kernel's counts would outgrow its
-    // shared memory.
-    let mask_rows = dims.seqlen_q.div_ceil(BLOCK_MASK_SIZE);
-    let mask_heads = inputs.block_mask.map_or(1, |m| m.shape()[0]);
-    let order_smem = 4 * mask_rows; // a u32 count per row
-    let mut query_order = if takes_order && order_smem <= QUERY_BLOCK_ORDER_MAX_SMEM {
-        Some(dev.alloc::<i32>(&[mask_heads, mask_rows])?)
-    } else {
-        None
-    };
-    let (query_order_ptr, _gqo) = match query_order.as_mut() {
-        Some(t) => {
-            let (ptr, guard) = t.data_mut().device_ptr_mut(&stream);
-            (ptr, Some(guard))
-        }
-        None => (0, None),
-    };
     let params = ParamBlock(ForwardParams {
         q: q_ptr,
         k: k_ptr,
@@ -794,39 +761,13 @@ fn launch_forward<T: Element>(
         head_dim: dims.head_dim as u32,
         scale_log2: scale * std::f32::consts::LOG2_E,
         mask: setup.params,
-        query_block_order: query_order_ptr,
     });
-    // Ordered, the CTAs of a mask row are `BLOCK_MASK_SIZE / block_m` adjacent ones (the last
-    // row's may lie past seqlen_q, and return).
-    let q_blocks =
-        if query_order_ptr != 0 { mask_rows * (BLOCK_MASK_SIZE / block_m) } else { dims.seqlen_q.div_ceil(block_m) };
-    let grid = (q_blocks as u32, dims.heads as u32, dims.batch as u32);
-    // SAFETY: the parameter block matches the kernels' signature; every pointer is a live
+    let grid = (dims.seqlen_q.div_ceil(block_m) as u32, dims.heads as u32, dims.batch as u32);
+    // SAFETY: the parameter block matches the kernel's signature; every pointer is a live
     // allocation of the validated shape and strides, which bound every access the kernel makes
-    // (rows past seqlen and columns past head_dim are never read or written). The order kernel
-    // writes every entry of the order (a permutation of each head's mask rows) before the
-    // forward, on the same stream, reads it.
-    unsafe {
-        if query_order_ptr != 0 {
-            let order_grid = (1, mask_heads as u32, 1);
-            launch(&dev, QUERY_BLOCK_ORDER_KERNEL, order_smem, order_grid, QUERY_BLOCK_ORDER_THREADS, &params)?;
-        }
-        launch(&dev, name, smem, grid, threads, &params)
-    }
+    // (rows past seqlen and columns past head_dim are never read or written).
+    unsafe { launch(&dev, name, smem, grid, threads, &params) }
 }
-
-/// The block-sparse forward's query-block order kernel (one CTA per head of the block mask), its
-/// threads, and the most shared memory its counts may take (the default limit of a launch).
-const QUERY_BLOCK_ORDER_KERNEL: &str = {
-    macro_rules! row {
-        ($name:ident) => {
-            stringify!($name)
-        };
-    }
-    flashattn_kernels::for_each_forward_query_block_order_kernel!(row)
-};
-const QUERY_BLOCK_ORDER_THREADS: usize = 1024;
-const QUERY_BLOCK_ORDER_MAX_SMEM: usize = 48 * 1024;
 
 /// FLOPs of a forward as FlashAttention's benchmarks count them: two GEMMs, `4 * B * H * N_q *
 /// N_k * d`, halved for causal.

@@ -43,20 +43,3 @@ fn random_work_matches_a_stable_sort() {
         assert_eq!(order_of(&work), expected(&work), "work {work:?}");
     }
 }
-
-#[test]
-fn nonzero_bytes_counts_the_kept_mask_blocks_of_a_word() {
-    use flashattn_kernels::work_order::nonzero_bytes;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
-    for i in 0..20000u32 {
-        // Bytes from a few values, zero and 0x80 / 0x7f / 1 / 0xff among them, and random words.
-        let pick = [0u8, 1, 0x7f, 0x80, 0xff, 0x81];
-        let word = if i % 2 == 0 {
-            u32::from_le_bytes(core::array::from_fn(|_| pick[rng.random_range(0..pick.len())]))
-        } else {
-            rng.random()
-        };
-        let expected = word.to_le_bytes().iter().filter(|&&b| b != 0).count() as u32;
-        assert_eq!(nonzero_bytes(word), expected, "word {word:08x}");
-    }
-}

@@ -22,14 +22,6 @@ pub const fn dkdv_takes_key_block_order(mods: u32) -> bool {
     mods == 0
 }
 
-/// Whether the masked wgmma forward builds (`dropout`: the dropout builds) take the block-sparse
-/// forward's query-block order (`ForwardParams::query_block_order`): not the dropout builds, at
-/// 255 registers, which the loaded query block made spill (d = 128: 4 B). The host launches the
-/// order kernel for exactly these builds.
-pub const fn forward_takes_query_block_order(dropout: bool) -> bool {
-    !dropout
-}
-
 /// Shared memory the masked tensor-core kernels take beyond their tiles: one 4-byte slot per warp
 /// (at most 32 warps), where each warp parks the index of the next kept block between its uses
 /// (a block-mask scan is too costly to repeat and a register too scarce to hold it).

@@ -3,7 +3,6 @@ use crate::backward_mma::{dkdv_mma, dq_convert, dq_mma};
 use crate::backward_order::key_block_order;
 use crate::backward_scalar::{dkdv, dq, preprocess};
 use crate::forward_mma::forward_mma;
-use crate::forward_order::query_block_order;
 use crate::forward_scalar::forward_scalar;
 use crate::params::{BackwardParams, ForwardParams, StandardParams};
 
@@ -56,16 +55,6 @@ macro_rules! backward_key_block_order_entry {
     };
 }
 crate::for_each_backward_key_block_order_kernel!(backward_key_block_order_entry);
-
-macro_rules! forward_query_block_order_entry {
-    ($name:ident) => {
-        #[no_mangle]
-        pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
-            query_block_order(&p)
-        }
-    };
-}
-crate::for_each_forward_query_block_order_kernel!(forward_query_block_order_entry);
 
 macro_rules! scalar_backward_entry {
     ($name:ident, Dq, $dtype:ident, $d:literal, $causal:literal) => {

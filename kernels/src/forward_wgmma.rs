@@ -38,7 +38,7 @@ use crate::arch::sm90::{
     declare_max_registers, declare_max_threads, fence_proxy_async_shared, fence_regs_f32_prefix, fence_regs_u32,
     smem_desc, wgmma_commit_group, wgmma_fence, wgmma_wait_group, wgmma_wait_group_after, SWIZZLE_128B,
 };
-use crate::config::{forward_takes_query_block_order, WgmmaForwardConfig, BLOCK_MASK_SIZE};
+use crate::config::{WgmmaForwardConfig, BLOCK_MASK_SIZE};
 use crate::element::WgmmaElement;
 use crate::masking::{BlockMask, Dropout, ScoreRules, Sequence};
 use crate::mma_tile::{copy_chunk_column, tile_inside};
@@ -582,16 +582,8 @@ pub unsafe fn forward_wgmma<
     let warp = (tid % 128) / 32; // warp within the warpgroup: rows 16 warp .. 16 warp + 15 of those
     let lane = tid % 32;
     // Causal: the last query blocks see the most keys; launching them first keeps the heaviest
-    // CTAs out of the tail wave. Block-sparse: the rows of mask blocks of the head longest first
-    // (`ForwardParams::query_block_order`, written by the order kernel just before).
-    let ordered = MASKED && cfg.takes_block_masks() && forward_takes_query_block_order(DROPOUT);
-    let m_block = if ordered && p.query_block_order != 0 {
-        p.ordered_query_block(_block_idx_x() as usize, _block_idx_y() as usize, BM) as u32
-    } else if CAUSAL || MASKED {
-        p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x()
-    } else {
-        _block_idx_x()
-    };
+    // CTAs out of the tail wave.
+    let m_block = if CAUSAL || MASKED { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
     // Causal: the tiles end at the last row, so a partial tile is the first (rows from -shift:
     // padding rows, zero-filled, masked, never stored), where it sees the fewest keys, not the
     // last, which sees them all. Rows are then usize values that wrap below 0 (release

@@ -290,15 +290,6 @@ macro_rules! for_each_backward_preprocess_kernel {
     };
 }
 
-/// The block-sparse forward's query-block order (`ForwardParams::query_block_order`), any dtype
-/// and head dim: `callback!(name)`.
-#[macro_export]
-macro_rules! for_each_forward_query_block_order_kernel {
-    ($m:ident) => {
-        $m!(flash_fwd_query_block_order);
-    };
-}
-
 /// The block-sparse backward's key-block order (`BackwardParams::key_block_order`), any dtype
 /// and head dim: `callback!(name)`.
 #[macro_export]

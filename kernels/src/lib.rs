@@ -52,8 +52,6 @@ mod entry;
 #[cfg(target_arch = "nvptx64")]
 mod forward_mma;
 #[cfg(target_arch = "nvptx64")]
-mod forward_order;
-#[cfg(target_arch = "nvptx64")]
 mod forward_scalar;
 #[cfg(all(target_arch = "nvptx64", flashattn_sm90a))]
 mod forward_wgmma;

@@ -1,6 +1,5 @@
 //! Kernel parameter blocks, passed by value to every launch (`#[repr(C)]`: the host writes the
 //! bytes, the kernel reads them as `.param` space). One struct per kernel family.
-use crate::config::BLOCK_MASK_SIZE;
 
 /// Everything a forward launch needs. Pointers are raw device addresses; strides are in
 /// elements, for the `[batch, seqlen, heads, head_dim]` layout (the last dimension contiguous).
@@ -31,13 +30,6 @@ pub struct ForwardParams {
     pub scale_log2: f32,
     /// Read by the masked kernels only (`forward_mma` with `MASKED`); see [`MaskParams`].
     pub mask: MaskParams,
-    /// u32 `[mask_heads, ceil(seqlen_q / BLOCK_MASK_SIZE)]`, or 0 (grid order): which row of
-    /// mask blocks each group of forward CTAs of a head takes, longest first (see
-    /// [`crate::work_order`]); one row per head of the block mask (one for a shared mask).
-    /// Written by the query-block order kernel before the masked wgmma forward when a block
-    /// mask is given; the grid then has `BLOCK_MASK_SIZE / block_m` CTAs per mask row. (Last in
-    /// the block, so that the fields the other kernels read keep their offsets.)
-    pub query_block_order: u64,
 }
 
 /// Query heads per K/V head (MQA/GQA; 1 without): query head `h` reads K/V head `h / group`.
@@ -52,33 +44,6 @@ impl ForwardParams {
     #[inline(always)]
     pub fn group(&self) -> usize {
         query_group(self.heads, self.heads_kv)
-    }
-
-    /// Rows of mask blocks of the query sequence (the width of `query_block_order`).
-    #[inline(always)]
-    pub fn query_mask_rows(&self) -> usize {
-        self.seqlen_q.div_ceil(BLOCK_MASK_SIZE as u32) as usize // (u32: a u64 division is a call)
-    }
-
-    /// The row of `query_block_order` of query head `h`: its own with per-head masks, else the
-    /// one shared row.
-    #[inline(always)]
-    pub fn query_block_order_row(&self, h: usize) -> *mut u32 {
-        let row = if self.mask.block_mask_head_stride == 0 { 0 } else { h };
-        (self.query_block_order as *mut u32).wrapping_add(row * self.query_mask_rows())
-    }
-
-    /// The query block (of `block_m` rows, dividing `BLOCK_MASK_SIZE`) that forward CTA `x` of
-    /// head `h` takes under `query_block_order`: the CTAs of one mask row are adjacent, its
-    /// blocks in order. Past the last row of a sequence whose length `block_m` divides but
-    /// `BLOCK_MASK_SIZE` does not, the block lies past `seqlen_q` (the kernel returns).
-    ///
-    /// # Safety
-    /// `query_block_order` must hold the order of this launch's shape.
-    #[inline(always)]
-    pub unsafe fn ordered_query_block(&self, x: usize, h: usize, block_m: usize) -> usize {
-        let per = BLOCK_MASK_SIZE / block_m;
-        *self.query_block_order_row(h).add(x / per) as usize * per + x % per
     }
 }
 

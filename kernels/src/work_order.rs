@@ -11,12 +11,6 @@
 //! after the last start in grid order, 21 us longest first per head, 26 us longest first over the
 //! whole grid; measured, call s13c4: 35 us, 2.2%, saved.) Compiled for the host too, where
 //! `tests/work_order.rs` checks it.
-//!
-//! The block-sparse forward takes the same order for its query blocks (`ForwardParams::
-//! query_block_order`): a forward CTA is as long as its row of the block mask is dense. (At N =
-//! 16k, d = 128, a random mask shared by the 16 heads: a simulation of the 2048 CTAs on 132 SMs,
-//! one CTA per SM, 7.6 us + 2.3 us per kept key block, ended 3.3-4.0% sooner longest first per
-//! head at densities 0.5 / 0.25 / 0.1.)
 
 /// Where item `j` of `n` goes when the items are sorted by descending `work`, ties by index: the
 /// number of items with more work, plus those with as much work and a smaller index. Over
@@ -33,12 +27,4 @@ pub fn longest_first_rank(work: impl Fn(usize) -> u32, j: usize, n: usize) -> us
         i += 1;
     }
     rank
-}
-
-/// How many of the 4 bytes of `word` are not zero (a block-mask byte is a kept block when it is
-/// not zero). SWAR: bit 7 of `(b & 0x7f) + 0x7f` is set iff the low seven bits of byte `b` are
-/// not all zero (at most 254: no carry crosses bytes); or'ed with `b` itself, iff `b != 0`.
-#[inline(always)]
-pub fn nonzero_bytes(word: u32) -> u32 {
-    ((((word & 0x7f7f_7f7f) + 0x7f7f_7f7f) | word) & 0x8080_8080).count_ones()
 }
