@@ -370,20 +370,10 @@ impl Cta<'_> {
     /// known.
     #[inline(always)]
     unsafe fn drop_flags<const BN: usize>(&self, j: usize, anchor: u32) -> [[u32; 2]; MAX_FLAG_WORDS] {
-        self.drop_flags_each::<BN>(j, [anchor; MAX_FLAG_WORDS])
-    }
-
-    /// [`Self::drop_flags`] with an anchor per call (per 32 keys).
-    #[inline(always)]
-    unsafe fn drop_flags_each<const BN: usize>(
-        &self,
-        j: usize,
-        anchors: [u32; MAX_FLAG_WORDS],
-    ) -> [[u32; 2]; MAX_FLAG_WORDS] {
         let mut dropped = [[0u32; 2]; MAX_FLAG_WORDS];
+        let row16 = self.warp_first_row + anchor as usize;
         let mut kp = 0;
         while kp < BN / 32 {
-            let row16 = self.warp_first_row + anchors[kp] as usize;
             dropped[kp] = self.dropout.s_bits(row16, j * BN + 32 * kp, 4 * self.g + self.t);
             kp += 1;
         }
@@ -397,19 +387,6 @@ impl Cta<'_> {
 /// factors `alpha = 2^(m_old - m_new)` O must be scaled by, and whether any is not 1.
 #[inline(always)]
 fn softmax<const BN: usize>(s: &mut [f32; MAX_S], st: &mut RowState, scale_log2: f32) -> ([f32; 2], bool) {
-    softmax_chunked::<BN>(s, st, scale_log2, &mut [0.0; MAX_FLAG_WORDS])
-}
-
-/// [`softmax`], also leaving in `chunk_sums[c]` the first row's running sum once the
-/// exponentials of keys `32 c .. 32 c + 31` are in it (what the drop flags of those keys are
-/// tied to: see `pipelined_loop`).
-#[inline(always)]
-fn softmax_chunked<const BN: usize>(
-    s: &mut [f32; MAX_S],
-    st: &mut RowState,
-    scale_log2: f32,
-    chunk_sums: &mut [f32; MAX_FLAG_WORDS],
-) -> ([f32; 2], bool) {
     let mut alpha = [1.0f32; 2];
     let mut rescale = false;
     let mut half = 0;
@@ -438,9 +415,6 @@ fn softmax_chunked<const BN: usize>(
             s[4 * nt + 2 * half] = p0;
             s[4 * nt + 2 * half + 1] = p1;
             sum += p0 + p1;
-            if half == 0 && nt % 4 == 3 {
-                chunk_sums[nt / 4] = sum;
-            }
             nt += 1;
         }
         st.row_sum[half] = sum;
@@ -849,8 +823,7 @@ unsafe fn pipelined_loop<
             wgmma_wait_group::<1>(); // S_j is complete; the previous P V may still run
             fence_regs_f32_prefix(&mut s, BN / 2);
             cta.mask::<BN, CAUSAL, MASKED>(&mut s, j);
-            let mut chunk_sums = [0.0f32; MAX_FLAG_WORDS];
-            let (alpha, rescale) = softmax_chunked::<BN>(&mut s, st, cta.scale_log2, &mut chunk_sums);
+            let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
             // Dropout: block j's flags after its softmax. (ptxas hoists the wait below above both
             // in these builds, so they run after P V_{j-1} completes, the rounds interleaved with
             // the exponentials.) Before the wait for S_j (under both MMAs, the earlier place) the
@@ -860,17 +833,7 @@ unsafe fn pipelined_loop<
             // tied to a clock read after the issue as the first block's are: 7.6 against 6.3 ms
             // at d = 128, N = 16k). Block j + 1's flags computed here and carried spilled (40 B)
             // and gained nothing.
-            let dropped = if DROPOUT {
-                let mut anchors = [0u32; MAX_FLAG_WORDS];
-                let mut kp = 0;
-                while kp < BN / 32 {
-                    anchors[kp] = cta.dropout.zero_after(chunk_sums[kp].to_bits());
-                    kp += 1;
-                }
-                cta.drop_flags_each::<BN>(j, anchors)
-            } else {
-                [[0; 2]; MAX_FLAG_WORDS]
-            };
+            let dropped = if DROPOUT { cta.drop_flags::<BN>(j, 0) } else { [[0; 2]; MAX_FLAG_WORDS] };
             // P V_{j-1} is complete: O and P_{j-1} are free. ptxas hoists this wait above the
             // softmax, so that nothing runs under P V_{j-1}, unless it is pinned after it
             // (`wgmma_wait_group_after`). Pinned, the plain forward is 2-6% faster at d = 128 and
