@@ -118,9 +118,8 @@ fn embedded_ptx_assembles_without_spills() {
                     }
                 }
             }
-            // The order kernels run 1024 threads (`host/backward.rs`, `host/forward.rs`): at most
-            // 64 registers each.
-            if (k.name == "flash_bwd_key_block_order" || k.name == "flash_fwd_query_block_order") && k.registers > 64 {
+            // The key-block order kernel runs 1024 threads (`host/backward.rs`): at most 64 each.
+            if k.name == "flash_bwd_key_block_order" && k.registers > 64 {
                 failures.push(format!("{arch} {}: {} registers x 1024 threads", k.name, k.registers));
             }
             let local = k.stack + k.spill_stores + k.spill_loads;
