@@ -173,6 +173,39 @@ fn prmt_picks_and_sign_replicates_bytes() {
     }
 }
 
+/// `warp_uniform_u32` (`redux.sync.min.u32`): every lane reads the warp's minimum, on values
+/// that differ per lane (unsigned: 0xffff_fff0 is large, not negative), all equal, and with the
+/// minimum at the first, a middle and the last lane. The masked forward takes its block-mask
+/// scan's answer through it, so a wrong lane would skip or repeat key blocks.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn warp_uniform_u32_gives_every_lane_the_minimum() {
+    let dev = device();
+    let s = dev.stream();
+    let f = dev.load_kernel("test_warp_uniform_u32", 0).unwrap();
+    let patterns: Vec<Vec<u32>> = vec![
+        (0..32u32).map(|l| 1000 - 7 * l).collect(),
+        vec![0xdead_beef; 32],
+        (0..32u32).map(|l| if l == 0 { 5 } else { 0xffff_fff0 - l }).collect(),
+        (0..32u32).map(|l| if l == 17 { 3 } else { 40 + (l * 2_654_435_761u32) % 1000 }).collect(),
+        (0..32u32).map(|l| if l == 31 { 0 } else { 0x8000_0000 | l }).collect(),
+    ];
+    let vals: Vec<u32> = patterns.concat();
+    let d_vals = s.clone_htod(&vals).unwrap();
+    let mut d_out = s.alloc_zeros::<u32>(vals.len()).unwrap();
+    let n = patterns.len() as u32;
+    let mut b = s.launch_builder(&f);
+    b.arg(&d_vals).arg(&n).arg(&mut d_out);
+    unsafe { b.launch(one_warp(0)) }.unwrap();
+    let out = s.clone_dtoh(&d_out).unwrap();
+    for (k, p) in patterns.iter().enumerate() {
+        let min = *p.iter().min().unwrap();
+        for lane in 0..32 {
+            assert_eq!(out[32 * k + lane], min, "pattern {k} lane {lane}");
+        }
+    }
+}
+
 /// Philox4x32-10 and the dropout keep bits computed on the device agree with the host's
 /// (`flashattn_kernels::philox`), bit for bit: the backward and the CPU reference rely on it.
 #[test]

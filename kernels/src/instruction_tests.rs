@@ -7,7 +7,7 @@ use crate::philox::{philox4x32_10, DropoutRng};
 
 use crate::arch::sm80::{
     cp_async_cg_16, cp_async_commit_group, cp_async_wait_group, dynamic_smem_base, ldmatrix_x4, ldmatrix_x4_trans,
-    mma_m16n8k16_bf16, mma_m16n8k16_f16, prmt_b32, shfl_xor_f32,
+    mma_m16n8k16_bf16, mma_m16n8k16_f16, prmt_b32, shfl_xor_f32, warp_uniform_u32,
 };
 
 /// Copies a 32 x 8 matrix of b16 (4 stacked 8x8 matrices) to shared memory with `cp.async`,
@@ -74,6 +74,18 @@ pub unsafe extern "ptx-kernel" fn test_shfl_xor(mask: u32, out: *mut f32) {
 pub unsafe extern "ptx-kernel" fn test_prmt(a: u32, b: u32, sel: *const u32, out: *mut u32) {
     let lane = _thread_idx_x();
     *out.add(lane as usize) = prmt_b32(a.wrapping_add(lane), b ^ lane, *sel.add(lane as usize));
+}
+
+/// `out[32 k + lane]` = `warp_uniform_u32` of `vals[32 k + lane]`, for `k < patterns`: every
+/// lane should read the minimum of the warp's 32 values (`redux.sync.min.u32`).
+#[no_mangle]
+pub unsafe extern "ptx-kernel" fn test_warp_uniform_u32(vals: *const u32, patterns: u32, out: *mut u32) {
+    let lane = _thread_idx_x() as usize;
+    let mut k = 0;
+    while k < patterns as usize {
+        *out.add(32 * k + lane) = warp_uniform_u32(*vals.add(32 * k + lane));
+        k += 1;
+    }
 }
 
 /// Philox and the dropout keep bits on the device, for comparison with the host's:
