@@ -627,7 +627,8 @@ pub unsafe fn forward_wgmma<
     // loop 1212 -> 1144 instructions; block-sparse forward 2.3-2.4% faster at densities 0.5 /
     // 0.25 / 0.1, call s19c2). The dropout builds keep the per-thread answer: uniform, their loop
     // is shorter too (1519 -> 1458) but the d = 128 one 8-9% slower (6.22 against 5.68 ms at N =
-    // 16k, calls s19c3 / s19c4; why, not looked into).
+    // 16k, calls s19c3 / s19c4; why, not looked into). Without a block mask they skip the scan
+    // instead (`dense_dropout` below).
     let kept_from = |j: usize| {
         if MASKED && cfg.takes_block_masks() {
             let kept = blocks.first_active_key_block(row0, j, n_blocks, BN, lane);
@@ -665,8 +666,21 @@ pub unsafe fn forward_wgmma<
         // (Signed: a shifted causal tile's first rows are negative, see `shift`.)
         let wg_first = row0.wrapping_add(wg * 64) as isize;
         let next = |j: usize| kept_from(j + 1);
+        // The dropout builds without a block mask (a CTA-uniform test of a parameter): the next
+        // block is j + 1, the same on every lane to ptxas, in a loop of its own. With the scan's
+        // per-thread answer the trip count was divergent, so the Q / K / V descriptors sat in 16
+        // vector registers, each R2UR'd per MMA (loop 1513 -> 1419 instructions at d = 128).
+        // Measured with cubins of both (calls s20c1, s20c2): the d = 128 dropout forward 1.6%
+        // faster at N = 16k (5.61 against 5.70 ms), 0.5-1.4% at 1k / 4k, causal within +-1%;
+        // unlike the redux.sync answer (above), which was 8-9% slower. The block-mask builds
+        // keep `next` (both loops are correct for either; gpu_masks ran on this code).
+        let dense_dropout = MASKED && DROPOUT && cfg.takes_block_masks() && blocks.is_none();
         if wg_first + 64 > 0 && wg_first < n_q as isize {
-            pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(&cta, &mut st, first, n_blocks, next);
+            if dense_dropout {
+                pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(&cta, &mut st, first, n_blocks, |j| j + 1);
+            } else {
+                pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(&cta, &mut st, first, n_blocks, next);
+            }
         } else {
             pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, false>(&cta, &mut st, first, n_blocks, next);
         }
@@ -850,6 +864,9 @@ unsafe fn pipelined_loop<
             // whether the Philox rounds ran before the wait (ptxas put them ahead of the
             // exponentials; tied to the exponentials, interleaved, still slower) or after it
             // (tied to O, `s16c3`), so those keep the hoisted wait. (Masked d = 64 unmeasured.)
+            // Again in `s20c2`, pinned after the flags in the d = 128 dropout build with the
+            // uniform trip count (255 registers, no spill, so not for want of registers): 11-12%
+            // slower (6.32-6.39 against 5.60-5.72 ms at N = 16k).
             if !DROPOUT && (D > 64 || !CAUSAL && !MASKED) {
                 wgmma_wait_group_after::<0>(row_sums_done(st), cta.k_s);
             } else {

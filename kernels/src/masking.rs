@@ -177,6 +177,12 @@ impl BlockMask {
         BlockMask { head, k_blocks: m.block_mask_k_blocks as usize }
     }
 
+    /// Whether the call has no block mask (every block is computed).
+    #[inline(always)]
+    pub fn is_none(&self) -> bool {
+        self.head.is_null()
+    }
+
     /// The mask bytes of key `col`'s column (mask row `r` at `r * k_blocks`), or null without a
     /// block mask.
     #[inline(always)]
