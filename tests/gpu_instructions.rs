@@ -187,7 +187,7 @@ fn warp_uniform_u32_gives_every_lane_the_minimum() {
         (0..32u32).map(|l| 1000 - 7 * l).collect(),
         vec![0xdead_beef; 32],
         (0..32u32).map(|l| if l == 0 { 5 } else { 0xffff_fff0 - l }).collect(),
-        (0..32u32).map(|l| if l == 17 { 3 } else { 40 + (l * 2_654_435_761u32) % 1000 }).collect(),
+        (0..32u32).map(|l| if l == 17 { 3 } else { 40 + l.wrapping_mul(2_654_435_761) % 1000 }).collect(),
         (0..32u32).map(|l| if l == 31 { 0 } else { 0x8000_0000 | l }).collect(),
     ];
     let vals: Vec<u32> = patterns.concat();
