@@ -677,7 +677,10 @@ pub unsafe fn forward_wgmma<
         let dense_dropout = MASKED && DROPOUT && cfg.takes_block_masks() && blocks.is_none();
         if wg_first + 64 > 0 && wg_first < n_q as isize {
             if dense_dropout {
-                pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(&cta, &mut st, first, n_blocks, |j| j + 1);
+                let next_dense = |j: usize| j + 1;
+                pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(
+                    &cta, &mut st, first, n_blocks, next_dense,
+                );
             } else {
                 pipelined_loop::<E, D, BM, BN, CAUSAL, MASKED, DROPOUT, true>(&cta, &mut st, first, n_blocks, next);
             }
