@@ -43,8 +43,9 @@ fn time_variants(dev: &Device, dims: Shape, variants: &[Variant], budget_ms: f64
         let (o, lse) = forward_masked(&x.q, &x.k, &x.v, &v.inputs, &v.opts)?;
         let fwd = time_ms(dev, || forward_masked(&x.q, &x.k, &x.v, &v.inputs, &v.opts).map(drop), budget_ms, 3, 100)?;
         rows.push(row("fwd", &v.label, &dims, v.opts.causal, fwd, flops));
-        // Forward tiles (`WgmmaConfig`) are a forward-only variant: its backward is Auto's.
-        if matches!(v.opts.kernel, ForwardKernel::WgmmaConfig { .. }) {
+        // Forward tiles (`WgmmaConfig`) and the warp-specialized forward are forward-only
+        // variants: their backward is Auto's.
+        if matches!(v.opts.kernel, ForwardKernel::WgmmaConfig { .. } | ForwardKernel::WarpSpecialized) {
             eprintln!("  {:<28} {:?} fwd {fwd:8.3} ms", v.label, (dims.seqlen_q, dims.head_dim));
             continue;
         }
@@ -117,6 +118,19 @@ pub fn dropout_rows(dev: &Device, ns: &[usize], budget_ms: f64, full: bool) -> R
                     density: 1.0,
                 },
             ];
+            // The warp-specialized forward (compute capability 9.0), plain and with the same
+            // dropout, forward only.
+            if dev.compute_capability() == (9, 0) {
+                let ws = AttentionOptions { kernel: ForwardKernel::WarpSpecialized, ..Default::default() };
+                for (label, opts) in [
+                    ("ws", ws),
+                    ("ws-dropout-0.1", AttentionOptions { kernel: ws.kernel, ..dropout }),
+                    ("ws-causal", AttentionOptions { causal: true, ..ws }),
+                    ("ws-dropout-0.1-causal", AttentionOptions { causal: true, kernel: ws.kernel, ..dropout }),
+                ] {
+                    variants.push(Variant { label: label.into(), opts, inputs: Default::default(), density: 1.0 });
+                }
+            }
             if !full {
                 rows.extend(time_variants(dev, dims, &variants, budget_ms)?);
                 continue;

@@ -6,6 +6,7 @@ use crate::masks::{self, MaskInputs, VarlenBatch, VarlenDevice};
 
 use crate::error::{Error, Result};
 use crate::shape::Shape;
+use crate::tensor_map::{self, TiledTensor, TENSOR_MAP_BYTES};
 use crate::tensor::{Element, Tensor};
 use flashattn_kernels::config::{
     Dtype, MmaForwardConfig, ScalarForwardConfig, WgmmaForwardConfig, BLOCK_MASK_SIZE, MASKED_SCRATCH_BYTES,
@@ -98,6 +99,12 @@ pub enum ForwardKernel {
     /// The wgmma kernel with explicit tiles and schedule (for tuning and tests): `pipelined`
     /// false is the serial schedule. Only the configurations in the kernel table exist.
     WgmmaConfig { block_m: u16, block_n: u16, pipelined: bool },
+    /// The warp-specialized wgmma forward (compute capability 9.0 only): FlashAttention-3's
+    /// schedule, a producer warpgroup copying Q, K and V through the TMA and two consumer
+    /// warpgroups (64 query rows each) whose MMAs alternate. Head dims that pad to 64 or 128;
+    /// dense attention, causal and dropout (no windows, softcap, ALiBi, block masks or packed
+    /// batches); Q, K and V 16-byte aligned.
+    WarpSpecialized,
 }
 
 /// Attention forward: returns `O` (`[batch, seqlen_q, heads, head_dim]`, contiguous) and the
@@ -224,7 +231,12 @@ pub(crate) fn validate_packed<T: Element>(
 /// the tiles of a masked wgmma build.
 pub(crate) fn check_masked_kernel(opts: &AttentionOptions, masked: bool) -> Result<()> {
     // (WgmmaConfig: the masked wgmma rows with those tiles, checked at launch.)
+    let ws_dropout = opts.kernel == ForwardKernel::WarpSpecialized
+        && opts.window_left.is_none()
+        && opts.window_right.is_none()
+        && opts.softcap == 0.0;
     if masked
+        && !ws_dropout
         && !matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::TensorCore | ForwardKernel::WgmmaConfig { .. })
     {
         return Err(Error::invalid(
@@ -328,7 +340,7 @@ pub fn validate_inputs<T: Element>(
     let cc = q.device().compute_capability();
     if matches!(
         select_kernel(opts.kernel, dims.head_dim, few_rows(opts, dims.seqlen_q), false, Some(cc))?,
-        ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }
+        ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. } | ForwardKernel::WarpSpecialized
     ) {
         let (major, minor) = cc;
         if (major, minor) != (9, 0) {
@@ -427,6 +439,16 @@ fn select_kernel(
         {
             Ok(choice)
         }
+        ForwardKernel::WarpSpecialized
+            if matches!(WgmmaForwardConfig::padded_head_dim(head_dim), Some(64) | Some(128)) =>
+        {
+            Ok(choice)
+        }
+        ForwardKernel::WarpSpecialized => Err(Error::UnsupportedHeadDim {
+            head_dim,
+            kernel: "warp-specialized forward",
+            supported: (8..=128).step_by(8).collect(),
+        }),
         ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. } => Err(Error::UnsupportedHeadDim {
             head_dim,
             kernel: "wgmma forward",
@@ -602,6 +624,28 @@ pub fn mma_masked_kernel(dtype: Dtype, head_dim: usize, mods: u32) -> Option<(&'
     found
 }
 
+/// The warp-specialized forward of a call (`for_each_wgmma_forward_ws_kernel!`): its name and
+/// tiles.
+fn ws_kernel(dtype: Dtype, head_dim: usize, causal: bool, dropout: bool) -> Option<(&'static str, WgmmaForwardConfig)> {
+    let padded = WgmmaForwardConfig::padded_head_dim(head_dim)?;
+    let mut found = None;
+    macro_rules! row {
+        ($name:ident, $dtype:ident, $d:literal, $bn:literal, $causal:literal, $dropout:literal) => {
+            if found.is_none() && Dtype::$dtype == dtype && $d == padded && $causal == causal && $dropout == dropout {
+                let config = WgmmaForwardConfig {
+                    head_dim: $d,
+                    block_m: WgmmaForwardConfig::WS_BLOCK_M,
+                    block_n: $bn,
+                    pipelined: true,
+                };
+                found = Some((stringify!($name), config));
+            }
+        };
+    }
+    flashattn_kernels::for_each_wgmma_forward_ws_kernel!(row);
+    found
+}
+
 /// Whether `Auto` runs a masked call on the wgmma kernel: compute capability 9.0, no softcap or
 /// ALiBi (mma.sync builds only), and a wgmma masked row for the padded head dim and dropout.
 fn wgmma_masked_applies(opts: &AttentionOptions, inputs: &MaskInputs, head_dim: usize, cc: (i32, i32)) -> bool {
@@ -722,6 +766,17 @@ fn launch_forward<T: Element>(
                 let (name, cfg) = (row.name, row.config);
                 (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
             }
+            ForwardKernel::WarpSpecialized => {
+                if inputs.alibi_slopes.is_some() || inputs.block_mask.is_some() || varlen.is_some() {
+                    return Err(Error::invalid(
+                        "kernel",
+                        "ForwardKernel::WarpSpecialized runs dense attention (causal, dropout): ALiBi, block masks \
+                         and packed batches run on Auto or TensorCore",
+                    ));
+                }
+                let row = ws_kernel(dtype, dims.head_dim, opts.causal, opts.dropout_p > 0.0).ok_or_else(unsupported)?;
+                (row.0, WgmmaForwardConfig::WS_THREADS, WgmmaForwardConfig::WS_BLOCK_M, row.1.ws_smem_bytes())
+            }
             k @ (ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) => {
                 // validate_inputs checked that the device is sm_90, whose PTX holds these kernels.
                 let config = match k {
@@ -743,6 +798,39 @@ fn launch_forward<T: Element>(
     let (o_ptr, _go) = o.data_mut().device_ptr_mut(&stream);
     let (lse_ptr, _gl) = lse.data_mut().device_ptr_mut(&stream);
     let setup = masks::setup(&stream, &dev, &dims, scale, opts, inputs, varlen)?;
+    // The warp-specialized kernel reads its TMA descriptors from device memory (kept until the
+    // launch is queued; freeing is stream-ordered).
+    let tensor_maps = if opts.kernel == ForwardKernel::WarpSpecialized {
+        let tiled = |ptr: u64, seqlen: usize, heads: usize, strides, box_rows| TiledTensor {
+            ptr,
+            dtype,
+            batch: dims.batch,
+            seqlen,
+            heads,
+            head_dim: dims.head_dim,
+            strides,
+            box_rows,
+        };
+        let block_n = ws_kernel(dtype, dims.head_dim, opts.causal, opts.dropout_p > 0.0).ok_or_else(unsupported)?.1.block_n;
+        let mut bytes = Vec::with_capacity(3 * TENSOR_MAP_BYTES);
+        for t in [
+            tiled(q_ptr, dims.seqlen_q, dims.heads, q_strides, WgmmaForwardConfig::WS_BLOCK_M),
+            tiled(k_ptr, dims.seqlen_k, dims.heads_kv, k_strides, block_n),
+            tiled(v_ptr, dims.seqlen_k, dims.heads_kv, v_strides, block_n),
+        ] {
+            bytes.extend_from_slice(&tensor_map::encode(&t)?);
+        }
+        Some(stream.clone_htod(&bytes)?)
+    } else {
+        None
+    };
+    let (tensor_maps_ptr, _gt) = match &tensor_maps {
+        Some(m) => {
+            let (p, g) = m.device_ptr(&stream);
+            (p, Some(g))
+        }
+        None => (0, None),
+    };
     let params = ParamBlock(ForwardParams {
         q: q_ptr,
         k: k_ptr,
@@ -761,6 +849,7 @@ fn launch_forward<T: Element>(
         head_dim: dims.head_dim as u32,
         scale_log2: scale * std::f32::consts::LOG2_E,
         mask: setup.params,
+        tensor_maps: tensor_maps_ptr,
     });
     let grid = (dims.seqlen_q.div_ceil(block_m) as u32, dims.heads as u32, dims.batch as u32);
     // SAFETY: the parameter block matches the kernel's signature; every pointer is a live

@@ -119,7 +119,9 @@ fn run<T: Element>(dev: &Device, case: &MaskCase) -> (ForwardCheck, BackwardChec
     poison_pool(dev, 4 * (2 * s.q_len() + 2 * s.kv_len()) + (1 << 20));
     // Forward tiles (`WgmmaConfig`) choose the forward's build only: the backward runs Auto.
     let bwd_opts = match case.opts.kernel {
-        ForwardKernel::WgmmaConfig { .. } => AttentionOptions { kernel: ForwardKernel::Auto, ..case.opts },
+        ForwardKernel::WgmmaConfig { .. } | ForwardKernel::WarpSpecialized => {
+            AttentionOptions { kernel: ForwardKernel::Auto, ..case.opts }
+        }
         _ => case.opts,
     };
     let (dq, dk, dv) = backward_masked(&q, &k, &v, &o, &lse, &d_o, &inputs, &bwd_opts).unwrap();
@@ -248,6 +250,35 @@ fn dropout_reproduces_the_cpu_mask() {
                     cases.push(MaskCase::new(shape(2, 97, 1025, 2, 2, d), t, 70 + d as u64 + i as u64));
                 }
             }
+        }
+    }
+    run_all(&cases);
+}
+
+/// The warp-specialized forward's dropout builds (chosen explicitly; compute capability 9.0
+/// only): the same mask as the CPU's, causal or not, p = 0.1 and 0.5, head dims 64, 96, 128.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn ws_dropout_reproduces_the_cpu_mask() {
+    if device().compute_capability() != (9, 0) {
+        println!("skipped: the warp-specialized forward needs compute capability 9.0");
+        return;
+    }
+    let mut cases = Vec::new();
+    for (i, p) in [0.1f32, 0.5].into_iter().enumerate() {
+        for causal in [false, true] {
+            let o = AttentionOptions {
+                dropout_p: p,
+                dropout_seed: 4321 + i as u64,
+                dropout_offset: 3,
+                causal,
+                kernel: ForwardKernel::WarpSpecialized,
+                ..opts()
+            };
+            cases.push(MaskCase::new(shape(2, 257, 300, 4, 2, 64), o, 200 + i as u64));
+            cases.push(MaskCase::new(shape(1, 1025, 1025, 2, 2, 128), o, 210 + i as u64));
+            cases.push(MaskCase::new(shape(3, 1, 97, 2, 1, 128), o, 220 + i as u64));
+            cases.push(MaskCase::new(shape(1, 300, 257, 2, 1, 96), o, 230 + i as u64));
         }
     }
     run_all(&cases);

@@ -339,13 +339,65 @@ fn wgmma_forward_strided_packed_qkv() {
             };
             let (q, k, v) = (view(0), view(1), view(2));
             assert!(!q.is_contiguous());
-            let (o, lse) = forward(&q, &k, &v, &AttentionOptions { causal, kernel: WG, ..Default::default() }).unwrap();
-            let ref_opts = RefOptions { causal, ..RefOptions::new(d) };
-            let check = check_forward(&qh, &kh, &vh, &s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap());
-            println!("wgmma strided d={d} causal={causal}: {check}");
-            assert!(check.passed(), "{check}");
+            let kernels: &[ForwardKernel] = if d <= 128 { &[WG, WS] } else { &[WG] };
+            for &kernel in kernels {
+                let (o, lse) = forward(&q, &k, &v, &AttentionOptions { causal, kernel, ..Default::default() }).unwrap();
+                let ref_opts = RefOptions { causal, ..RefOptions::new(d) };
+                let check =
+                    check_forward(&qh, &kh, &vh, &s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap());
+                println!("{kernel:?} strided d={d} causal={causal}: {check}");
+                assert!(check.passed(), "{check}");
+            }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The warp-specialized forward (TMA producer warpgroup, two consumer warpgroups in turns)
+
+const WS: ForwardKernel = ForwardKernel::WarpSpecialized;
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn ws_forward_matches_reference() {
+    run_all::<bf16>(&square_cases(&[64, 128]), WS);
+    run_all::<f16>(&square_cases(&[64, 128]), WS);
+}
+
+/// seqlen_q != seqlen_k both ways (the TMA zero-fills rows past either end), GQA / MQA, and
+/// every head dim up to 128 (columns past it zero-filled by the TMA, not stored).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn ws_forward_seqlens_gqa_and_head_dims() {
+    let pairs = [(1, 97), (97, 1), (17, 1025), (1025, 17), (128, 97), (97, 128), (64, 65), (300, 1000), (1000, 300)];
+    let mut cases = Vec::new();
+    for d in [64, 128] {
+        for (i, &(nq, nk)) in pairs.iter().enumerate() {
+            for causal in [false, true] {
+                cases.push(Case { shape: shape(1, nq, nk, 2, 2, d), causal, seed: 9500 + i as u64 });
+            }
+        }
+    }
+    for (h, hkv, d) in [(8, 2, 64), (8, 1, 128), (6, 3, 128)] {
+        for causal in [false, true] {
+            cases.push(Case { shape: shape(2, 197, 300, h, hkv, d), causal, seed: 9600 + h as u64 + hkv as u64 });
+        }
+    }
+    for d in (8..=128).step_by(8) {
+        cases.push(Case { shape: shape(1, 97, 113, 4, 2, d), causal: d % 16 == 0, seed: 9700 + d as u64 });
+    }
+    run_all::<bf16>(&cases, WS);
+    run_all::<f16>(&cases[..18], WS);
+}
+
+/// Head dims above 128 have no warp-specialized build: an error value, no launch.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn ws_forward_rejects_head_dims_above_128() {
+    let Some(dev) = hopper() else { return };
+    let x: Tensor<bf16> = dev.upload(&vec![bf16::ONE; 16 * 2 * 136], &[1, 16, 2, 136]).unwrap();
+    let r = forward(&x, &x, &x, &AttentionOptions { kernel: WS, ..Default::default() });
+    assert!(matches!(r, Err(Error::UnsupportedHeadDim { head_dim: 136, .. })), "{r:?}");
 }
 
 /// Same inputs, same bits (no atomics, no order-dependent reductions).

@@ -336,6 +336,16 @@ impl WgmmaForwardConfig {
             Some(256)
         }
     }
+    /// The warp-specialized forward (`forward_ws`): a producer warpgroup issuing TMA copies and
+    /// two consumer warpgroups of 64 query rows each.
+    pub const WS_BLOCK_M: usize = 128;
+    pub const WS_THREADS: usize = 384;
+    /// Its mbarriers (Q full; K / V full and empty per stage), 8 bytes each, after the stages.
+    pub const WS_BARRIER_BYTES: usize = (1 + 4 * Self::STAGES) * 8;
+    /// Shared memory of the warp-specialized forward with these tiles.
+    pub const fn ws_smem_bytes(self) -> usize {
+        self.smem_bytes() + Self::WS_BARRIER_BYTES
+    }
     pub const fn is_valid(self) -> bool {
         (self.head_dim == 64 || self.head_dim == 128 || self.head_dim == 256)
             && (self.block_n == 64 || self.block_n == 128)

@@ -156,6 +156,17 @@ macro_rules! wgmma_forward_masked_entry {
 #[cfg(flashattn_sm90a)]
 crate::for_each_wgmma_forward_masked_kernel!(wgmma_forward_masked_entry);
 
+macro_rules! wgmma_forward_ws_entry {
+    ($name:ident, $dtype:ident, $d:literal, $bn:literal, $causal:literal, $dropout:literal) => {
+        #[no_mangle]
+        pub unsafe extern "ptx-kernel" fn $name(p: ForwardParams) {
+            crate::forward_ws::forward_ws::<crate::element::$dtype, $d, $bn, $causal, $dropout>(&p)
+        }
+    };
+}
+#[cfg(flashattn_sm90a)]
+crate::for_each_wgmma_forward_ws_kernel!(wgmma_forward_ws_entry);
+
 #[cfg(flashattn_sm90a)]
 macro_rules! wgmma_backward_entry {
     ($name:ident, $dtype:ident, $d:literal, $bm:literal, $bn:literal, $causal:literal, $dropout:literal) => {

@@ -46,13 +46,13 @@ use crate::params::{ForwardParams, Strides};
 use crate::philox::{half_flags, pair_mask_selector};
 use crate::smem_layout::{sw128_chunk_offset, sw128_k_major_strides, sw128_mn_major_strides};
 
-const LN2: f32 = core::f32::consts::LN_2;
+pub(crate) const LN2: f32 = core::f32::consts::LN_2;
 /// Register-array bounds: S accumulators (BN / 2), O accumulators (D / 2), k-steps of P V (BN / 16).
 pub(crate) const MAX_S: usize = 64;
-const MAX_O: usize = 128;
+pub(crate) const MAX_O: usize = 128;
 pub(crate) const MAX_KV: usize = 8;
 /// Dropout drop-flag words of a block: two per 32 keys.
-const MAX_FLAG_WORDS: usize = MAX_S / 16;
+pub(crate) const MAX_FLAG_WORDS: usize = MAX_S / 16;
 
 /// The dynamic shared memory base rounded up to a 1024-byte swizzle atom (the launch reserves
 /// `WgmmaForwardConfig::ALIGN_SLACK` bytes for it).
@@ -191,42 +191,42 @@ pub(crate) unsafe fn wgmma_rs<E: WgmmaElement, const N: usize>(
 }
 
 /// What every piece of one CTA's work needs to know (built once; all fields are registers).
-struct Cta<'a> {
-    p: &'a ForwardParams,
-    tid: usize,
-    threads: usize,
-    b: usize,
-    h_kv: usize,
-    n_q: usize,
-    n_k: usize,
-    head_dim: usize,
+pub(crate) struct Cta<'a> {
+    pub(crate) p: &'a ForwardParams,
+    pub(crate) tid: usize,
+    pub(crate) threads: usize,
+    pub(crate) b: usize,
+    pub(crate) h_kv: usize,
+    pub(crate) n_q: usize,
+    pub(crate) n_k: usize,
+    pub(crate) head_dim: usize,
     /// Lane position in its quad: rows g and g + 8 of its warp, columns 2 t, 2 t + 1 of each chunk.
-    g: usize,
-    t: usize,
+    pub(crate) g: usize,
+    pub(crate) t: usize,
     /// First sequence row of this thread's warp (16 rows per warp).
-    warp_first_row: usize,
+    pub(crate) warp_first_row: usize,
     /// Masked builds: where this sequence starts in the (packed) tensors, and its window.
-    q_start: usize,
-    k_start: usize,
-    rules: ScoreRules,
-    dropout: Dropout,
-    scale_log2: f32,
-    k_s: u32,
-    v_s: u32,
-    kv_bytes: usize,
+    pub(crate) q_start: usize,
+    pub(crate) k_start: usize,
+    pub(crate) rules: ScoreRules,
+    pub(crate) dropout: Dropout,
+    pub(crate) scale_log2: f32,
+    pub(crate) k_s: u32,
+    pub(crate) v_s: u32,
+    pub(crate) kv_bytes: usize,
     /// Whether the K / V copies reread the thread index (`load_kv_block`).
-    reread_tid: bool,
-    q_desc: u64,
-    k_desc: u64,
-    v_desc: u64,
+    pub(crate) reread_tid: bool,
+    pub(crate) q_desc: u64,
+    pub(crate) k_desc: u64,
+    pub(crate) v_desc: u64,
 }
 
 /// Running state of this thread's rows g and g + 8: O accumulators, row max (raw score units),
 /// this lane's partial row sum.
-struct RowState {
-    acc_o: [f32; MAX_O],
-    row_max: [f32; 2],
-    row_sum: [f32; 2],
+pub(crate) struct RowState {
+    pub(crate) acc_o: [f32; MAX_O],
+    pub(crate) row_max: [f32; 2],
+    pub(crate) row_sum: [f32; 2],
 }
 
 impl Cta<'_> {
@@ -267,7 +267,7 @@ impl Cta<'_> {
     /// Issues (without waiting) `S = Q K_j^T`: D / 16 SS MMAs, the first ignoring the incoming
     /// accumulators (scale_d = 0). The caller fences registers before and commits after.
     #[inline(always)]
-    unsafe fn issue_s<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize>(
+    pub(crate) unsafe fn issue_s<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize>(
         &self,
         s: &mut [f32; MAX_S],
         stage: usize,
@@ -282,7 +282,7 @@ impl Cta<'_> {
 
     /// Issues (without waiting) `O += P V_j`: BN / 16 RS MMAs.
     #[inline(always)]
-    unsafe fn issue_pv<E: WgmmaElement, const D: usize, const BN: usize>(
+    pub(crate) unsafe fn issue_pv<E: WgmmaElement, const D: usize, const BN: usize>(
         &self,
         acc_o: &mut [f32; MAX_O],
         p_frag: &[[u32; 4]; MAX_KV],
@@ -312,7 +312,7 @@ impl Cta<'_> {
     /// Masked builds: the window (and the sequence end), tested per element only in blocks not
     /// wholly visible to this warp's rows.
     #[inline(always)]
-    fn mask<const BN: usize, const CAUSAL: bool, const MASKED: bool>(&self, s: &mut [f32; MAX_S], j: usize) {
+    pub(crate) fn mask<const BN: usize, const CAUSAL: bool, const MASKED: bool>(&self, s: &mut [f32; MAX_S], j: usize) {
         let (n_q, n_k, col0) = (self.n_q as i64, self.n_k, j * BN);
         if MASKED {
             let rows = (self.warp_first_row, self.warp_first_row + 16);
@@ -369,7 +369,7 @@ impl Cta<'_> {
     /// `anchor` (zero at run time) is added to the rows: the rounds cannot start before it is
     /// known.
     #[inline(always)]
-    unsafe fn drop_flags<const BN: usize>(&self, j: usize, anchor: u32) -> [[u32; 2]; MAX_FLAG_WORDS] {
+    pub(crate) unsafe fn drop_flags<const BN: usize>(&self, j: usize, anchor: u32) -> [[u32; 2]; MAX_FLAG_WORDS] {
         let mut dropped = [[0u32; 2]; MAX_FLAG_WORDS];
         let row16 = self.warp_first_row + anchor as usize;
         let mut kp = 0;
@@ -386,7 +386,7 @@ impl Cta<'_> {
 /// `p = exp2(s * scale_log2 - m * scale_log2)` (one FFMA feeding MUFU.EX2), and returns the
 /// factors `alpha = 2^(m_old - m_new)` O must be scaled by, and whether any is not 1.
 #[inline(always)]
-fn softmax<const BN: usize>(s: &mut [f32; MAX_S], st: &mut RowState, scale_log2: f32) -> ([f32; 2], bool) {
+pub(crate) fn softmax<const BN: usize>(s: &mut [f32; MAX_S], st: &mut RowState, scale_log2: f32) -> ([f32; 2], bool) {
     let mut alpha = [1.0f32; 2];
     let mut rescale = false;
     let mut half = 0;
@@ -492,7 +492,7 @@ pub(crate) fn drop_packed<const BN: usize, const TRANSPOSED: bool, const N: usiz
 /// so skipping changes no bit; after the first blocks the max rarely moves). The vote keeps the
 /// branch warp-uniform.
 #[inline(always)]
-fn rescale_o<const D: usize>(acc_o: &mut [f32; MAX_O], alpha: [f32; 2], rescale: bool) {
+pub(crate) fn rescale_o<const D: usize>(acc_o: &mut [f32; MAX_O], alpha: [f32; 2], rescale: bool) {
     if unsafe { vote_any(rescale) } {
         let mut dt = 0;
         while dt < D / 8 {
@@ -918,13 +918,29 @@ unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize, const MASKE
     lane: usize,
     seq: &Sequence,
 ) {
-    let p = cta.p;
-    let (g, t, n_q) = (cta.g, cta.t, cta.n_q);
     // Every copy has landed (with no block at all, Q's copy may still be in flight, issued by
     // any thread): wait and barrier before its rows are reused. No other warp reads this warp's
     // rows after that (every MMA reading Q has completed): a warp barrier suffices below.
     cp_async_wait_group::<0>();
     _syncthreads();
+    write_output::<E, D, BM, MASKED, DROPOUT>(cta, st, q_s, row0, h, r_warp, lane, seq);
+}
+
+/// The epilogue's work once this warp's rows of the Q tile are free: see [`epilogue`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn write_output<E: WgmmaElement, const D: usize, const BM: usize, const MASKED: bool, const DROPOUT: bool>(
+    cta: &Cta,
+    st: &RowState,
+    q_s: u32,
+    row0: usize,
+    h: usize,
+    r_warp: usize,
+    lane: usize,
+    seq: &Sequence,
+) {
+    let p = cta.p;
+    let (g, t, n_q) = (cta.g, cta.t, cta.n_q);
     let mut half = 0;
     while half < 2 {
         let mut l = st.row_sum[half];

@@ -204,6 +204,32 @@ macro_rules! for_each_wgmma_forward_kernel {
     };
 }
 
+/// The warp-specialized Hopper forward (sm_90a PTX only; `forward_ws`): FlashAttention-3's
+/// schedule, a TMA producer warpgroup and two consumer warpgroups whose MMA issues alternate,
+/// 128 query rows a CTA, `callback!(name, Dtype, head_dim, block_n, causal, dropout)`. Dense
+/// attention (causal allowed) and dropout; selected with `ForwardKernel::WarpSpecialized`.
+#[macro_export]
+macro_rules! for_each_wgmma_forward_ws_kernel {
+    ($m:ident) => {
+        $m!(flash_fwd_ws_f16_d128, F16, 128, 128, false, false);
+        $m!(flash_fwd_ws_bf16_d128, Bf16, 128, 128, false, false);
+        $m!(flash_fwd_ws_f16_d128_causal, F16, 128, 128, true, false);
+        $m!(flash_fwd_ws_bf16_d128_causal, Bf16, 128, 128, true, false);
+        $m!(flash_fwd_ws_dropout_f16_d128, F16, 128, 128, false, true);
+        $m!(flash_fwd_ws_dropout_bf16_d128, Bf16, 128, 128, false, true);
+        $m!(flash_fwd_ws_dropout_f16_d128_causal, F16, 128, 128, true, true);
+        $m!(flash_fwd_ws_dropout_bf16_d128_causal, Bf16, 128, 128, true, true);
+        $m!(flash_fwd_ws_f16_d64, F16, 64, 128, false, false);
+        $m!(flash_fwd_ws_bf16_d64, Bf16, 64, 128, false, false);
+        $m!(flash_fwd_ws_f16_d64_causal, F16, 64, 128, true, false);
+        $m!(flash_fwd_ws_bf16_d64_causal, Bf16, 64, 128, true, false);
+        $m!(flash_fwd_ws_dropout_f16_d64, F16, 64, 128, false, true);
+        $m!(flash_fwd_ws_dropout_bf16_d64, Bf16, 64, 128, false, true);
+        $m!(flash_fwd_ws_dropout_f16_d64_causal, F16, 64, 128, true, true);
+        $m!(flash_fwd_ws_dropout_bf16_d64_causal, Bf16, 64, 128, true, true);
+    };
+}
+
 /// The masked Hopper forward (sm_90a PTX only): windows (causal is one), block masks, packed
 /// batches and (`dropout` true) dropout on the wgmma kernel's pipelined schedule,
 /// `callback!(name, Dtype, head_dim, block_m, block_n, dropout)`; softcap and ALiBi run on the

@@ -55,6 +55,8 @@ mod forward_mma;
 mod forward_scalar;
 #[cfg(all(target_arch = "nvptx64", flashattn_sm90a))]
 mod forward_wgmma;
+#[cfg(all(target_arch = "nvptx64", flashattn_sm90a))]
+mod forward_ws;
 #[cfg(target_arch = "nvptx64")]
 mod instruction_tests;
 #[cfg(all(target_arch = "nvptx64", flashattn_sm90a))]

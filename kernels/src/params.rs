@@ -30,6 +30,9 @@ pub struct ForwardParams {
     pub scale_log2: f32,
     /// Read by the masked kernels only (`forward_mma` with `MASKED`); see [`MaskParams`].
     pub mask: MaskParams,
+    /// The warp-specialized forward only: device address of three 128-byte TMA descriptors
+    /// (Q, K, V; 64-byte aligned) that the host encoded for this call; 0 for the others.
+    pub tensor_maps: u64,
 }
 
 /// Query heads per K/V head (MQA/GQA; 1 without): query head `h` reads K/V head `h / group`.

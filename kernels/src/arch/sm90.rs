@@ -314,3 +314,75 @@ pub unsafe fn cp_async_bulk_wait_group_read<const N: u32>() {
 pub unsafe fn cp_async_bulk_wait_group<const N: u32>() {
     asm!("cp.async.bulk.wait_group {n};", n = const N, options(nostack));
 }
+
+// --- Shared-memory barriers (`mbarrier`) and the tensor memory accelerator (TMA) ---
+//
+// An mbarrier is a 64-bit object in shared memory counting arrivals and, for TMA copies, bytes
+// ("transaction count"). A phase completes when every expected thread has arrived and every
+// expected byte has landed; waiters name the phase by its parity (phase k: parity k % 2), so a
+// barrier reused once per pipeline stage turn flips parity each turn.
+
+/// `mbarrier.init.shared::cta.b64`: a barrier at `bar` (8-byte aligned) expecting `count`
+/// arrivals per phase. Publish with [`fence_mbarrier_init`] and a CTA barrier before any use.
+#[inline(always)]
+pub unsafe fn mbarrier_init(bar: u32, count: u32) {
+    asm!("mbarrier.init.shared::cta.b64 [{0}], {1};", in(reg32) bar, in(reg32) count, options(nostack));
+}
+
+/// `fence.mbarrier_init.release.cluster`: orders this thread's `mbarrier.init`s before later
+/// arrivals and TMA completions from other threads and the async proxy.
+#[inline(always)]
+pub unsafe fn fence_mbarrier_init() {
+    asm!("fence.mbarrier_init.release.cluster;", options(nostack));
+}
+
+/// `mbarrier.arrive.shared::cta.b64`: counts this thread's arrival (release semantics: its
+/// earlier memory operations, and the completion of the `wgmma`s it waited for, happen before
+/// the phase completes for the waiters).
+#[inline(always)]
+pub unsafe fn mbarrier_arrive(bar: u32) {
+    asm!("mbarrier.arrive.shared::cta.b64 _, [{0}];", in(reg32) bar, options(nostack));
+}
+
+/// `mbarrier.arrive.expect_tx.shared::cta.b64`: arrives and adds `bytes` to the phase's
+/// expected transaction count (the bytes the TMA copies issued next will deliver).
+#[inline(always)]
+pub unsafe fn mbarrier_arrive_expect_tx(bar: u32, bytes: u32) {
+    asm!("mbarrier.arrive.expect_tx.shared::cta.b64 _, [{0}], {1};", in(reg32) bar, in(reg32) bytes, options(nostack));
+}
+
+/// `mbarrier.try_wait.parity.shared::cta.b64`: whether the phase of parity `parity` has
+/// completed (acquire semantics when it has); the hardware may suspend the thread a while before
+/// answering false. The predicate lives inside the asm block (no predicate register class).
+#[inline(always)]
+pub unsafe fn mbarrier_try_wait_parity(bar: u32, parity: u32) -> bool {
+    let done: u32;
+    asm!("{{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [{1}], {2}; selp.u32 {0}, 1, 0, p; }}",
+         out(reg32) done, in(reg32) bar, in(reg32) parity, options(nostack));
+    done != 0
+}
+
+/// Spins on [`mbarrier_try_wait_parity`] until the phase of parity `parity` has completed.
+#[inline(always)]
+pub unsafe fn mbarrier_wait_parity(bar: u32, parity: u32) {
+    while !mbarrier_try_wait_parity(bar, parity) {}
+}
+
+/// `prefetch.tensormap`: brings the TMA descriptor at generic address `map` into the cache the
+/// copy unit reads it from.
+#[inline(always)]
+pub unsafe fn prefetch_tensormap(map: u64) {
+    asm!("prefetch.tensormap [{0}];", in(reg64) map, options(nostack));
+}
+
+/// `cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes`: the TMA copies
+/// the box at coordinates `coords` (innermost first) of the tensor that the descriptor at
+/// generic address `map` (global memory, 64-byte aligned) describes into shared memory at `dst`
+/// (laid out and swizzled as the descriptor says), zero-filling what lies outside the tensor,
+/// and signals the box's bytes on barrier `bar`. One thread issues it; nothing waits here.
+#[inline(always)]
+pub unsafe fn tma_load_4d(dst: u32, map: u64, coords: [i32; 4], bar: u32) {
+    asm!("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [{0}], [{1}, {{{2}, {3}, {4}, {5}}}], [{6}];",
+         in(reg32) dst, in(reg64) map, in(reg32) coords[0], in(reg32) coords[1], in(reg32) coords[2],
+         in(reg32) coords[3], in(reg32) bar, options(nostack));
+}

@@ -1,0 +1,87 @@
+//! TMA descriptors (`CUtensorMap`) for the warp-specialized forward (`forward_ws` in the kernels
+//! crate): the tensor memory accelerator copies boxes of a tensor into shared memory in the
+//! layout its descriptor names, so the descriptor encodes what the kernel's shared-memory tiles
+//! are: boxes of 64 columns (128 bytes) x `rows` rows of a `[batch, seqlen, heads, head_dim]`
+//! 16-bit tensor, 128-byte swizzled (`smem_layout`'s SW128 column blocks). Encoded by the driver
+//! (`cuTensorMapEncodeTiled`) on the host, copied to device memory, read by the kernel there.
+use cudarc::driver::sys::{
+    cuTensorMapEncodeTiled, CUresult, CUtensorMap, CUtensorMapDataType, CUtensorMapFloatOOBfill, CUtensorMapInterleave,
+    CUtensorMapL2promotion, CUtensorMapSwizzle,
+};
+use flashattn_kernels::config::Dtype;
+use flashattn_kernels::params::Strides;
+
+use crate::error::{Error, Result};
+
+/// Bytes of one descriptor (the driver's `CUtensorMap`, 64-byte aligned).
+pub const TENSOR_MAP_BYTES: usize = 128;
+
+/// One 16-bit tensor `[batch, seqlen, heads, head_dim]` (strides in elements, `head_dim`
+/// contiguous) as the kernel's loads see it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TiledTensor {
+    pub ptr: u64,
+    pub dtype: Dtype,
+    pub batch: usize,
+    pub seqlen: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub strides: Strides,
+    /// Rows of a box (the kernel's tile height: 128 for Q, `block_n` for K and V).
+    pub box_rows: usize,
+}
+
+/// Whether the TMA can copy this tensor: its address and row / head / batch strides in bytes
+/// multiples of 16 (the driver's rule), and dimensions it can count.
+pub(crate) fn tma_compatible(t: &TiledTensor) -> bool {
+    let bytes = |elements: u64| elements * 2;
+    t.ptr % 16 == 0
+        && [t.strides.row, t.strides.head, t.strides.batch.max(8)].iter().all(|&s| bytes(s) % 16 == 0 && bytes(s) < 1 << 40)
+        && t.seqlen < 1 << 31
+        && t.head_dim % 8 == 0
+}
+
+/// The descriptor of `t`: dims (innermost first) head_dim, seqlen, heads, batch; boxes of 64 x
+/// `box_rows` x 1 x 1, 128-byte swizzle, out-of-range elements read as zero.
+pub(crate) fn encode(t: &TiledTensor) -> Result<[u8; TENSOR_MAP_BYTES]> {
+    if !tma_compatible(t) {
+        return Err(Error::invalid("q/k/v", format!("not copyable by the TMA (16-byte aligned address and strides): {t:?}")));
+    }
+    let data_type = match t.dtype {
+        Dtype::F16 => CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+        Dtype::Bf16 => CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+    };
+    let dims: [u64; 4] = [t.head_dim as u64, t.seqlen as u64, t.heads as u64, t.batch as u64];
+    // Byte strides of dims 1..3 (dim 0 is contiguous). A batch of one may carry any stride (the
+    // driver wants a non-zero multiple of 16 bytes all the same).
+    let strides: [u64; 3] = [t.strides.row * 2, t.strides.head * 2, t.strides.batch.max(8) * 2];
+    let box_dims: [u32; 4] = [64, t.box_rows as u32, 1, 1];
+    let element_strides: [u32; 4] = [1; 4];
+    let mut map = CUtensorMap { opaque: [0; 16] };
+    // SAFETY: every pointer is to a local array of the rank the call names; the driver only
+    // writes `map`. (The global address is recorded, not dereferenced.)
+    let status = unsafe {
+        cuTensorMapEncodeTiled(
+            &mut map,
+            data_type,
+            4,
+            t.ptr as *mut core::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            box_dims.as_ptr(),
+            element_strides.as_ptr(),
+            CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+            CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    if status != CUresult::CUDA_SUCCESS {
+        return Err(Error::invalid("q/k/v", format!("cuTensorMapEncodeTiled failed ({status:?}) for {t:?}")));
+    }
+    let mut bytes = [0u8; TENSOR_MAP_BYTES];
+    for (i, w) in map.opaque.iter().enumerate() {
+        bytes[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    Ok(bytes)
+}
