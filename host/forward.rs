@@ -6,8 +6,8 @@ use crate::masks::{self, MaskInputs, VarlenBatch, VarlenDevice};
 
 use crate::error::{Error, Result};
 use crate::shape::Shape;
-use crate::tensor_map::{self, TiledTensor, TENSOR_MAP_BYTES};
 use crate::tensor::{Element, Tensor};
+use crate::tensor_map::{self, TiledTensor, TENSOR_MAP_BYTES};
 use flashattn_kernels::config::{
     Dtype, MmaForwardConfig, ScalarForwardConfig, WgmmaForwardConfig, BLOCK_MASK_SIZE, MASKED_SCRATCH_BYTES,
 };
@@ -811,7 +811,8 @@ fn launch_forward<T: Element>(
             strides,
             box_rows,
         };
-        let block_n = ws_kernel(dtype, dims.head_dim, opts.causal, opts.dropout_p > 0.0).ok_or_else(unsupported)?.1.block_n;
+        let block_n =
+            ws_kernel(dtype, dims.head_dim, opts.causal, opts.dropout_p > 0.0).ok_or_else(unsupported)?.1.block_n;
         let mut bytes = Vec::with_capacity(3 * TENSOR_MAP_BYTES);
         for t in [
             tiled(q_ptr, dims.seqlen_q, dims.heads, q_strides, WgmmaForwardConfig::WS_BLOCK_M),

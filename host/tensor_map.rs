@@ -36,7 +36,9 @@ pub(crate) struct TiledTensor {
 pub(crate) fn tma_compatible(t: &TiledTensor) -> bool {
     let bytes = |elements: u64| elements * 2;
     t.ptr % 16 == 0
-        && [t.strides.row, t.strides.head, t.strides.batch.max(8)].iter().all(|&s| bytes(s) % 16 == 0 && bytes(s) < 1 << 40)
+        && [t.strides.row, t.strides.head, t.strides.batch.max(8)]
+            .iter()
+            .all(|&s| bytes(s) % 16 == 0 && bytes(s) < 1 << 40)
         && t.seqlen < 1 << 31
         && t.head_dim % 8 == 0
 }
@@ -45,7 +47,10 @@ pub(crate) fn tma_compatible(t: &TiledTensor) -> bool {
 /// `box_rows` x 1 x 1, 128-byte swizzle, out-of-range elements read as zero.
 pub(crate) fn encode(t: &TiledTensor) -> Result<[u8; TENSOR_MAP_BYTES]> {
     if !tma_compatible(t) {
-        return Err(Error::invalid("q/k/v", format!("not copyable by the TMA (16-byte aligned address and strides): {t:?}")));
+        return Err(Error::invalid(
+            "q/k/v",
+            format!("not copyable by the TMA (16-byte aligned address and strides): {t:?}"),
+        ));
     }
     let data_type = match t.dtype {
         Dtype::F16 => CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
@@ -84,4 +89,41 @@ pub(crate) fn encode(t: &TiledTensor) -> Result<[u8; TENSOR_MAP_BYTES]> {
         bytes[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dense(ptr: u64, head_dim: usize) -> TiledTensor {
+        let (seqlen, heads) = (1000, 4);
+        TiledTensor {
+            ptr,
+            dtype: Dtype::Bf16,
+            batch: 2,
+            seqlen,
+            heads,
+            head_dim,
+            strides: Strides {
+                batch: (seqlen * heads * head_dim) as u64,
+                row: (heads * head_dim) as u64,
+                head: head_dim as u64,
+            },
+            box_rows: 128,
+        }
+    }
+
+    #[test]
+    fn tma_takes_16_byte_aligned_addresses_and_strides_only() {
+        assert!(tma_compatible(&dense(1 << 20, 128)));
+        assert!(tma_compatible(&dense(1 << 20, 72)));
+        assert!(!tma_compatible(&dense((1 << 20) + 8, 128)), "8-byte aligned base");
+        let mut t = dense(1 << 20, 128);
+        t.strides.row = 4 * 128 + 4; // 8-byte row stride
+        assert!(!tma_compatible(&t));
+        let mut t = dense(1 << 20, 128);
+        t.batch = 1;
+        t.strides.batch = 0; // one batch: its stride is never used
+        assert!(tma_compatible(&t));
+    }
 }

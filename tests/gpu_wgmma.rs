@@ -343,8 +343,7 @@ fn wgmma_forward_strided_packed_qkv() {
             for &kernel in kernels {
                 let (o, lse) = forward(&q, &k, &v, &AttentionOptions { causal, kernel, ..Default::default() }).unwrap();
                 let ref_opts = RefOptions { causal, ..RefOptions::new(d) };
-                let check =
-                    check_forward(&qh, &kh, &vh, &s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap());
+                let check = check_forward(&qh, &kh, &vh, &s, &ref_opts, &o.to_host().unwrap(), &lse.to_host().unwrap());
                 println!("{kernel:?} strided d={d} causal={causal}: {check}");
                 assert!(check.passed(), "{check}");
             }

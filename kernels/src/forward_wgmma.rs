@@ -426,7 +426,7 @@ pub(crate) fn softmax<const BN: usize>(s: &mut [f32; MAX_S], st: &mut RowState, 
 /// Bits that depend on every exponential of a block's softmax (through the row sums) and are
 /// never all ones (the sums are non-negative): `wgmma_wait_group_after`'s argument.
 #[inline(always)]
-fn row_sums_done(st: &RowState) -> u32 {
+pub(crate) fn row_sums_done(st: &RowState) -> u32 {
     st.row_sum[0].to_bits() ^ st.row_sum[1].to_bits()
 }
 
@@ -690,7 +690,12 @@ pub unsafe fn forward_wgmma<
     } else {
         serial_loop::<E, D, BM, BN, CAUSAL>(&cta, &mut st, n_blocks);
     }
-    epilogue::<E, D, BM, MASKED, DROPOUT>(&cta, &st, q_s, row0, h, wg * 64 + warp * 16, lane, &seq);
+    // Every copy has landed (with no block at all, Q's copy may still be in flight, issued by
+    // any thread): wait and barrier before its rows are reused. No other warp reads this warp's
+    // rows after that (every MMA reading Q has completed): a warp barrier suffices in there.
+    cp_async_wait_group::<0>();
+    _syncthreads();
+    write_output::<E, D, BM, MASKED, DROPOUT>(&cta, &st, q_s, row0, h, wg * 64 + warp * 16, lane, &seq);
 }
 
 /// The first schedule: per block, `S = Q K_j^T` and wait, softmax, `O += P V_j` and wait. Each
@@ -908,28 +913,13 @@ unsafe fn pipelined_loop<
 /// log) once per row. `r_warp`: this warp's first row in the tile.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn epilogue<E: WgmmaElement, const D: usize, const BM: usize, const MASKED: bool, const DROPOUT: bool>(
-    cta: &Cta,
-    st: &RowState,
-    q_s: u32,
-    row0: usize,
-    h: usize,
-    r_warp: usize,
-    lane: usize,
-    seq: &Sequence,
-) {
-    // Every copy has landed (with no block at all, Q's copy may still be in flight, issued by
-    // any thread): wait and barrier before its rows are reused. No other warp reads this warp's
-    // rows after that (every MMA reading Q has completed): a warp barrier suffices below.
-    cp_async_wait_group::<0>();
-    _syncthreads();
-    write_output::<E, D, BM, MASKED, DROPOUT>(cta, st, q_s, row0, h, r_warp, lane, seq);
-}
-
-/// The epilogue's work once this warp's rows of the Q tile are free: see [`epilogue`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn write_output<E: WgmmaElement, const D: usize, const BM: usize, const MASKED: bool, const DROPOUT: bool>(
+pub(crate) unsafe fn write_output<
+    E: WgmmaElement,
+    const D: usize,
+    const BM: usize,
+    const MASKED: bool,
+    const DROPOUT: bool,
+>(
     cta: &Cta,
     st: &RowState,
     q_s: u32,

@@ -24,17 +24,18 @@ use crate::arch::sm80::{named_barrier_arrive, named_barrier_sync};
 use crate::arch::sm90::{
     declare_max_threads, fence_mbarrier_init, fence_regs_f32_prefix, mbarrier_arrive, mbarrier_arrive_expect_tx,
     mbarrier_init, mbarrier_wait_parity, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_desc, tma_load_4d,
-    wgmma_commit_group, wgmma_fence, wgmma_wait_group, SWIZZLE_128B,
+    wgmma_commit_group, wgmma_fence, wgmma_wait_group, wgmma_wait_group_after, SWIZZLE_128B,
 };
 use crate::config::WgmmaForwardConfig;
 use crate::element::WgmmaElement;
 use crate::forward_wgmma::{
-    aligned_smem_base, drop_packed, fence_p, pack_p, rescale_o, softmax, write_output, Cta, RowState, MAX_FLAG_WORDS,
-    MAX_KV, MAX_O, MAX_S,
+    aligned_smem_base, drop_packed, fence_p, pack_p, rescale_o, row_sums_done, softmax, write_output, Cta, RowState,
+    MAX_FLAG_WORDS, MAX_KV, MAX_O, MAX_S,
 };
 use crate::masking::{Dropout, ScoreRules, Sequence};
 use crate::params::ForwardParams;
 use crate::smem_layout::{sw128_k_major_strides, sw128_mn_major_strides};
+use crate::ws_schedule;
 
 /// The CTA's query rows: two consumer warpgroups of 64.
 const BM: usize = WgmmaForwardConfig::WS_BLOCK_M;
@@ -94,7 +95,8 @@ pub unsafe fn forward_ws<E: WgmmaElement, const D: usize, const BN: usize, const
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let (n_q, n_k) = (p.seqlen_q as usize, p.seqlen_k as usize);
-    let kv_end = if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
+    let kv_end =
+        if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
     let n_blocks = kv_end.div_ceil(BN);
 
     let kv_bytes = cfg.tile_bytes(BN);
@@ -105,7 +107,7 @@ pub unsafe fn forward_ws<E: WgmmaElement, const D: usize, const BN: usize, const
     if tid == 0 {
         mbarrier_init(bars.q_full(), 1);
         let mut s = 0;
-        while s < WgmmaForwardConfig::STAGES {
+        while s < ws_schedule::STAGES {
             mbarrier_init(bars.k_full(s), 1);
             mbarrier_init(bars.v_full(s), 1);
             mbarrier_init(bars.k_empty(s), 256);
@@ -201,15 +203,14 @@ unsafe fn produce<const D: usize, const BN: usize>(
     }
     let mut j = 0;
     while j < n_blocks {
-        let stage = j % 2;
-        let turn = j / 2;
-        if turn > 0 {
-            mbarrier_wait_parity(bars.k_empty(stage), ((turn - 1) % 2) as u32);
+        let stage = ws_schedule::stage(j);
+        if let Some(parity) = ws_schedule::empty_wait_parity(j) {
+            mbarrier_wait_parity(bars.k_empty(stage), parity);
         }
         mbarrier_arrive_expect_tx(bars.k_full(stage), (BN * D * 2) as u32);
         load_kv_boxes::<D, BN>(k_map, k_s + (stage * kv_bytes) as u32, j, h_kv, b, bars.k_full(stage));
-        if turn > 0 {
-            mbarrier_wait_parity(bars.v_empty(stage), ((turn - 1) % 2) as u32);
+        if let Some(parity) = ws_schedule::empty_wait_parity(j) {
+            mbarrier_wait_parity(bars.v_empty(stage), parity);
         }
         mbarrier_arrive_expect_tx(bars.v_full(stage), (BN * D * 2) as u32);
         load_kv_boxes::<D, BN>(v_map, v_s + (stage * kv_bytes) as u32, j, h_kv, b, bars.v_full(stage));
@@ -229,8 +230,8 @@ unsafe fn load_kv_boxes<const D: usize, const BN: usize>(map: u64, dst: u32, j: 
 
 /// One consumer warpgroup's loop: `pipelined_loop`'s order with full / empty mbarriers in place
 /// of the CTA barrier, and the MMA issues in turns: wait on barrier `MINE`, issue, arrive on
-/// `OTHER`. The second warpgroup (`SECOND`) opens the first turn to the first and skips its last
-/// arrive, so that every arrival is waited for (each warpgroup issues `n_blocks` times).
+/// `OTHER` (`ws_schedule`: the second warpgroup, `SECOND`, opens the first turn and skips its
+/// last hand-over, so that every arrival is waited for).
 #[inline(always)]
 unsafe fn consume<
     E: WgmmaElement,
@@ -247,20 +248,20 @@ unsafe fn consume<
     bars: Barriers,
     n_blocks: usize,
 ) {
+    if ws_schedule::opens_first_turn(SECOND, n_blocks) {
+        named_barrier_arrive::<OTHER, 256>();
+    }
     if n_blocks == 0 {
         return;
     }
-    if SECOND {
-        named_barrier_arrive::<OTHER, 256>();
-    }
     let hand_over = |j: usize| {
-        if !SECOND || j + 1 < n_blocks {
+        if ws_schedule::hands_over(SECOND, j, n_blocks) {
             named_barrier_arrive::<OTHER, 256>();
         }
     };
     let odd = (cta.g % 2) as u32;
     // Block 0: S alone.
-    mbarrier_wait_parity(bars.k_full(0), 0);
+    mbarrier_wait_parity(bars.k_full(0), ws_schedule::full_parity(0));
     let mut s = [0.0f32; MAX_S];
     named_barrier_sync::<MINE, 256>();
     fence_regs_f32_prefix(&mut s, BN / 2);
@@ -281,9 +282,9 @@ unsafe fn consume<
 
     let mut j = 1;
     while j < n_blocks {
-        let (stage, prev) = (j % 2, (j - 1) % 2);
-        mbarrier_wait_parity(bars.k_full(stage), ((j / 2) % 2) as u32);
-        mbarrier_wait_parity(bars.v_full(prev), (((j - 1) / 2) % 2) as u32);
+        let (stage, prev) = (ws_schedule::stage(j), ws_schedule::stage(j - 1));
+        mbarrier_wait_parity(bars.k_full(stage), ws_schedule::full_parity(j));
+        mbarrier_wait_parity(bars.v_full(prev), ws_schedule::full_parity(j - 1));
         let mut s = [0.0f32; MAX_S];
         named_barrier_sync::<MINE, 256>();
         fence_regs_f32_prefix(&mut s, BN / 2);
@@ -301,7 +302,17 @@ unsafe fn consume<
         cta.mask::<BN, CAUSAL, false>(&mut s, j);
         let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
         let dropped = if DROPOUT { cta.drop_flags::<BN>(j, 0) } else { [[0; 2]; MAX_FLAG_WORDS] };
-        wgmma_wait_group::<0>(); // P V_{j-1} is complete: O, P_{j-1} and V's stage are free
+        // P V_{j-1} is complete: O, P_{j-1} and V's stage are free. Plain builds: pinned after
+        // the softmax, which ptxas would otherwise let it overtake, so that the softmax runs
+        // under P V_{j-1} (`wgmma_wait_group_after`), as `forward_wgmma`'s plain builds measured
+        // faster (calls s16c1, s16c2). Dropout builds: where ptxas puts it, as `forward_wgmma`'s
+        // dropout builds measured faster (pinned after the flags: 11-12% slower, s20c2). Both
+        // choices are priors from the other kernel, to be measured on this one.
+        if DROPOUT {
+            wgmma_wait_group::<0>();
+        } else {
+            wgmma_wait_group_after::<0>(row_sums_done(st), cta.k_s);
+        }
         fence_regs_f32_prefix(&mut st.acc_o, D / 2);
         fence_p(&mut p_frag, BN / 16);
         mbarrier_arrive(bars.v_empty(prev));
@@ -314,8 +325,8 @@ unsafe fn consume<
     }
 
     // The last P V (outside the turns: nothing of the other warpgroup waits for it).
-    let last = (n_blocks - 1) % 2;
-    mbarrier_wait_parity(bars.v_full(last), (((n_blocks - 1) / 2) % 2) as u32);
+    let last = ws_schedule::stage(n_blocks - 1);
+    mbarrier_wait_parity(bars.v_full(last), ws_schedule::full_parity(n_blocks - 1));
     fence_regs_f32_prefix(&mut st.acc_o, D / 2);
     fence_p(&mut p_frag, BN / 16);
     wgmma_fence();

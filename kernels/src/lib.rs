@@ -31,6 +31,7 @@ pub mod params;
 pub mod philox;
 pub mod smem_layout;
 pub mod work_order;
+pub mod ws_schedule;
 
 #[macro_use]
 mod kernel_table;
