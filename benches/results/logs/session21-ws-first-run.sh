@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The first GPU run of the warp-specialized forward (ForwardKernel::WarpSpecialized: TMA producer
+# warpgroup, two consumer warpgroups in turns), written in session 21, whose device calls were
+# all refused (no machine lent), so it has not run yet. Build here with
+#   ../shared/tools/gpu-bundle --tests   (then keep .gpu/bin/{test-gpu_wgmma,test-gpu_masks,exe-flashattn})
+# and call `run` with carry [".gpu"] and `bash benches/results/logs/session21-ws-first-run.sh`.
+# The GPU tests first, each under a timeout (a barrier-protocol bug would hang rather than fail),
+# then the dropout-core table: the ws rows (forward only) beside Auto's in the same process.
+# Driver JIT, with the cache large enough that the second process reuses the first's.
+# session21-ws-pinned-waits.patch: the dropout builds' P V wait pinned after the drop flags,
+# the variant to measure next to this one.
+set -u
+T0=$(date +%s); el() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
+W=/tmp/ws1; mkdir -p $W; B=.gpu/bin
+export CUDA_CACHE_MAXSIZE=4294967296
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee $W/device.txt
+t() { local name=$1 lim=$2; shift 2; timeout $lim "$@" > $W/test-$name.log 2>&1; el "$name rc=$?"; grep -E "test result|FAILED|panicked|failed" $W/test-$name.log | head -8; }
+t smoke 240 $B/test-gpu_wgmma --include-ignored --test-threads=1 ws_forward_rejects
+t seqlens 120 $B/test-gpu_wgmma --include-ignored --test-threads=4 ws_forward_seqlens
+t dropout 120 $B/test-gpu_masks --include-ignored --test-threads=8 ws_dropout
+timeout 240 $B/exe-flashattn bench-masks --only dropout-core --call ws1 --out $W/dropout.json --budget-ms 40 > $W/dropout.log 2>&1; el "bench rc=$?"
+grep -E "^ +(flash|ws)" $W/dropout.log | grep -v masked
+t square 150 $B/test-gpu_wgmma --include-ignored --test-threads=4 ws_forward_matches wgmma_forward_strided
+tar -C /tmp -czf $OUT/ws1.tgz ws1; ls -la $OUT
