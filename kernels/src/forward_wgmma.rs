@@ -363,6 +363,66 @@ impl Cta<'_> {
 }
 
 impl Cta<'_> {
+    /// Issues `S = Q K^T` from K stage `k_stage` and `O += P V` from V stage `v_stage` as two
+    /// commit groups (S first, so `wgmma.wait_group 1` waits for S alone), every register operand
+    /// fenced first. Returns S's accumulators, to be read after the wait.
+    #[inline(always)]
+    pub(crate) unsafe fn issue_s_and_pv<E: WgmmaElement, const D: usize, const BM: usize, const BN: usize>(
+        &self,
+        st: &mut RowState,
+        p_frag: &mut [[u32; 4]; MAX_KV],
+        k_stage: usize,
+        v_stage: usize,
+    ) -> [f32; MAX_S] {
+        let mut s = [0.0f32; MAX_S];
+        fence_regs_f32_prefix(&mut s, BN / 2);
+        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+        fence_p(p_frag, BN / 16);
+        wgmma_fence();
+        self.issue_s::<E, D, BM, BN>(&mut s, k_stage);
+        wgmma_commit_group();
+        self.issue_pv::<E, D, BN>(&mut st.acc_o, p_frag, v_stage);
+        wgmma_commit_group();
+        s
+    }
+
+    /// After the wait for the previous P V: O (fenced) rescaled by the block's `alpha`, and its
+    /// softmaxed S packed into the next P (dropped elements cleared with `dropped`).
+    #[inline(always)]
+    pub(crate) fn next_p<E: WgmmaElement, const D: usize, const BN: usize, const DROPOUT: bool>(
+        &self,
+        st: &mut RowState,
+        p_frag: &mut [[u32; 4]; MAX_KV],
+        s: &[f32; MAX_S],
+        (alpha, rescale): ([f32; 2], bool),
+        dropped: &[[u32; 2]; MAX_FLAG_WORDS],
+    ) {
+        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+        fence_p(p_frag, BN / 16);
+        rescale_o::<D>(&mut st.acc_o, alpha, rescale);
+        *p_frag = pack_p::<E, BN>(s);
+        if DROPOUT {
+            drop_packed::<BN, false, MAX_FLAG_WORDS>(p_frag, dropped, (self.g % 2) as u32);
+        }
+    }
+
+    /// The last P V, from V stage `v_stage`, issued and waited for.
+    #[inline(always)]
+    pub(crate) unsafe fn last_pv<E: WgmmaElement, const D: usize, const BN: usize>(
+        &self,
+        st: &mut RowState,
+        p_frag: &mut [[u32; 4]; MAX_KV],
+        v_stage: usize,
+    ) {
+        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+        fence_p(p_frag, BN / 16);
+        wgmma_fence();
+        self.issue_pv::<E, D, BN>(&mut st.acc_o, p_frag, v_stage);
+        wgmma_commit_group();
+        wgmma_wait_group::<0>();
+        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+    }
+
     /// Drop flags of block `j` for this thread's rows: one Philox call per lane per 32 keys
     /// (`Dropout::s_bits`), computed after the softmax's row maxima; ptxas interleaves the ten
     /// multiply rounds with the exponentials (see `pipelined_loop` for where that lands).
@@ -841,15 +901,7 @@ unsafe fn pipelined_loop<
         cp_async_commit_group();
 
         if COMPUTE {
-            let mut s = [0.0f32; MAX_S];
-            fence_regs_f32_prefix(&mut s, BN / 2);
-            fence_regs_f32_prefix(&mut st.acc_o, D / 2);
-            fence_p(&mut p_frag, BN / 16);
-            wgmma_fence();
-            cta.issue_s::<E, D, BM, BN>(&mut s, it_now % 2);
-            wgmma_commit_group();
-            cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, (it_now + 1) % 2);
-            wgmma_commit_group();
+            let mut s = cta.issue_s_and_pv::<E, D, BM, BN>(st, &mut p_frag, it_now % 2, (it_now + 1) % 2);
             wgmma_wait_group::<1>(); // S_j is complete; the previous P V may still run
             fence_regs_f32_prefix(&mut s, BN / 2);
             cta.mask::<BN, CAUSAL, MASKED>(&mut s, j);
@@ -880,13 +932,7 @@ unsafe fn pipelined_loop<
             } else {
                 wgmma_wait_group::<0>();
             }
-            fence_regs_f32_prefix(&mut st.acc_o, D / 2);
-            fence_p(&mut p_frag, BN / 16);
-            rescale_o::<D>(&mut st.acc_o, alpha, rescale);
-            p_frag = pack_p::<E, BN>(&s);
-            if DROPOUT {
-                drop_packed::<BN, false, MAX_FLAG_WORDS>(&mut p_frag, &dropped, (cta.g % 2) as u32);
-            }
+            cta.next_p::<E, D, BN, DROPOUT>(st, &mut p_frag, &s, (alpha, rescale), &dropped);
         }
         j = if MASKED { j_next } else { j + 1 };
         it += 1;
@@ -898,13 +944,7 @@ unsafe fn pipelined_loop<
     fence_proxy_async_shared();
     _syncthreads();
     if COMPUTE {
-        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
-        fence_p(&mut p_frag, BN / 16);
-        wgmma_fence();
-        cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, last_stage);
-        wgmma_commit_group();
-        wgmma_wait_group::<0>();
-        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+        cta.last_pv::<E, D, BN>(st, &mut p_frag, last_stage);
     }
 }
 

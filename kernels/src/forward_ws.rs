@@ -29,8 +29,8 @@ use crate::arch::sm90::{
 use crate::config::WgmmaForwardConfig;
 use crate::element::WgmmaElement;
 use crate::forward_wgmma::{
-    aligned_smem_base, drop_packed, fence_p, pack_p, rescale_o, row_sums_done, softmax, write_output, Cta, RowState,
-    MAX_FLAG_WORDS, MAX_KV, MAX_O, MAX_S,
+    aligned_smem_base, drop_packed, pack_p, row_sums_done, softmax, write_output, Cta, RowState, MAX_FLAG_WORDS,
+    MAX_KV, MAX_O, MAX_S,
 };
 use crate::masking::{Dropout, ScoreRules, Sequence};
 use crate::params::ForwardParams;
@@ -285,22 +285,14 @@ unsafe fn consume<
         let (stage, prev) = (ws_schedule::stage(j), ws_schedule::stage(j - 1));
         mbarrier_wait_parity(bars.k_full(stage), ws_schedule::full_parity(j));
         mbarrier_wait_parity(bars.v_full(prev), ws_schedule::full_parity(j - 1));
-        let mut s = [0.0f32; MAX_S];
         named_barrier_sync::<MINE, 256>();
-        fence_regs_f32_prefix(&mut s, BN / 2);
-        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
-        fence_p(&mut p_frag, BN / 16);
-        wgmma_fence();
-        cta.issue_s::<E, D, BM, BN>(&mut s, stage);
-        wgmma_commit_group();
-        cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, prev);
-        wgmma_commit_group();
+        let mut s = cta.issue_s_and_pv::<E, D, BM, BN>(st, &mut p_frag, stage, prev);
         hand_over(j);
         wgmma_wait_group::<1>(); // S_j is complete; P V_{j-1} may still run
         fence_regs_f32_prefix(&mut s, BN / 2);
         mbarrier_arrive(bars.k_empty(stage));
         cta.mask::<BN, CAUSAL, false>(&mut s, j);
-        let (alpha, rescale) = softmax::<BN>(&mut s, st, cta.scale_log2);
+        let alpha = softmax::<BN>(&mut s, st, cta.scale_log2);
         let dropped = if DROPOUT { cta.drop_flags::<BN>(j, 0) } else { [[0; 2]; MAX_FLAG_WORDS] };
         // P V_{j-1} is complete: O, P_{j-1} and V's stage are free. Plain builds: pinned after
         // the softmax, which ptxas would otherwise let it overtake, so that the softmax runs
@@ -313,25 +305,13 @@ unsafe fn consume<
         } else {
             wgmma_wait_group_after::<0>(row_sums_done(st), cta.k_s);
         }
-        fence_regs_f32_prefix(&mut st.acc_o, D / 2);
-        fence_p(&mut p_frag, BN / 16);
         mbarrier_arrive(bars.v_empty(prev));
-        rescale_o::<D>(&mut st.acc_o, alpha, rescale);
-        p_frag = pack_p::<E, BN>(&s);
-        if DROPOUT {
-            drop_packed::<BN, false, MAX_FLAG_WORDS>(&mut p_frag, &dropped, odd);
-        }
+        cta.next_p::<E, D, BN, DROPOUT>(st, &mut p_frag, &s, alpha, &dropped);
         j += 1;
     }
 
     // The last P V (outside the turns: nothing of the other warpgroup waits for it).
     let last = ws_schedule::stage(n_blocks - 1);
     mbarrier_wait_parity(bars.v_full(last), ws_schedule::full_parity(n_blocks - 1));
-    fence_regs_f32_prefix(&mut st.acc_o, D / 2);
-    fence_p(&mut p_frag, BN / 16);
-    wgmma_fence();
-    cta.issue_pv::<E, D, BN>(&mut st.acc_o, &p_frag, last);
-    wgmma_commit_group();
-    wgmma_wait_group::<0>();
-    fence_regs_f32_prefix(&mut st.acc_o, D / 2);
+    cta.last_pv::<E, D, BN>(st, &mut p_frag, last);
 }
