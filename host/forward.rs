@@ -828,6 +828,11 @@ fn launch_forward<T: Element>(
     let (tensor_maps_ptr, _gt) = match &tensor_maps {
         Some(m) => {
             let (p, g) = m.device_ptr(&stream);
+            // The TMA reads descriptors from 64-byte aligned addresses (allocations are 256-byte
+            // aligned; checked rather than assumed).
+            if p % 64 != 0 {
+                return Err(Error::invalid("kernel", format!("TMA descriptors at {p:#x}: not 64-byte aligned")));
+            }
             (p, Some(g))
         }
         None => (0, None),
