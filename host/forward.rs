@@ -959,4 +959,35 @@ mod tests {
             }
         }
     }
+
+    /// The warp-specialized forward: a row for every (dtype, head dim up to 128, causal,
+    /// dropout), none above 128; windows and softcap refused before any launch, dropout taken.
+    #[test]
+    fn warp_specialized_rows_and_options() {
+        for dtype in [Dtype::F16, Dtype::Bf16] {
+            for d in (8..=128).step_by(8) {
+                for causal in [false, true] {
+                    for dropout in [false, true] {
+                        let (name, c) = ws_kernel(dtype, d, causal, dropout).unwrap_or_else(|| panic!("d={d}"));
+                        assert!(c.is_valid() && c.head_dim >= d && c.block_m == WgmmaForwardConfig::WS_BLOCK_M);
+                        assert!(c.ws_smem_bytes() <= 227 * 1024, "{name}");
+                        assert_eq!(name.contains("_causal"), causal, "{name}");
+                        assert_eq!(name.contains("_dropout_"), dropout, "{name}");
+                    }
+                }
+            }
+            assert!(ws_kernel(dtype, 136, false, false).is_none());
+        }
+        let ws = AttentionOptions { kernel: ForwardKernel::WarpSpecialized, ..Default::default() };
+        assert!(check_supported::<half::bf16>(&[1, 256, 4, 128], &ws).is_ok());
+        let dropout = AttentionOptions { dropout_p: 0.1, causal: true, ..ws };
+        assert!(check_supported::<half::bf16>(&[1, 256, 4, 64], &dropout).is_ok());
+        assert!(matches!(
+            check_supported::<half::bf16>(&[1, 256, 4, 136], &ws),
+            Err(Error::UnsupportedHeadDim { head_dim: 136, .. })
+        ));
+        for masked in [AttentionOptions { window_left: Some(16), ..ws }, AttentionOptions { softcap: 30.0, ..ws }] {
+            assert!(check_supported::<half::bf16>(&[1, 256, 4, 128], &masked).is_err(), "{masked:?}");
+        }
+    }
 }

@@ -2,7 +2,8 @@
 # The first GPU run of the warp-specialized forward (ForwardKernel::WarpSpecialized: TMA producer
 # warpgroup, two consumer warpgroups in turns), written in session 21, whose device calls were
 # all refused (no machine lent), so it has not run yet. Build here with
-#   ../shared/tools/gpu-bundle --tests   (then keep .gpu/bin/{test-gpu_wgmma,test-gpu_masks,exe-flashattn})
+#   ../shared/tools/gpu-bundle --tests   (then keep .gpu/bin/{test-gpu_wgmma,test-gpu_masks,exe-flashattn},
+#   .gpu/run.sh and .gpu/peers_sdpa.py: 64 MiB at most travel)
 # and call `run` with carry [".gpu"] and `bash benches/results/logs/session21-ws-first-run.sh`.
 # The GPU tests first, each under a timeout (a barrier-protocol bug would hang rather than fail),
 # then the dropout-core table: the ws rows (forward only) beside Auto's in the same process.
@@ -21,4 +22,6 @@ t dropout 120 $B/test-gpu_masks --include-ignored --test-threads=8 ws_dropout
 timeout 240 $B/exe-flashattn bench-masks --only dropout-core --call ws1 --out $W/dropout.json --budget-ms 40 > $W/dropout.log 2>&1; el "bench rc=$?"
 grep -E "^ +(flash|ws)" $W/dropout.log | grep -v masked
 t square 150 $B/test-gpu_wgmma --include-ignored --test-threads=4 ws_forward_matches wgmma_forward_strided
+# FA2 / cuDNN at the same shapes, same call (the peers script from gpu-bundle), if time is left.
+[ $(( $(date +%s) - T0 )) -lt 420 ] && { OUT=$W timeout 150 bash .gpu/run.sh peers quick > $W/peers.log 2>&1; el "peers rc=$?"; }
 tar -C /tmp -czf $OUT/ws1.tgz ws1; ls -la $OUT
