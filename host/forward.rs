@@ -703,6 +703,10 @@ fn launch_forward<T: Element>(
     let unsupported = || Error::UnsupportedHeadDim { head_dim: dims.head_dim, kernel: "forward", supported: vec![] };
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let cc = q.device().compute_capability();
+    // The warp-specialized row, when that kernel is asked for (its tiles size the TMA boxes).
+    let ws = (opts.kernel == ForwardKernel::WarpSpecialized)
+        .then(|| ws_kernel(dtype, dims.head_dim, opts.causal, opts.dropout_p > 0.0))
+        .flatten();
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
     let (name, threads, block_m, smem) =
         match select_kernel(opts.kernel, dims.head_dim, few_rows(opts, dims.seqlen_q), masked, Some(cc))? {
@@ -774,8 +778,8 @@ fn launch_forward<T: Element>(
                          and packed batches run on Auto or TensorCore",
                     ));
                 }
-                let row = ws_kernel(dtype, dims.head_dim, opts.causal, opts.dropout_p > 0.0).ok_or_else(unsupported)?;
-                (row.0, WgmmaForwardConfig::WS_THREADS, WgmmaForwardConfig::WS_BLOCK_M, row.1.ws_smem_bytes())
+                let (name, cfg) = ws.ok_or_else(unsupported)?;
+                (name, WgmmaForwardConfig::WS_THREADS, WgmmaForwardConfig::WS_BLOCK_M, cfg.ws_smem_bytes())
             }
             k @ (ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) => {
                 // validate_inputs checked that the device is sm_90, whose PTX holds these kernels.
@@ -800,7 +804,7 @@ fn launch_forward<T: Element>(
     let setup = masks::setup(&stream, &dev, &dims, scale, opts, inputs, varlen)?;
     // The warp-specialized kernel reads its TMA descriptors from device memory (kept until the
     // launch is queued; freeing is stream-ordered).
-    let tensor_maps = if opts.kernel == ForwardKernel::WarpSpecialized {
+    let tensor_maps = if let Some((_, cfg)) = ws {
         let tiled = |ptr: u64, seqlen: usize, heads: usize, strides, box_rows| TiledTensor {
             ptr,
             dtype,
@@ -811,13 +815,11 @@ fn launch_forward<T: Element>(
             strides,
             box_rows,
         };
-        let block_n =
-            ws_kernel(dtype, dims.head_dim, opts.causal, opts.dropout_p > 0.0).ok_or_else(unsupported)?.1.block_n;
         let mut bytes = Vec::with_capacity(3 * TENSOR_MAP_BYTES);
         for t in [
             tiled(q_ptr, dims.seqlen_q, dims.heads, q_strides, WgmmaForwardConfig::WS_BLOCK_M),
-            tiled(k_ptr, dims.seqlen_k, dims.heads_kv, k_strides, block_n),
-            tiled(v_ptr, dims.seqlen_k, dims.heads_kv, v_strides, block_n),
+            tiled(k_ptr, dims.seqlen_k, dims.heads_kv, k_strides, cfg.block_n),
+            tiled(v_ptr, dims.seqlen_k, dims.heads_kv, v_strides, cfg.block_n),
         ] {
             bytes.extend_from_slice(&tensor_map::encode(&t)?);
         }

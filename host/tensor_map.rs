@@ -31,14 +31,19 @@ pub(crate) struct TiledTensor {
     pub box_rows: usize,
 }
 
+impl TiledTensor {
+    /// Byte strides of dims 1..3 (row, head, batch; dim 0 is contiguous). A batch of one may
+    /// carry any stride (the driver wants a non-zero multiple of 16 bytes all the same).
+    fn byte_strides(&self) -> [u64; 3] {
+        [self.strides.row * 2, self.strides.head * 2, self.strides.batch.max(8) * 2]
+    }
+}
+
 /// Whether the TMA can copy this tensor: its address and row / head / batch strides in bytes
 /// multiples of 16 (the driver's rule), and dimensions it can count.
 pub(crate) fn tma_compatible(t: &TiledTensor) -> bool {
-    let bytes = |elements: u64| elements * 2;
     t.ptr % 16 == 0
-        && [t.strides.row, t.strides.head, t.strides.batch.max(8)]
-            .iter()
-            .all(|&s| bytes(s) % 16 == 0 && bytes(s) < 1 << 40)
+        && t.byte_strides().iter().all(|&s| s % 16 == 0 && s < 1 << 40)
         && t.seqlen < 1 << 31
         && t.head_dim % 8 == 0
 }
@@ -57,9 +62,7 @@ pub(crate) fn encode(t: &TiledTensor) -> Result<[u8; TENSOR_MAP_BYTES]> {
         Dtype::Bf16 => CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
     };
     let dims: [u64; 4] = [t.head_dim as u64, t.seqlen as u64, t.heads as u64, t.batch as u64];
-    // Byte strides of dims 1..3 (dim 0 is contiguous). A batch of one may carry any stride (the
-    // driver wants a non-zero multiple of 16 bytes all the same).
-    let strides: [u64; 3] = [t.strides.row * 2, t.strides.head * 2, t.strides.batch.max(8) * 2];
+    let strides = t.byte_strides();
     let box_dims: [u32; 4] = [64, t.box_rows as u32, 1, 1];
     let element_strides: [u32; 4] = [1; 4];
     let mut map = CUtensorMap { opaque: [0; 16] };

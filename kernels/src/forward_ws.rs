@@ -58,19 +58,24 @@ impl Barriers {
     fn q_full(self) -> u32 {
         self.base
     }
+    /// Barrier `stage` of group `group` (0 K full, 1 V full, 2 K empty, 3 V empty), after Q's:
+    /// `WgmmaForwardConfig::WS_BARRIER_BYTES` counts them from the same stage count.
+    fn at(self, group: usize, stage: usize) -> u32 {
+        self.base + (8 * (1 + group * ws_schedule::STAGES + stage)) as u32
+    }
     /// K / V block of a stage has landed.
     fn k_full(self, stage: usize) -> u32 {
-        self.base + 8 * (1 + stage as u32)
+        self.at(0, stage)
     }
     fn v_full(self, stage: usize) -> u32 {
-        self.base + 8 * (3 + stage as u32)
+        self.at(1, stage)
     }
     /// Every consumer thread is done reading a stage (its MMAs completed).
     fn k_empty(self, stage: usize) -> u32 {
-        self.base + 8 * (5 + stage as u32)
+        self.at(2, stage)
     }
     fn v_empty(self, stage: usize) -> u32 {
-        self.base + 8 * (7 + stage as u32)
+        self.at(3, stage)
     }
 }
 
