@@ -22,7 +22,7 @@ use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, 
 
 use crate::arch::sm80::{named_barrier_arrive, named_barrier_sync};
 use crate::arch::sm90::{
-    declare_max_threads, fence_mbarrier_init, fence_regs_f32_prefix, mbarrier_arrive, mbarrier_arrive_expect_tx,
+    declare_max_threads, fence_mbarrier_init, fence_tensormap_acquire, fence_regs_f32_prefix, mbarrier_arrive, mbarrier_arrive_expect_tx,
     mbarrier_init, mbarrier_wait_parity, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_desc, tma_load_4d,
     wgmma_commit_group, wgmma_fence, wgmma_wait_group, wgmma_wait_group_after, SWIZZLE_128B,
 };
@@ -193,6 +193,10 @@ unsafe fn produce<const D: usize, const BN: usize>(
     n_blocks: usize,
 ) {
     let (q_map, k_map, v_map) = (p.tensor_maps, p.tensor_maps + 128, p.tensor_maps + 256);
+    // (This thread is the CTA's only reader of the descriptors: one fence each, before any use.)
+    fence_tensormap_acquire(q_map);
+    fence_tensormap_acquire(k_map);
+    fence_tensormap_acquire(v_map);
     prefetch_tensormap(q_map);
     prefetch_tensormap(k_map);
     prefetch_tensormap(v_map);

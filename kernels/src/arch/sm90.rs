@@ -368,6 +368,18 @@ pub unsafe fn mbarrier_wait_parity(bar: u32, parity: u32) {
     while !mbarrier_try_wait_parity(bar, parity) {}
 }
 
+/// `fence.proxy.tensormap::generic.acquire.sys [map], 128`: orders this thread's later reads of
+/// the descriptor at generic address `map` through the tensor-map proxy (the TMA's copies, the
+/// prefetch) after the generic-proxy writes that made it: the host copies the descriptors to
+/// device memory before each launch, possibly to an address an earlier launch's descriptors had,
+/// and without the fence the copy unit may use what it cached then (the CUDA programming guide
+/// asks for this fence, at `.sys` scope, once per CTA before a descriptor written by a host copy
+/// is used). PTX ISA 8.3.
+#[inline(always)]
+pub unsafe fn fence_tensormap_acquire(map: u64) {
+    asm!("fence.proxy.tensormap::generic.acquire.sys [{0}], 128;", in(reg64) map, options(nostack));
+}
+
 /// `prefetch.tensormap`: brings the TMA descriptor at generic address `map` into the cache the
 /// copy unit reads it from.
 #[inline(always)]
