@@ -802,44 +802,32 @@ fn launch_forward<T: Element>(
     let (o_ptr, _go) = o.data_mut().device_ptr_mut(&stream);
     let (lse_ptr, _gl) = lse.data_mut().device_ptr_mut(&stream);
     let setup = masks::setup(&stream, &dev, &dims, scale, opts, inputs, varlen)?;
-    // The warp-specialized kernel reads its TMA descriptors from device memory (kept until the
-    // launch is queued; freeing is stream-ordered).
-    let tensor_maps = if let Some((_, cfg)) = ws {
-        let tiled = |ptr: u64, seqlen: usize, heads: usize, strides, box_rows| TiledTensor {
-            ptr,
-            dtype,
-            batch: dims.batch,
-            seqlen,
-            heads,
-            head_dim: dims.head_dim,
-            strides,
-            box_rows,
-        };
-        let mut bytes = Vec::with_capacity(3 * TENSOR_MAP_BYTES);
-        for t in [
-            tiled(q_ptr, dims.seqlen_q, dims.heads, q_strides, WgmmaForwardConfig::WS_BLOCK_M),
-            tiled(k_ptr, dims.seqlen_k, dims.heads_kv, k_strides, cfg.block_n),
-            tiled(v_ptr, dims.seqlen_k, dims.heads_kv, v_strides, cfg.block_n),
-        ] {
-            bytes.extend_from_slice(&tensor_map::encode(&t)?);
-        }
-        Some(stream.clone_htod(&bytes)?)
-    } else {
-        None
-    };
-    let (tensor_maps_ptr, _gt) = match &tensor_maps {
-        Some(m) => {
-            let (p, g) = m.device_ptr(&stream);
-            // The TMA reads descriptors from 64-byte aligned addresses (allocations are 256-byte
-            // aligned; checked rather than assumed).
-            if p % 64 != 0 {
-                return Err(Error::invalid("kernel", format!("TMA descriptors at {p:#x}: not 64-byte aligned")));
+    // The warp-specialized kernel reads its TMA descriptors (one per tensor) from device memory.
+    let tensor_maps = match ws {
+        Some((_, cfg)) => {
+            let tiled = |ptr: u64, seqlen: usize, heads: usize, strides, box_rows| TiledTensor {
+                ptr,
+                dtype,
+                batch: dims.batch,
+                seqlen,
+                heads,
+                head_dim: dims.head_dim,
+                strides,
+                box_rows,
+            };
+            let mut bytes = Vec::with_capacity(3 * TENSOR_MAP_BYTES);
+            for t in [
+                tiled(q_ptr, dims.seqlen_q, dims.heads, q_strides, WgmmaForwardConfig::WS_BLOCK_M),
+                tiled(k_ptr, dims.seqlen_k, dims.heads_kv, k_strides, cfg.block_n),
+                tiled(v_ptr, dims.seqlen_k, dims.heads_kv, v_strides, cfg.block_n),
+            ] {
+                bytes.extend_from_slice(&tensor_map::encode(&t)?);
             }
-            (p, Some(g))
+            Some(bytes)
         }
-        None => (0, None),
+        None => None,
     };
-    let params = ParamBlock(ForwardParams {
+    let params = ForwardParams {
         q: q_ptr,
         k: k_ptr,
         v: v_ptr,
@@ -857,13 +845,19 @@ fn launch_forward<T: Element>(
         head_dim: dims.head_dim as u32,
         scale_log2: scale * std::f32::consts::LOG2_E,
         mask: setup.params,
-        tensor_maps: tensor_maps_ptr,
-    });
+        tensor_maps: 0,
+    };
     let grid = (dims.seqlen_q.div_ceil(block_m) as u32, dims.heads as u32, dims.batch as u32);
     // SAFETY: the parameter block matches the kernel's signature; every pointer is a live
     // allocation of the validated shape and strides, which bound every access the kernel makes
-    // (rows past seqlen and columns past head_dim are never read or written).
-    unsafe { launch(&dev, name, smem, grid, threads, &params) }
+    // (rows past seqlen and columns past head_dim are never read or written); the descriptors
+    // describe those same tensors.
+    match tensor_maps {
+        Some(bytes) => dev.with_tensor_maps(&bytes, |tensor_maps| unsafe {
+            launch(&dev, name, smem, grid, threads, &ParamBlock(ForwardParams { tensor_maps, ..params }))
+        }),
+        None => unsafe { launch(&dev, name, smem, grid, threads, &ParamBlock(params)) },
+    }
 }
 
 /// FLOPs of a forward as FlashAttention's benchmarks count them: two GEMMs, `4 * B * H * N_q *

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
 use cudarc::nvrtc::Ptx;
 
 use crate::error::{Error, Result};
@@ -36,6 +36,15 @@ struct Inner {
     peak: AtomicUsize,
     /// The cuBLAS handle of the standard-attention baseline, created on first use.
     blas: OnceLock<Arc<CudaBlas>>,
+    /// The TMA descriptors of the last warp-specialized launch, in device memory (see
+    /// [`Device::with_tensor_maps`]).
+    tensor_maps: Mutex<Option<TensorMapSlot>>,
+}
+
+/// Descriptor bytes as last copied to `buffer` (queued on the device's stream).
+struct TensorMapSlot {
+    bytes: Vec<u8>,
+    buffer: CudaSlice<u8>,
 }
 
 impl std::fmt::Debug for Device {
@@ -90,6 +99,7 @@ impl Device {
                 allocated: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
                 blas: OnceLock::new(),
+                tensor_maps: Mutex::new(None),
             }),
         })
     }
@@ -183,6 +193,35 @@ impl Device {
         self.inner.ctx.bind_to_thread()?;
         let blas = Arc::new(CudaBlas::new(self.inner.stream.clone())?);
         Ok(self.inner.blas.get_or_init(|| blas).clone())
+    }
+
+    /// Low-level: runs `launch` with the device address of `bytes` (TMA descriptors, which
+    /// kernels read from device memory). The bytes stay in one device buffer, copied again only
+    /// when they differ from the last launch's: repeated calls on the same tensors (a training
+    /// step, a benchmark) queue no copy at all. A copy is queued on the device's one stream, so
+    /// it runs after every earlier launch that read the old bytes; the lock is held through
+    /// `launch`, so no other thread rewrites the buffer between this copy and this launch being
+    /// queued. (A rewritten address is why the kernel fences the descriptors before use.)
+    pub(crate) fn with_tensor_maps<R>(&self, bytes: &[u8], launch: impl FnOnce(u64) -> Result<R>) -> Result<R> {
+        let mut slot = self.inner.tensor_maps.lock().unwrap_or_else(|p| p.into_inner());
+        let stream = &self.inner.stream;
+        match slot.as_mut() {
+            Some(s) if s.bytes == bytes => {}
+            Some(s) if s.bytes.len() == bytes.len() => {
+                stream.memcpy_htod(bytes, &mut s.buffer)?;
+                s.bytes.clear();
+                s.bytes.extend_from_slice(bytes);
+            }
+            _ => *slot = Some(TensorMapSlot { bytes: bytes.to_vec(), buffer: stream.clone_htod(bytes)? }),
+        }
+        let s = slot.as_ref().expect("filled above");
+        let (ptr, _guard) = s.buffer.device_ptr(stream);
+        // The TMA reads descriptors from 64-byte aligned addresses (allocations are 256-byte
+        // aligned; checked rather than assumed).
+        if ptr % 64 != 0 {
+            return Err(Error::invalid("kernel", format!("TMA descriptors at {ptr:#x}: not 64-byte aligned")));
+        }
+        launch(ptr)
     }
 
     /// Bytes of device memory held by tensors of this library right now.

@@ -389,6 +389,42 @@ fn ws_forward_seqlens_gqa_and_head_dims() {
     run_all::<f16>(&cases[..18], WS);
 }
 
+/// The descriptors live in one device buffer rewritten when the tensors change: calls on two
+/// sets of inputs of one shape, queued A B A B before any download, must each read their own
+/// (a stale descriptor, from the copy unit's cache or a rewrite racing a launch, would give the
+/// third call B's output).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn ws_forward_follows_new_tensors_at_the_same_shape() {
+    let Some(dev) = hopper() else { return };
+    let s = shape(2, 300, 300, 4, 2, 128);
+    let inputs: Vec<_> = [41, 42]
+        .iter()
+        .map(|&seed| {
+            let (qh, kh, vh) = random_qkv::<bf16>(&s, seed);
+            upload_qkv(&dev, &s, &qh, &kh, &vh)
+        })
+        .collect();
+    let opts = AttentionOptions { causal: true, kernel: WS, ..Default::default() };
+    let outs: Vec<_> = (0..4)
+        .map(|i| {
+            let (q, k, v) = &inputs[i % 2];
+            forward(q, k, v, &opts).unwrap()
+        })
+        .collect();
+    let host: Vec<Vec<bf16>> = outs.iter().map(|(o, _)| o.to_host().unwrap()).collect();
+    let same = |a: &[bf16], b: &[bf16]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+    assert!(!same(&host[0], &host[1]), "inputs A and B gave the same output");
+    assert!(same(&host[0], &host[2]), "the second call on A differs from the first");
+    assert!(same(&host[1], &host[3]), "the second call on B differs from the first");
+    // And A's output is attention of A (the same call through the wgmma forward).
+    let (q, k, v) = &inputs[0];
+    let (o_wg, _) = forward(q, k, v, &AttentionOptions { kernel: WG, ..opts }).unwrap();
+    let err =
+        o_wg.to_host().unwrap().iter().zip(&host[0]).map(|(a, b)| (a.to_f32() - b.to_f32()).abs()).fold(0.0, f32::max);
+    assert!(err < 2e-2, "warp-specialized vs wgmma forward: max |diff| {err}");
+}
+
 /// Head dims above 128 have no warp-specialized build: an error value, no launch.
 #[test]
 #[ignore = "needs a CUDA GPU"]

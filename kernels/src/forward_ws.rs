@@ -22,9 +22,9 @@ use core::arch::nvptx::{_block_idx_x, _block_idx_y, _block_idx_z, _syncthreads, 
 
 use crate::arch::sm80::{named_barrier_arrive, named_barrier_sync};
 use crate::arch::sm90::{
-    declare_max_threads, fence_mbarrier_init, fence_tensormap_acquire, fence_regs_f32_prefix, mbarrier_arrive, mbarrier_arrive_expect_tx,
-    mbarrier_init, mbarrier_wait_parity, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc, smem_desc, tma_load_4d,
-    wgmma_commit_group, wgmma_fence, wgmma_wait_group, wgmma_wait_group_after, SWIZZLE_128B,
+    declare_max_threads, fence_mbarrier_init, fence_regs_f32_prefix, fence_tensormap_acquire, mbarrier_arrive,
+    mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait_parity, prefetch_tensormap, setmaxnreg_dec, setmaxnreg_inc,
+    smem_desc, tma_load_4d, wgmma_commit_group, wgmma_fence, wgmma_wait_group, wgmma_wait_group_after, SWIZZLE_128B,
 };
 use crate::config::WgmmaForwardConfig;
 use crate::element::WgmmaElement;
