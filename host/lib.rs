@@ -45,7 +45,7 @@ pub mod runtime;
 pub mod shape;
 pub mod standard;
 pub mod tensor;
-mod tensor_map;
+pub mod tensor_map;
 
 pub use backward::{backward, backward_masked, backward_varlen};
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@
 //! are: boxes of 64 columns (128 bytes) x `rows` rows of a `[batch, seqlen, heads, head_dim]`
 //! 16-bit tensor, 128-byte swizzled (`smem_layout`'s SW128 column blocks). Encoded by the driver
 //! (`cuTensorMapEncodeTiled`) on the host, copied to device memory, read by the kernel there.
+//! Low-level: the forward builds its own; public for the instruction test of the copy path.
 use cudarc::driver::sys::{
     cuTensorMapEncodeTiled, CUresult, CUtensorMap, CUtensorMapDataType, CUtensorMapFloatOOBfill, CUtensorMapInterleave,
     CUtensorMapL2promotion, CUtensorMapSwizzle,
@@ -19,7 +20,7 @@ pub const TENSOR_MAP_BYTES: usize = 128;
 /// One 16-bit tensor `[batch, seqlen, heads, head_dim]` (strides in elements, `head_dim`
 /// contiguous) as the kernel's loads see it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct TiledTensor {
+pub struct TiledTensor {
     pub ptr: u64,
     pub dtype: Dtype,
     pub batch: usize,
@@ -41,7 +42,7 @@ impl TiledTensor {
 
 /// Whether the TMA can copy this tensor: its address and row / head / batch strides in bytes
 /// multiples of 16 (the driver's rule), and dimensions it can count.
-pub(crate) fn tma_compatible(t: &TiledTensor) -> bool {
+pub fn tma_compatible(t: &TiledTensor) -> bool {
     t.ptr % 16 == 0
         && t.byte_strides().iter().all(|&s| s % 16 == 0 && s < 1 << 40)
         && t.seqlen < 1 << 31
@@ -50,7 +51,7 @@ pub(crate) fn tma_compatible(t: &TiledTensor) -> bool {
 
 /// The descriptor of `t`: dims (innermost first) head_dim, seqlen, heads, batch; boxes of 64 x
 /// `box_rows` x 1 x 1, 128-byte swizzle, out-of-range elements read as zero.
-pub(crate) fn encode(t: &TiledTensor) -> Result<[u8; TENSOR_MAP_BYTES]> {
+pub fn encode(t: &TiledTensor) -> Result<[u8; TENSOR_MAP_BYTES]> {
     if !tma_compatible(t) {
         return Err(Error::invalid(
             "q/k/v",

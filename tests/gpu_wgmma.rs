@@ -484,3 +484,87 @@ fn wgmma_forward_rejects_unsupported_head_dim() {
     let r = forward(&x, &x, &x, &AttentionOptions { kernel: WG, ..Default::default() });
     assert!(matches!(r, Err(Error::UnsupportedHeadDim { head_dim: 264, .. })), "{r:?}");
 }
+
+/// The warp-specialized forward's copy path alone (`test_tma_box_sw128`): a descriptor from
+/// `tensor_map::encode`, one TMA box into the SW128 tile, read back through the layout the MMA
+/// descriptors assume. Boxes inside the tensor, past the end of its rows and of its head dim
+/// (72: the second 64-column box is partly outside), before its first row (the causal forward's
+/// shifted first tile), of 64 and 128 rows, and of a packed-QKV view (row stride 3 heads x d).
+/// Every value must be the tensor's, or zero outside it.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn tma_box_lands_in_the_sw128_layout() {
+    use cudarc::driver::DevicePtr;
+    use flashattn::tensor_map::{encode, TiledTensor};
+    use flashattn_kernels::params::Strides;
+    let Some(dev) = hopper() else { return };
+    let s = dev.stream();
+    let (batch, seqlen, heads, head_dim) = (2usize, 150usize, 3usize, 72usize);
+    // [batch, seqlen, 3 (q, k, v), heads, head_dim], every value non-zero and distinct (mod 2^16).
+    let n = batch * seqlen * 3 * heads * head_dim;
+    let host: Vec<u16> = (0..n).map(|i| (i % 65535 + 1) as u16).collect();
+    let src = s.clone_htod(&host).unwrap();
+    let (base, _g) = src.device_ptr(s);
+    let packed = Strides {
+        batch: (seqlen * 3 * heads * head_dim) as u64,
+        row: (3 * heads * head_dim) as u64,
+        head: head_dim as u64,
+    };
+    let f = dev.load_kernel("test_tma_box_sw128", 1024 + 128 * 128 + 8).unwrap();
+    // (which of q / k / v, box rows, column, first row, head, batch)
+    let cases = [
+        (0usize, 128usize, 0i32, 0i32, 0i32, 0i32),
+        (1, 128, 64, 100, 2, 1),
+        (2, 128, 0, -37, 1, 1),
+        (1, 64, 0, 120, 0, 0),
+        (0, 64, 64, -63, 2, 0),
+        (2, 64, 64, 149, 1, 1),
+    ];
+    for (which, rows, col, row, head, b) in cases {
+        let t = TiledTensor {
+            ptr: base + (which * heads * head_dim * 2) as u64,
+            dtype: flashattn::Dtype::Bf16,
+            batch,
+            seqlen,
+            heads,
+            head_dim,
+            strides: packed,
+            box_rows: rows,
+        };
+        let map = s.clone_htod(&encode(&t).unwrap()).unwrap();
+        let (map_ptr, _gm) = map.device_ptr(s);
+        let mut out = s.alloc_zeros::<u16>(rows * 64).unwrap();
+        let mut bld = s.launch_builder(&f);
+        let rows_arg = rows as u32;
+        bld.arg(&map_ptr).arg(&mut out).arg(&col).arg(&row).arg(&head).arg(&b).arg(&rows_arg);
+        unsafe { bld.launch(one_warpgroup(1024 + rows * 128 + 8)) }.unwrap();
+        let got = s.clone_dtoh(&out).unwrap();
+        let mut bad = Vec::new();
+        for r in 0..rows {
+            for c in 0..64 {
+                let (sr, sc) = (row as i64 + r as i64, col as usize + c);
+                let want = if sr >= 0 && (sr as usize) < seqlen && sc < head_dim {
+                    let i = b as usize * packed.batch as usize
+                        + sr as usize * packed.row as usize
+                        + which * heads * head_dim
+                        + head as usize * head_dim
+                        + sc;
+                    host[i]
+                } else {
+                    0
+                };
+                if got[r * 64 + c] != want {
+                    bad.push(format!("[{r}][{c}]: got {:#06x}, want {want:#06x}", got[r * 64 + c]));
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "box {rows} x 64 at (col {col}, row {row}, head {head}, batch {b}) of {}: {} of {} values wrong, first: {:?}",
+            ["q", "k", "v"][which],
+            bad.len(),
+            rows * 64,
+            &bad[..bad.len().min(8)]
+        );
+    }
+}

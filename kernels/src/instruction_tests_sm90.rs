@@ -8,16 +8,21 @@
 //! The descriptor strides (LBO, SBO) are kernel arguments: the host passes the ones the forward
 //! uses (`smem_layout::sw128_*_strides`) and, when the product is wrong, retries with other
 //! candidates to say which one the hardware wanted.
+//!
+//! `test_tma_box_sw128` isolates the warp-specialized forward's copy path (TMA descriptor,
+//! mbarrier with transaction bytes, 128-byte swizzle) from its MMAs and barriers.
 use core::arch::nvptx::{_syncthreads, _thread_idx_x};
 
-use crate::arch::sm80::{cp_async_commit_group, cp_async_wait_group};
+use crate::arch::sm80::{cp_async_commit_group, cp_async_wait_group, ld_shared_v4_b32, st_global_v4_b32};
 use crate::arch::sm90::{
-    fence_proxy_async_shared, fence_regs_f32, fence_regs_u32, smem_desc, wgmma_commit_group, wgmma_fence,
-    wgmma_wait_group, SWIZZLE_128B,
+    fence_mbarrier_init, fence_proxy_async_shared, fence_regs_f32, fence_regs_u32, fence_tensormap_acquire,
+    mbarrier_arrive_expect_tx, mbarrier_init, mbarrier_wait_parity, smem_desc, tma_load_4d, wgmma_commit_group,
+    wgmma_fence, wgmma_wait_group, SWIZZLE_128B,
 };
 use crate::element::{Bf16, WgmmaElement, F16};
 use crate::forward_wgmma::{aligned_smem_base, copy_tile_sw128, k_major_step, mn_major_step, wgmma_rs, wgmma_ss};
 use crate::params::Strides;
+use crate::smem_layout::sw128_chunk_offset;
 
 /// Copies a contiguous `rows` x `COLS` matrix of 16-bit values into a SW128 tile at `smem`.
 unsafe fn stage<const COLS: usize>(src: *const u16, rows: usize, smem: u32) {
@@ -150,3 +155,45 @@ pv_test!(test_wgmma_rs_bf16_n64_k128, Bf16, 64, 128);
 pv_test!(test_wgmma_rs_f16_n64_k128, F16, 64, 128);
 pv_test!(test_wgmma_rs_bf16_n128_k64, Bf16, 128, 64);
 pv_test!(test_wgmma_rs_f16_n128_k64, F16, 128, 64);
+
+/// One TMA box as the warp-specialized forward copies it: thread 0 fences the descriptor at
+/// `map` (device memory, written by a host copy), arms an mbarrier with the box's bytes and
+/// issues the 4-d copy of the box at (`col`, `row`, `head`, `batch`) (innermost first) into a
+/// SW128 tile of `rows` rows; every thread waits for the barrier's phase 0, then reads the tile
+/// back 16-byte chunk by chunk through `sw128_chunk_offset` (the layout the MMA descriptors
+/// assume) and writes it row-major, `rows` x 64 values, to `out`. 128 threads; dynamic shared
+/// memory `1024 + rows * 128 + 8`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "ptx-kernel" fn test_tma_box_sw128(
+    map: u64,
+    out: *mut u16,
+    col: i32,
+    row: i32,
+    head: i32,
+    batch: i32,
+    rows: u32,
+) {
+    let tid = _thread_idx_x() as usize;
+    let rows = rows as usize;
+    let tile = aligned_smem_base();
+    let bar = tile + (rows * 128) as u32;
+    if tid == 0 {
+        mbarrier_init(bar, 1);
+        fence_mbarrier_init();
+    }
+    _syncthreads();
+    if tid == 0 {
+        fence_tensormap_acquire(map);
+        mbarrier_arrive_expect_tx(bar, (rows * 128) as u32);
+        tma_load_4d(tile, map, [col, row, head, batch], bar);
+    }
+    mbarrier_wait_parity(bar, 0);
+    let mut idx = tid;
+    while idx < rows * 8 {
+        let (r, chunk) = (idx / 8, idx % 8);
+        let v = ld_shared_v4_b32(tile + sw128_chunk_offset(rows, r, chunk) as u32);
+        st_global_v4_b32(out.add(r * 64 + chunk * 8) as *mut u8, v);
+        idx += 128;
+    }
+}

@@ -9,14 +9,18 @@
 # then the dropout-core table: the ws rows (forward only) beside Auto's in the same process.
 # Driver JIT, with the cache large enough that the second process reuses the first's.
 # session21-ws-pinned-waits.patch: the dropout builds' P V wait pinned after the drop flags,
-# the variant to measure next to this one.
+# the variant to measure next to this one. (Session 22, no device either: the TMA instruction
+# test and the descriptor-rewrite test added ahead of the kernel's tests.)
 set -u
 T0=$(date +%s); el() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 W=/tmp/ws1; mkdir -p $W; B=.gpu/bin
 export CUDA_CACHE_MAXSIZE=4294967296
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee $W/device.txt
 t() { local name=$1 lim=$2; shift 2; timeout $lim "$@" > $W/test-$name.log 2>&1; el "$name rc=$?"; grep -E "test result|FAILED|panicked|failed" $W/test-$name.log | head -8; }
-t smoke 240 $B/test-gpu_wgmma --include-ignored --test-threads=1 ws_forward_rejects
+# The copy path alone first (TMA descriptor, mbarrier bytes, swizzle: added in session 22),
+# then the kernel: an error value, one shape queued A B A B (the descriptor buffer rewritten).
+t tma 240 $B/test-gpu_wgmma --include-ignored --test-threads=1 tma_box_lands
+t smoke 60 $B/test-gpu_wgmma --include-ignored --test-threads=1 ws_forward_rejects ws_forward_follows
 t seqlens 120 $B/test-gpu_wgmma --include-ignored --test-threads=4 ws_forward_seqlens
 t dropout 120 $B/test-gpu_masks --include-ignored --test-threads=8 ws_dropout
 timeout 240 $B/exe-flashattn bench-masks --only dropout-core --call ws1 --out $W/dropout.json --budget-ms 40 > $W/dropout.log 2>&1; el "bench rc=$?"
