@@ -389,6 +389,18 @@ fn ws_forward_seqlens_gqa_and_head_dims() {
     run_all::<f16>(&cases[..18], WS);
 }
 
+/// One small case of each warp-specialized head dim, causal and not, for compute-sanitizer
+/// (racecheck, synccheck: the named-barrier turns and the mbarrier stages).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn ws_forward_small_case_for_sanitizer() {
+    let cases: Vec<_> = [(64, false), (128, true)]
+        .iter()
+        .map(|&(d, causal)| Case { shape: shape(1, 200, 330, 2, 1, d), causal, seed: 9900 + d as u64 })
+        .collect();
+    run_all::<bf16>(&cases, WS);
+}
+
 /// The descriptors live in one device buffer rewritten when the tensors change: calls on two
 /// sets of inputs of one shape, queued A B A B before any download, must each read their own
 /// (a stale descriptor, from the copy unit's cache or a rewrite racing a launch, would give the

@@ -26,6 +26,13 @@ t dropout 120 $B/test-gpu_masks --include-ignored --test-threads=8 ws_dropout
 timeout 240 $B/exe-flashattn bench-masks --only dropout-core --call ws1 --out $W/dropout.json --budget-ms 40 > $W/dropout.log 2>&1; el "bench rc=$?"
 grep -E "^ +(flash|ws)" $W/dropout.log | grep -v masked
 t square 150 $B/test-gpu_wgmma --include-ignored --test-threads=4 ws_forward_matches wgmma_forward_strided
+# compute-sanitizer on one small case of each head dim (synccheck: barrier misuse; racecheck:
+# shared-memory hazards), reported, not asserted: its models of the TMA's async proxy may differ.
+CS=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
+[ -n "$CS" ] && for tool in synccheck racecheck; do
+  timeout 120 "$CS" --tool $tool $B/test-gpu_wgmma --include-ignored --exact ws_forward_small_case_for_sanitizer > $W/sanitizer-$tool.log 2>&1
+  el "sanitizer $tool rc=$?"; tail -n 3 $W/sanitizer-$tool.log
+done
 # FA2 / cuDNN at the same shapes, same call (the peers script from gpu-bundle), if time is left.
 [ $(( $(date +%s) - T0 )) -lt 420 ] && { OUT=$W timeout 150 bash .gpu/run.sh peers quick > $W/peers.log 2>&1; el "peers rc=$?"; }
 tar -C /tmp -czf $OUT/ws1.tgz ws1; ls -la $OUT
