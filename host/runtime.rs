@@ -208,8 +208,9 @@ impl Device {
         match slot.as_mut() {
             Some(s) if s.bytes == bytes => {}
             Some(s) if s.bytes.len() == bytes.len() => {
-                stream.memcpy_htod(bytes, &mut s.buffer)?;
+                // Forgotten first: a failed copy may have written part of the buffer.
                 s.bytes.clear();
+                stream.memcpy_htod(bytes, &mut s.buffer)?;
                 s.bytes.extend_from_slice(bytes);
             }
             _ => *slot = Some(TensorMapSlot { bytes: bytes.to_vec(), buffer: stream.clone_htod(bytes)? }),

@@ -33,18 +33,26 @@ pub struct TiledTensor {
 }
 
 impl TiledTensor {
-    /// Byte strides of dims 1..3 (row, head, batch; dim 0 is contiguous). A batch of one may
-    /// carry any stride (the driver wants a non-zero multiple of 16 bytes all the same).
+    /// Byte strides of dims 1..3 (row, head, batch; dim 0 is contiguous). A dimension of extent
+    /// one is never stepped, so its stride may be anything: 16 bytes then (the driver wants a
+    /// non-zero multiple of 16). A zero stride elsewhere (a broadcast view) stays zero, which
+    /// [`tma_compatible`] refuses.
     fn byte_strides(&self) -> [u64; 3] {
-        [self.strides.row * 2, self.strides.head * 2, self.strides.batch.max(8) * 2]
+        let stride = |elements: u64, extent: usize| if extent == 1 { 16 } else { elements * 2 };
+        [
+            stride(self.strides.row, self.seqlen),
+            stride(self.strides.head, self.heads),
+            stride(self.strides.batch, self.batch),
+        ]
     }
 }
 
 /// Whether the TMA can copy this tensor: its address and row / head / batch strides in bytes
-/// multiples of 16 (the driver's rule), and dimensions it can count.
+/// non-zero multiples of 16 (the driver's rule; broadcast views, with a zero stride, are not
+/// copyable), and dimensions it can count.
 pub fn tma_compatible(t: &TiledTensor) -> bool {
     t.ptr % 16 == 0
-        && t.byte_strides().iter().all(|&s| s % 16 == 0 && s < 1 << 40)
+        && t.byte_strides().iter().all(|&s| s != 0 && s % 16 == 0 && s < 1 << 40)
         && t.seqlen < 1 << 31
         && t.head_dim % 8 == 0
 }
@@ -55,7 +63,7 @@ pub fn encode(t: &TiledTensor) -> Result<[u8; TENSOR_MAP_BYTES]> {
     if !tma_compatible(t) {
         return Err(Error::invalid(
             "q/k/v",
-            format!("not copyable by the TMA (16-byte aligned address and strides): {t:?}"),
+            format!("not copyable by the TMA (16-byte aligned address, non-zero 16-byte multiple strides): {t:?}"),
         ));
     }
     let data_type = match t.dtype {
@@ -128,6 +136,16 @@ mod tests {
         let mut t = dense(1 << 20, 128);
         t.batch = 1;
         t.strides.batch = 0; // one batch: its stride is never used
+        assert!(tma_compatible(&t));
+        let mut t = dense(1 << 20, 128);
+        t.strides.batch = 0; // K / V broadcast over a batch of 2: not copyable by the TMA
+        assert!(!tma_compatible(&t));
+        let mut t = dense(1 << 20, 128);
+        t.strides.head = 0; // one head broadcast over 4
+        assert!(!tma_compatible(&t));
+        let mut t = dense(1 << 20, 128);
+        t.heads = 1;
+        t.strides.head = 4; // one head: its (8-byte) stride is never used
         assert!(tma_compatible(&t));
     }
 }

@@ -82,6 +82,14 @@ fn embedded_ptx_assembles_without_spills() {
     let dir = std::env::temp_dir().join(format!("flashattn-ptx-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut failures = Vec::new();
+    let mut ws_names: Vec<&str> = Vec::new();
+    macro_rules! ws_name {
+        ($name:ident, $($rest:tt)*) => {
+            ws_names.push(stringify!($name));
+        };
+    }
+    flashattn_kernels::for_each_wgmma_forward_ws_kernel!(ws_name);
+    assert_eq!(ws_names.len(), 16);
     for (arch, ptx) in [("sm_80", flashattn::ptx::sm80()), ("sm_90a", flashattn::ptx::sm90a())] {
         let file = dir.join(format!("{arch}.ptx"));
         std::fs::write(&file, ptx).unwrap();
@@ -116,6 +124,23 @@ fn embedded_ptx_assembles_without_spills() {
                             r.config.threads()
                         ));
                     }
+                }
+            }
+            // The warp-specialized forward moves registers between warpgroups (`setmaxnreg`):
+            // its consumers' `.inc` waits until the producer's `.dec` has returned enough to the
+            // CTA's pool, so the launch allocation must cover both budgets exactly, or the
+            // kernel hangs.
+            if arch == "sm_90a" && ws_names.contains(&k.name.as_str()) {
+                use flashattn_kernels::config::WgmmaForwardConfig as C;
+                let per_thread = k.registers.div_ceil(8) as usize * 8;
+                let needed = 128 * C::WS_PRODUCER_REGISTERS + (C::WS_THREADS - 128) * C::WS_CONSUMER_REGISTERS;
+                if per_thread * C::WS_THREADS < needed || per_thread * C::WS_THREADS > 65536 {
+                    failures.push(format!(
+                        "{arch} {}: {} registers x {} threads at launch, the setmaxnreg budgets need {needed}",
+                        k.name,
+                        k.registers,
+                        C::WS_THREADS
+                    ));
                 }
             }
             // The key-block order kernel runs 1024 threads (`host/backward.rs`): at most 64 each.

@@ -6,7 +6,9 @@
 //! and no copy may overwrite a stage a consumer still reads, nor a consumer read a stage before
 //! the block it expects has landed there. No GPU needed; it checks the order of operations the
 //! kernel issues, not the hardware.
-use flashattn_kernels::ws_schedule::{empty_wait_parity, full_parity, hands_over, opens_first_turn, stage, STAGES};
+use flashattn_kernels::ws_schedule::{
+    empty_wait_parity, full_parity, hands_over, opens_first_turn, stage, tile_first_row, tile_key_end, STAGES,
+};
 use rand::{Rng, SeedableRng};
 
 /// An mbarrier: arrivals expected per phase, arrivals and transaction bytes of the current
@@ -312,4 +314,54 @@ fn the_model_catches_an_unmatched_hand_over() {
         run_programs(&[producer_ops(3), consumer_ops(false, 3), second], 3, 1);
     });
     assert!(broken.is_err(), "an extra hand-over went unnoticed");
+}
+
+/// The query tiles (`tile_first_row`): every row of the sequence in exactly one tile, whatever
+/// its length; causal tiles run last tile first, the plain ones ending exactly at the last row,
+/// the dropout ones starting on a multiple of 16 (the Philox calls are per aligned 16-row tile);
+/// and each tile's key range (`tile_key_end`) holds every key its rows see, and no key past the
+/// sequence.
+#[test]
+fn query_tiles_cover_every_row_once_and_their_keys() {
+    const BM: usize = 128;
+    for n_q in (1..=700usize).chain([1025, 4096, 4097]) {
+        for causal in [false, true] {
+            for dropout in [false, true] {
+                let tiles = n_q.div_ceil(BM);
+                let mut seen = vec![0u8; n_q];
+                for cta in 0..tiles {
+                    let row0 = tile_first_row::<BM>(cta, n_q, causal, dropout) as isize as i64;
+                    let rows = (row0.max(0)..(row0 + BM as i64).min(n_q as i64)).map(|r| r as usize);
+                    for r in rows.clone() {
+                        seen[r] += 1;
+                    }
+                    let ctx = format!("n_q {n_q}, causal {causal}, dropout {dropout}, cta {cta}, row0 {row0}");
+                    if dropout {
+                        assert_eq!(row0.rem_euclid(16), 0, "{ctx}");
+                    }
+                    if causal && cta == 0 {
+                        let end = row0 + BM as i64;
+                        assert!(end >= n_q as i64 && end < n_q as i64 + if dropout { 16 } else { 1 }, "{ctx}");
+                    }
+                    for n_k in [1, 17, n_q, n_q + 100, (n_q / 2).max(1)] {
+                        let end = tile_key_end::<BM>(row0 as usize, n_q, n_k, causal);
+                        // Row r sees keys 0 ..= r + n_k - n_q (causal), all otherwise.
+                        let needed = rows
+                            .clone()
+                            .map(|r| {
+                                if causal {
+                                    (r as i64 + 1 + n_k as i64 - n_q as i64).clamp(0, n_k as i64)
+                                } else {
+                                    n_k as i64
+                                }
+                            })
+                            .max()
+                            .unwrap_or(0);
+                        assert!(end as i64 >= needed && end <= n_k, "{ctx}, n_k {n_k}: key end {end}, needed {needed}");
+                    }
+                }
+                assert!(seen.iter().all(|&c| c == 1), "n_q {n_q}, causal {causal}, dropout {dropout}: {seen:?}");
+            }
+        }
+    }
 }

@@ -340,8 +340,15 @@ impl WgmmaForwardConfig {
     /// two consumer warpgroups of 64 query rows each.
     pub const WS_BLOCK_M: usize = 128;
     pub const WS_THREADS: usize = 384;
-    /// Its mbarriers (Q full; K / V full and empty per stage), 8 bytes each, after the stages.
-    pub const WS_BARRIER_BYTES: usize = (1 + 4 * Self::STAGES) * 8;
+    /// Its mbarriers (Q full; K / V full and empty per stage), 8 bytes each, after the stages,
+    /// then one 8-byte word of its own for the consumers' wait pins.
+    pub const WS_BARRIER_BYTES: usize = (1 + 4 * Self::STAGES) * 8 + 8;
+    /// Register budgets after `setmaxnreg` (FlashAttention-3's for two consumer warpgroups): the
+    /// producer warpgroup gives back to 24, the consumers take 240; 128 x 24 + 256 x 240 = 64512
+    /// is what 384 threads get at launch at 168 each, so `setmaxnreg.inc` finds its registers
+    /// only if ptxas allocates exactly 168 (checked by `tests/ptx_resources.rs`).
+    pub const WS_PRODUCER_REGISTERS: usize = 24;
+    pub const WS_CONSUMER_REGISTERS: usize = 240;
     /// Shared memory of the warp-specialized forward with these tiles.
     pub const fn ws_smem_bytes(self) -> usize {
         self.smem_bytes() + Self::WS_BARRIER_BYTES

@@ -39,10 +39,8 @@ use crate::ws_schedule;
 
 /// The CTA's query rows: two consumer warpgroups of 64.
 const BM: usize = WgmmaForwardConfig::WS_BLOCK_M;
-/// Consumer register budget (FlashAttention-3's for two consumer warpgroups): 2 x 128 x 240 +
-/// 128 x 24 = 64512 of the SM's 65536.
-const CONSUMER_REGISTERS: u32 = 240;
-const PRODUCER_REGISTERS: u32 = 24;
+const CONSUMER_REGISTERS: u32 = WgmmaForwardConfig::WS_CONSUMER_REGISTERS as u32;
+const PRODUCER_REGISTERS: u32 = WgmmaForwardConfig::WS_PRODUCER_REGISTERS as u32;
 /// Named barriers of the ping-pong (0 is `__syncthreads`'s): consumer `w` waits on `1 + w`.
 const TURN_0: u32 = 1;
 const TURN_1: u32 = 2;
@@ -58,7 +56,7 @@ impl Barriers {
     fn q_full(self) -> u32 {
         self.base
     }
-    /// Barrier `stage` of group `group` (0 K full, 1 V full, 2 K empty, 3 V empty), after Q's:
+    /// Barrier `stage` of group `group` (0 K full, 1 V full, 2 K empty, 3 V empty; 4 the pin word), after Q's:
     /// `WgmmaForwardConfig::WS_BARRIER_BYTES` counts them from the same stage count.
     fn at(self, group: usize, stage: usize) -> u32 {
         self.base + (8 * (1 + group * ws_schedule::STAGES + stage)) as u32
@@ -77,6 +75,11 @@ impl Barriers {
     fn v_empty(self, stage: usize) -> u32 {
         self.at(3, stage)
     }
+    /// The word `wgmma_wait_group_after`'s never-taken `red.shared.add` names: one of its own, not
+    /// a tile the TMA writes (a generic read-modify-write there would race the copy).
+    fn pin_word(self) -> u32 {
+        self.at(4, 0)
+    }
 }
 
 /// The kernel. `p.tensor_maps`: three 128-byte TMA descriptors (Q, K, V), see the host's
@@ -93,15 +96,11 @@ pub unsafe fn forward_ws<E: WgmmaElement, const D: usize, const BN: usize, const
     declare_max_threads::<{ WgmmaForwardConfig::WS_THREADS as u32 }>();
     let tid = _thread_idx_x() as usize;
     let wg = tid / 128;
-    let m_block = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) - 1 - _block_idx_x() } else { _block_idx_x() };
-    // Causal: the tile ends at the last row (see `forward_wgmma`); rows wrap below 0.
-    let shift = if CAUSAL { p.seqlen_q.div_ceil(BM as u32) as usize * BM - p.seqlen_q as usize } else { 0 };
-    let row0 = (m_block as usize * BM).wrapping_sub(shift);
     let h = _block_idx_y() as usize;
     let b = _block_idx_z() as usize;
     let (n_q, n_k) = (p.seqlen_q as usize, p.seqlen_k as usize);
-    let kv_end =
-        if CAUSAL { ((row0 + BM) as i64 + n_k as i64 - n_q as i64).clamp(0, n_k as i64) as usize } else { n_k };
+    let row0 = ws_schedule::tile_first_row::<BM>(_block_idx_x() as usize, n_q, CAUSAL, DROPOUT);
+    let kv_end = ws_schedule::tile_key_end::<BM>(row0, n_q, n_k, CAUSAL);
     let n_blocks = kv_end.div_ceil(BN);
 
     let kv_bytes = cfg.tile_bytes(BN);
@@ -312,7 +311,7 @@ unsafe fn consume<
         if DROPOUT {
             wgmma_wait_group::<0>();
         } else {
-            wgmma_wait_group_after::<0>(row_sums_done(st), cta.k_s);
+            wgmma_wait_group_after::<0>(row_sums_done(st), bars.pin_word());
         }
         mbarrier_arrive(bars.v_empty(prev));
         cta.next_p::<E, D, BN, DROPOUT>(st, &mut p_frag, &s, alpha, &dropped);

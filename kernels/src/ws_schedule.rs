@@ -1,5 +1,5 @@
-//! The warp-specialized forward's pipeline bookkeeping (`forward_ws`): which stage a K / V block
-//! lands in, which mbarrier phase each side waits for, and how the two consumer warpgroups pass
+//! The warp-specialized forward's bookkeeping (`forward_ws`): which query rows a CTA owns, which
+//! stage a K / V block lands in, which mbarrier phase each side waits for, and how the two consumer warpgroups pass
 //! the MMA turn. Pure functions, compiled for the host too: `tests/ws_schedule.rs` runs the
 //! producer and both consumers as a model under random interleavings (mbarrier phases, TMA
 //! completions, named barriers) and checks that no schedule deadlocks, overwrites a stage still
@@ -54,4 +54,39 @@ pub const fn opens_first_turn(second: bool, n_blocks: usize) -> bool {
 #[inline(always)]
 pub const fn hands_over(second: bool, j: usize, n_blocks: usize) -> bool {
     !second || j + 1 < n_blocks
+}
+
+/// The first query row of CTA `cta` (grid order) of `BM`-row tiles over `n_q` rows, wrapping
+/// below 0 for a tile that starts before the sequence. Causal tiles run last tile first (the
+/// longest key ranges start first) and end at the last row, so the partial tile is the first one
+/// (it sees the fewest keys); with dropout they end at most 15 rows past it instead (the shift
+/// rounded down to 16: those rows are zero-filled and never stored), because the keep bits come
+/// one Philox call per aligned 16-row tile (`Dropout::s_bits` takes a warp's first row as a
+/// multiple of 16) and an unaligned first row would give each row the bits of another.
+#[inline(always)]
+pub const fn tile_first_row<const BM: usize>(cta: usize, n_q: usize, causal: bool, dropout: bool) -> usize {
+    let tiles = n_q.div_ceil(BM);
+    if !causal {
+        return cta * BM;
+    }
+    let shift = tiles * BM - n_q;
+    let shift = if dropout { shift & !15 } else { shift };
+    ((tiles - 1 - cta) * BM).wrapping_sub(shift)
+}
+
+/// One past the last key a causal tile from `row0` (wrapping, [`tile_first_row`]) sees, bottom-
+/// right aligned (row `i` sees keys `<= i + n_k - n_q`); all `n_k` keys otherwise.
+#[inline(always)]
+pub const fn tile_key_end<const BM: usize>(row0: usize, n_q: usize, n_k: usize, causal: bool) -> usize {
+    if !causal {
+        return n_k;
+    }
+    let end = (row0.wrapping_add(BM)) as isize as i64 + n_k as i64 - n_q as i64;
+    if end < 0 {
+        0
+    } else if end > n_k as i64 {
+        n_k
+    } else {
+        end as usize
+    }
 }
