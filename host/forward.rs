@@ -231,24 +231,31 @@ pub(crate) fn validate_packed<T: Element>(
 /// the tiles of a masked wgmma build.
 pub(crate) fn check_masked_kernel(opts: &AttentionOptions, masked: bool) -> Result<()> {
     // (WgmmaConfig: the masked wgmma rows with those tiles, checked at launch.)
-    let ws_dropout = opts.kernel == ForwardKernel::WarpSpecialized
-        && opts.window_left.is_none()
-        && opts.window_right.is_none()
-        && opts.softcap == 0.0;
-    if masked
-        && !ws_dropout
-        && !matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::TensorCore | ForwardKernel::WgmmaConfig { .. })
+    if !masked
+        || matches!(opts.kernel, ForwardKernel::Auto | ForwardKernel::TensorCore | ForwardKernel::WgmmaConfig { .. })
     {
-        return Err(Error::invalid(
-            "kernel",
-            format!(
-                "{:?} has no masked build: windows, softcap, ALiBi, block masks, dropout and packed batches \
-                 run on ForwardKernel::Auto, TensorCore, or WgmmaConfig with the tiles of a masked wgmma build",
-                opts.kernel
-            ),
-        ));
+        return Ok(());
     }
-    Ok(())
+    // The warp-specialized forward takes dropout among the options (its ALiBi, block-mask and
+    // packed-batch refusals are at launch, where the inputs are known).
+    if opts.kernel == ForwardKernel::WarpSpecialized {
+        if opts.window_left.is_some() || opts.window_right.is_some() || opts.softcap != 0.0 {
+            return Err(Error::invalid(
+                "kernel",
+                "ForwardKernel::WarpSpecialized runs dense attention, causal and dropout only: windows and softcap \
+                 run on ForwardKernel::Auto, TensorCore, or WgmmaConfig with the tiles of a masked wgmma build",
+            ));
+        }
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "kernel",
+        format!(
+            "{:?} has no masked build: windows, softcap, ALiBi, block masks, dropout and packed batches \
+             run on ForwardKernel::Auto, TensorCore, or WgmmaConfig with the tiles of a masked wgmma build",
+            opts.kernel
+        ),
+    ))
 }
 
 /// [`forward()`] writing into caller-owned `o` (same shape as `q`, last dimension contiguous) and

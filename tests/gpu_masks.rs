@@ -256,7 +256,8 @@ fn dropout_reproduces_the_cpu_mask() {
 }
 
 /// The warp-specialized forward's dropout builds (chosen explicitly; compute capability 9.0
-/// only): the same mask as the CPU's, causal or not, p = 0.1 and 0.5, head dims 64, 96, 128.
+/// only): the same mask as the CPU's, causal or not, p = 0.1 and 0.5, head dims 40, 64, 96, 128,
+/// every case in bf16 and f16.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn ws_dropout_reproduces_the_cpu_mask() {
@@ -275,10 +276,20 @@ fn ws_dropout_reproduces_the_cpu_mask() {
                 kernel: ForwardKernel::WarpSpecialized,
                 ..opts()
             };
-            cases.push(MaskCase::new(shape(2, 257, 300, 4, 2, 64), o, 200 + i as u64));
-            cases.push(MaskCase::new(shape(1, 1025, 1025, 2, 2, 128), o, 210 + i as u64));
-            cases.push(MaskCase::new(shape(3, 1, 97, 2, 1, 128), o, 220 + i as u64));
-            cases.push(MaskCase::new(shape(1, 300, 257, 2, 1, 96), o, 230 + i as u64));
+            for (j, s) in [
+                shape(2, 257, 300, 4, 2, 64),
+                shape(1, 1025, 1025, 2, 2, 128),
+                shape(3, 1, 97, 2, 1, 128),
+                shape(1, 300, 257, 2, 1, 96),
+                shape(2, 200, 330, 2, 2, 40),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                // Twice: `run_all` runs even cases in bf16 and odd ones in f16, so each build runs.
+                let case = MaskCase::new(s, o, 200 + 10 * j as u64 + i as u64);
+                cases.extend([case.clone(), case]);
+            }
         }
     }
     run_all(&cases);
@@ -306,43 +317,64 @@ fn all_masks_combined_at_every_head_dim() {
 }
 
 /// Observed drop fraction of the kernels' mask within 0.01 of p. The forward with q = 0 (uniform
-/// weights 1 / n_k) and one-hot V columns returns `keep(i, j) / (n_k * keep probability)` in
-/// column j of O: the GPU's own mask, compared element by element with the CPU's.
+/// weights 1 / (visible keys)) and one-hot V columns returns `keep(i, j) / (visible keys * keep
+/// probability)` in column j of O: the GPU's own mask, compared element by element with the
+/// CPU's. `Auto`'s forward, and on compute capability 9.0 the warp-specialized one, also causal
+/// (its tiles then start before row 0) and with lengths that end inside tiles.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn gpu_dropout_mask_matches_the_cpu_and_drops_p() {
     let dev = device();
-    let (n_q, n_k, d) = (512, 128, 128);
-    let s = shape(1, n_q, n_k, 2, 2, d);
-    for p in [0.1f32, 0.5] {
-        let opts = AttentionOptions { dropout_p: p, dropout_seed: 5, dropout_offset: 3, ..opts() };
-        let q = dev.upload(&vec![bf16::ZERO; s.q_len()], &[1, n_q, 2, d]).unwrap();
-        let k = dev.upload(&random_qkv::<bf16>(&s, 1).1, &[1, n_k, 2, d]).unwrap();
-        let mut vh = vec![bf16::ZERO; s.kv_len()];
-        for j in 0..n_k {
-            for h in 0..2 {
-                vh[(j * 2 + h) * d + j] = bf16::ONE;
-            }
-        }
-        let v = dev.upload(&vh, &[1, n_k, 2, d]).unwrap();
-        let (o, _) = forward_masked(&q, &k, &v, &MaskInputs::default(), &opts).unwrap();
-        let o = o.to_host().unwrap();
-        let cpu = dropout_mask(&s, p, 5, 3);
-        let (mut kept, mut mismatches) = (0usize, 0usize);
-        for h in 0..2 {
-            for i in 0..n_q {
-                for j in 0..n_k {
-                    let gpu_kept = o[(i * 2 + h) * d + j].to_f32() > 0.0;
-                    kept += gpu_kept as usize;
-                    mismatches += (gpu_kept != cpu[(h * n_q + i) * n_k + j]) as usize;
-                }
-            }
-        }
-        let dropped = 1.0 - kept as f64 / (2 * n_q * n_k) as f64;
-        println!("p {p}: dropped {dropped:.4}, {mismatches} elements differ from the CPU mask");
-        assert_eq!(mismatches, 0, "p {p}");
-        assert!((dropped - p as f64).abs() <= 0.01, "p {p}: dropped {dropped}");
+    let mut runs = vec![(ForwardKernel::Auto, false, 512, 128)];
+    if dev.compute_capability() == (9, 0) {
+        runs.extend([
+            (ForwardKernel::WarpSpecialized, false, 300, 200),
+            (ForwardKernel::WarpSpecialized, true, 300, 300),
+        ]);
     }
+    for (kernel, causal, n_q, n_k) in runs {
+        for p in [0.1f32, 0.5] {
+            exact_mask_case(&dev, kernel, causal, n_q, n_k, p);
+        }
+    }
+}
+
+fn exact_mask_case(dev: &Device, kernel: ForwardKernel, causal: bool, n_q: usize, n_k: usize, p: f32) {
+    let d = 128;
+    let s = shape(1, n_q, n_k, 2, 2, d);
+    let opts = AttentionOptions { dropout_p: p, dropout_seed: 5, dropout_offset: 3, causal, kernel, ..opts() };
+    let q = dev.upload(&vec![bf16::ZERO; s.q_len()], &[1, n_q, 2, d]).unwrap();
+    let k = dev.upload(&random_qkv::<bf16>(&s, 1).1, &[1, n_k, 2, d]).unwrap();
+    let mut vh = vec![bf16::ZERO; s.kv_len()];
+    for j in 0..n_k {
+        for h in 0..2 {
+            vh[(j * 2 + h) * d + j] = bf16::ONE;
+        }
+    }
+    let v = dev.upload(&vh, &[1, n_k, 2, d]).unwrap();
+    let (o, _) = forward_masked(&q, &k, &v, &MaskInputs::default(), &opts).unwrap();
+    let o = o.to_host().unwrap();
+    let cpu = dropout_mask(&s, p, 5, 3);
+    let (mut kept, mut visible, mut mismatches) = (0usize, 0usize, 0usize);
+    for h in 0..2 {
+        for i in 0..n_q {
+            for j in 0..n_k {
+                let gpu_kept = o[(i * 2 + h) * d + j].to_f32() > 0.0;
+                if causal && j as i64 > i as i64 + n_k as i64 - n_q as i64 {
+                    mismatches += gpu_kept as usize; // a key the row does not see
+                    continue;
+                }
+                visible += 1;
+                kept += gpu_kept as usize;
+                mismatches += (gpu_kept != cpu[(h * n_q + i) * n_k + j]) as usize;
+            }
+        }
+    }
+    let dropped = 1.0 - kept as f64 / visible as f64;
+    let what = format!("{kernel:?}, causal {causal}, {n_q} x {n_k}, p {p}");
+    println!("{what}: dropped {dropped:.4}, {mismatches} elements differ from the CPU mask");
+    assert_eq!(mismatches, 0, "{what}");
+    assert!((dropped - p as f64).abs() <= 0.01, "{what}: dropped {dropped}");
 }
 
 /// Packed batches mixing lengths 1, 97 and 1025 (queries and keys differ), each sequence checked
