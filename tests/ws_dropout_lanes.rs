@@ -1,6 +1,6 @@
 //! The warp-specialized forward's dropout wiring, lane by lane, on the CPU: the query tiles
-//! (`ws_schedule::tile_first_row` / `tile_key_end`), each consumer warp's first row (`row0 + 64 w
-//! + 16 warp`), the Philox call of each lane and the row-pair exchange (`Dropout::s_bits`: the
+//! (`ws_schedule::tile_first_row` / `tile_key_end`), each consumer warp's first row
+//! (`row0 + 64 w + 16 warp`), the Philox call of each lane and the row-pair exchange (`Dropout::s_bits`: the
 //! shuffle is `lane ^ 4`), the flag words (`merge_flag_words`, `half_flags`), the `prmt` masks
 //! applied to the packed weights (`drop_packed`, `pack_p`'s layout) and the rows `write_output`
 //! stores, composed as `forward_ws` composes them (those kernel functions use shuffles and
