@@ -653,6 +653,45 @@ fn ws_kernel(dtype: Dtype, head_dim: usize, causal: bool, dropout: bool) -> Opti
     found
 }
 
+/// Whether `Auto` runs the warp-specialized forward (compute capability 9.0, dense attention:
+/// no windows, softcap, ALiBi, block masks or packed batches): where it measured faster than the
+/// other wgmma forwards (call `s22c1`, H100, bf16, N = 1k / 4k / 16k: head dims that pad to 128
+/// 1.25-1.42x, causal 1.22-1.36x, with dropout 1.03-1.06x; pad to 64 1.00-1.09x, with dropout
+/// 1.04-1.11x), not where it measured slower or mixed (causal with dropout at d = 128: 0.93-1.09x;
+/// causal at d = 64: 0.85-1.12x).
+fn auto_takes_ws(opts: &AttentionOptions, inputs: &MaskInputs, dims: &Shape, varlen: bool, cc: (i32, i32)) -> bool {
+    let dense = !varlen
+        && inputs.alibi_slopes.is_none()
+        && inputs.block_mask.is_none()
+        && opts.window_left.is_none()
+        && opts.window_right.is_none()
+        && opts.softcap == 0.0;
+    let dropout = opts.dropout_p > 0.0;
+    cc == (9, 0)
+        && dense
+        && match WgmmaForwardConfig::padded_head_dim(dims.head_dim) {
+            Some(128) => !(opts.causal && dropout),
+            Some(64) => !opts.causal,
+            _ => false,
+        }
+}
+
+/// Whether the TMA can copy tensor `t` (`[batch, seqlen, heads, head_dim]` or a view of it).
+fn tma_copyable<T: Element>(t: &Tensor<T>, batch: usize, seqlen: usize, heads: usize) -> bool {
+    let stream = t.device().stream().clone();
+    let (ptr, _guard) = t.data().device_ptr(&stream);
+    tensor_map::tma_compatible(&TiledTensor {
+        ptr,
+        dtype: T::DTYPE.unwrap_or(Dtype::Bf16),
+        batch,
+        seqlen,
+        heads,
+        head_dim: t.shape()[t.shape().len() - 1],
+        strides: strides_of(t),
+        box_rows: WgmmaForwardConfig::WS_BLOCK_M,
+    })
+}
+
 /// Whether `Auto` runs a masked call on the wgmma kernel: compute capability 9.0, no softcap or
 /// ALiBi (mma.sync builds only), and a wgmma masked row for the padded head dim and dropout.
 fn wgmma_masked_applies(opts: &AttentionOptions, inputs: &MaskInputs, head_dim: usize, cc: (i32, i32)) -> bool {
@@ -710,13 +749,24 @@ fn launch_forward<T: Element>(
     let unsupported = || Error::UnsupportedHeadDim { head_dim: dims.head_dim, kernel: "forward", supported: vec![] };
     let masked = masks::needs_masks(opts, inputs, varlen.is_some());
     let cc = q.device().compute_capability();
-    // The warp-specialized row, when that kernel is asked for (its tiles size the TMA boxes).
-    let ws = (opts.kernel == ForwardKernel::WarpSpecialized)
-        .then(|| ws_kernel(dtype, dims.head_dim, opts.causal, opts.dropout_p > 0.0))
-        .flatten();
+    // The warp-specialized forward: asked for, or `Auto`'s choice where it measured faster
+    // ([`auto_takes_ws`]) and the TMA can copy the tensors (else `Auto` runs the others).
+    let use_ws = opts.kernel == ForwardKernel::WarpSpecialized
+        || (opts.kernel == ForwardKernel::Auto
+            && auto_takes_ws(opts, inputs, &dims, varlen.is_some(), cc)
+            && [(q, dims.seqlen_q, dims.heads), (k, dims.seqlen_k, dims.heads_kv), (v, dims.seqlen_k, dims.heads_kv)]
+                .into_iter()
+                .all(|(t, seqlen, heads)| tma_copyable(t, dims.batch, seqlen, heads)));
+    // Its row (its tiles size the TMA boxes).
+    let ws = use_ws.then(|| ws_kernel(dtype, dims.head_dim, opts.causal, opts.dropout_p > 0.0)).flatten();
+    let choice = if use_ws {
+        ForwardKernel::WarpSpecialized
+    } else {
+        select_kernel(opts.kernel, dims.head_dim, few_rows(opts, dims.seqlen_q), masked, Some(cc))?
+    };
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
     let (name, threads, block_m, smem) =
-        match select_kernel(opts.kernel, dims.head_dim, few_rows(opts, dims.seqlen_q), masked, Some(cc))? {
+        match choice {
             // Explicit tiles for a masked call: the masked wgmma row with them (no softcap / ALiBi).
             ForwardKernel::WgmmaConfig { block_m, block_n, .. } if masked => {
                 let build = masks::mods_build(opts, inputs);
