@@ -15,6 +15,6 @@ for t in gpu_forward gpu_masks gpu_backward; do
 done
 timeout 120 $B/exe-flashattn bench-masks --only dropout-core --call s22c2 --out $W/dropout.json --budget-ms 40 > $W/dropout.log 2>&1; el "dropout bench rc=$?"
 grep -E "^ +(flash|ws)" $W/dropout.log | grep -v masked
-[ $(( $(date +%s) - T0 )) -lt 400 ] && { PYTHONUNBUFFERED=1 timeout 100 python3 benches/peers/sdpa_peers.py --dims 64,128 --backends fa2,cudnn --out $W/peers.json > $W/peers.log 2>&1; el "peers rc=$?"; tail -n 20 $W/peers.log; }
-[ $(( $(date +%s) - T0 )) -lt 480 ] && { timeout 100 $B/exe-flashattn bench --head-dims 64,128 --call s22c2 --peers $W/peers.json --out $W/bench.json --budget-ms 60 2> $W/bench.progress | tail -n 60; el "bench done"; }
+[ $(( $(date +%s) - T0 )) -lt 280 ] && { PYTHONUNBUFFERED=1 timeout 90 python3 benches/peers/sdpa_peers.py --dims 64,128 --backends fa2,cudnn --out $W/peers.json > $W/peers.log 2>&1; el "peers rc=$?"; tail -n 20 $W/peers.log; }
+[ $(( $(date +%s) - T0 )) -lt 370 ] && { timeout 90 $B/exe-flashattn bench --head-dims 64,128 --call s22c2 --peers $W/peers.json --out $W/bench.json --budget-ms 60 2> $W/bench.progress | tail -n 60; el "bench done"; }
 tar -C /tmp -czf $OUT/s22c2.tgz s22c2; ls -la $OUT
