@@ -765,91 +765,90 @@ fn launch_forward<T: Element>(
         select_kernel(opts.kernel, dims.head_dim, few_rows(opts, dims.seqlen_q), masked, Some(cc))?
     };
     // (kernel name, threads per CTA, query rows per CTA, dynamic shared memory)
-    let (name, threads, block_m, smem) =
-        match choice {
-            // Explicit tiles for a masked call: the masked wgmma row with them (no softcap / ALiBi).
-            ForwardKernel::WgmmaConfig { block_m, block_n, .. } if masked => {
-                let build = masks::mods_build(opts, inputs);
-                let tiles = (block_m as usize, block_n as usize);
-                let row = if build == 3 {
-                    None
-                } else {
-                    wgmma_masked_kernel(dtype, dims.head_dim, build == 2, inputs.block_mask.is_some(), Some(tiles))
-                };
-                let (name, cfg) = row.ok_or_else(|| {
-                    Error::invalid(
-                        "kernel",
-                        format!(
-                            "no masked wgmma build with {block_m} x {block_n} tiles for head dim {} (dropout: {}; \
+    let (name, threads, block_m, smem) = match choice {
+        // Explicit tiles for a masked call: the masked wgmma row with them (no softcap / ALiBi).
+        ForwardKernel::WgmmaConfig { block_m, block_n, .. } if masked => {
+            let build = masks::mods_build(opts, inputs);
+            let tiles = (block_m as usize, block_n as usize);
+            let row = if build == 3 {
+                None
+            } else {
+                wgmma_masked_kernel(dtype, dims.head_dim, build == 2, inputs.block_mask.is_some(), Some(tiles))
+            };
+            let (name, cfg) = row.ok_or_else(|| {
+                Error::invalid(
+                    "kernel",
+                    format!(
+                        "no masked wgmma build with {block_m} x {block_n} tiles for head dim {} (dropout: {}; \
                              softcap and ALiBi run on Auto or TensorCore{})",
-                            dims.head_dim,
-                            build == 2,
-                            if inputs.block_mask.is_some() {
-                                format!("; a block mask needs query tiles that divide {BLOCK_MASK_SIZE}")
-                            } else {
-                                String::new()
-                            }
-                        ),
-                    )
-                })?;
-                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
-            }
-            // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
-            // Auto's choice only.)
-            ForwardKernel::TensorCore
-                if masked
-                    && opts.kernel == ForwardKernel::Auto
-                    && wgmma_masked_applies(opts, inputs, dims.head_dim, cc) =>
-            {
-                let dropout = masks::mods_build(opts, inputs) == 2;
-                let (name, cfg) = wgmma_masked_kernel(dtype, dims.head_dim, dropout, inputs.block_mask.is_some(), None)
-                    .ok_or_else(unsupported)?;
-                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
-            }
-            ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
-                let mods = masks::mods_build(opts, inputs);
-                let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim, mods).ok_or_else(unsupported)?;
-                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes() + MASKED_SCRATCH_BYTES)
-            }
-            ForwardKernel::Scalar => {
-                let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
-                let cfg = ScalarForwardConfig::new(dims.head_dim);
-                (name, ScalarForwardConfig::THREADS, ScalarForwardConfig::BLOCK_M, cfg.smem_bytes())
-            }
-            k @ (ForwardKernel::TensorCore | ForwardKernel::Auto | ForwardKernel::TensorCoreTiles { .. }) => {
-                let tiles = match k {
-                    ForwardKernel::TensorCoreTiles { block_m, block_n, m_tiles, stages } => {
-                        Some((block_m as usize, block_n as usize, m_tiles as usize, stages as usize))
-                    }
-                    _ => None,
-                };
-                let row = mma_kernel(dtype, dims.head_dim, opts.causal, tiles).ok_or_else(unsupported)?;
-                let (name, cfg) = (row.name, row.config);
-                (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
-            }
-            ForwardKernel::WarpSpecialized => {
-                if inputs.alibi_slopes.is_some() || inputs.block_mask.is_some() || varlen.is_some() {
-                    return Err(Error::invalid(
-                        "kernel",
-                        "ForwardKernel::WarpSpecialized runs dense attention (causal, dropout): ALiBi, block masks \
-                         and packed batches run on Auto or TensorCore",
-                    ));
+                        dims.head_dim,
+                        build == 2,
+                        if inputs.block_mask.is_some() {
+                            format!("; a block mask needs query tiles that divide {BLOCK_MASK_SIZE}")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                )
+            })?;
+            (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+        }
+        // (select_kernel maps Auto to TensorCore for masked calls; the wgmma masked build is
+        // Auto's choice only.)
+        ForwardKernel::TensorCore
+            if masked
+                && opts.kernel == ForwardKernel::Auto
+                && wgmma_masked_applies(opts, inputs, dims.head_dim, cc) =>
+        {
+            let dropout = masks::mods_build(opts, inputs) == 2;
+            let (name, cfg) = wgmma_masked_kernel(dtype, dims.head_dim, dropout, inputs.block_mask.is_some(), None)
+                .ok_or_else(unsupported)?;
+            (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+        }
+        ForwardKernel::TensorCore | ForwardKernel::Auto if masked => {
+            let mods = masks::mods_build(opts, inputs);
+            let (name, cfg) = mma_masked_kernel(dtype, dims.head_dim, mods).ok_or_else(unsupported)?;
+            (name, cfg.threads(), cfg.block_m, cfg.smem_bytes() + MASKED_SCRATCH_BYTES)
+        }
+        ForwardKernel::Scalar => {
+            let name = scalar_kernel_name(dtype, dims.head_dim, opts.causal).ok_or_else(unsupported)?;
+            let cfg = ScalarForwardConfig::new(dims.head_dim);
+            (name, ScalarForwardConfig::THREADS, ScalarForwardConfig::BLOCK_M, cfg.smem_bytes())
+        }
+        k @ (ForwardKernel::TensorCore | ForwardKernel::Auto | ForwardKernel::TensorCoreTiles { .. }) => {
+            let tiles = match k {
+                ForwardKernel::TensorCoreTiles { block_m, block_n, m_tiles, stages } => {
+                    Some((block_m as usize, block_n as usize, m_tiles as usize, stages as usize))
                 }
-                let (name, cfg) = ws.ok_or_else(unsupported)?;
-                (name, WgmmaForwardConfig::WS_THREADS, WgmmaForwardConfig::WS_BLOCK_M, cfg.ws_smem_bytes())
+                _ => None,
+            };
+            let row = mma_kernel(dtype, dims.head_dim, opts.causal, tiles).ok_or_else(unsupported)?;
+            let (name, cfg) = (row.name, row.config);
+            (name, cfg.threads(), cfg.block_m, cfg.smem_bytes())
+        }
+        ForwardKernel::WarpSpecialized => {
+            if inputs.alibi_slopes.is_some() || inputs.block_mask.is_some() || varlen.is_some() {
+                return Err(Error::invalid(
+                    "kernel",
+                    "ForwardKernel::WarpSpecialized runs dense attention (causal, dropout): ALiBi, block masks \
+                         and packed batches run on Auto or TensorCore",
+                ));
             }
-            k @ (ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) => {
-                // validate_inputs checked that the device is sm_90, whose PTX holds these kernels.
-                let config = match k {
-                    ForwardKernel::WgmmaConfig { block_m, block_n, pipelined } => {
-                        Some((block_m as usize, block_n as usize, pipelined))
-                    }
-                    _ => None,
-                };
-                let row = wgmma_kernel(dtype, dims.head_dim, opts.causal, config).ok_or_else(unsupported)?;
-                (row.name, row.config.threads(), row.config.block_m, row.config.smem_bytes())
-            }
-        };
+            let (name, cfg) = ws.ok_or_else(unsupported)?;
+            (name, WgmmaForwardConfig::WS_THREADS, WgmmaForwardConfig::WS_BLOCK_M, cfg.ws_smem_bytes())
+        }
+        k @ (ForwardKernel::Wgmma | ForwardKernel::WgmmaConfig { .. }) => {
+            // validate_inputs checked that the device is sm_90, whose PTX holds these kernels.
+            let config = match k {
+                ForwardKernel::WgmmaConfig { block_m, block_n, pipelined } => {
+                    Some((block_m as usize, block_n as usize, pipelined))
+                }
+                _ => None,
+            };
+            let row = wgmma_kernel(dtype, dims.head_dim, opts.causal, config).ok_or_else(unsupported)?;
+            (row.name, row.config.threads(), row.config.block_m, row.config.smem_bytes())
+        }
+    };
     let dev = q.device().clone();
     let stream = dev.stream().clone();
     let (o_strides, q_strides, k_strides, v_strides) = (strides_of(o), strides_of(q), strides_of(k), strides_of(v));
