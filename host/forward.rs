@@ -676,20 +676,21 @@ fn auto_takes_ws(opts: &AttentionOptions, inputs: &MaskInputs, dims: &Shape, var
         }
 }
 
-/// Whether the TMA can copy tensor `t` (`[batch, seqlen, heads, head_dim]` or a view of it).
-fn tma_copyable<T: Element>(t: &Tensor<T>, batch: usize, seqlen: usize, heads: usize) -> bool {
+/// Tensor `t` (`[batch, seqlen, heads, head_dim]` or a view of it, of a validated dtype) as the
+/// TMA copies it, in boxes of `box_rows` rows: what `Auto` checks and what the descriptors encode.
+fn tiled_tensor<T: Element>(t: &Tensor<T>, batch: usize, seqlen: usize, heads: usize, box_rows: usize) -> TiledTensor {
     let stream = t.device().stream().clone();
     let (ptr, _guard) = t.data().device_ptr(&stream);
-    tensor_map::tma_compatible(&TiledTensor {
+    TiledTensor {
         ptr,
-        dtype: T::DTYPE.unwrap_or(Dtype::Bf16),
+        dtype: T::DTYPE.expect("validated"),
         batch,
         seqlen,
         heads,
         head_dim: t.shape()[t.shape().len() - 1],
         strides: strides_of(t),
-        box_rows: WgmmaForwardConfig::WS_BLOCK_M,
-    })
+        box_rows,
+    }
 }
 
 /// Whether `Auto` runs a masked call on the wgmma kernel: compute capability 9.0, no softcap or
@@ -756,7 +757,15 @@ fn launch_forward<T: Element>(
             && auto_takes_ws(opts, inputs, &dims, varlen.is_some(), cc)
             && [(q, dims.seqlen_q, dims.heads), (k, dims.seqlen_k, dims.heads_kv), (v, dims.seqlen_k, dims.heads_kv)]
                 .into_iter()
-                .all(|(t, seqlen, heads)| tma_copyable(t, dims.batch, seqlen, heads)));
+                .all(|(t, seqlen, heads)| {
+                    tensor_map::tma_compatible(&tiled_tensor(
+                        t,
+                        dims.batch,
+                        seqlen,
+                        heads,
+                        WgmmaForwardConfig::WS_BLOCK_M,
+                    ))
+                }));
     // Its row (its tiles size the TMA boxes).
     let ws = use_ws.then(|| ws_kernel(dtype, dims.head_dim, opts.causal, opts.dropout_p > 0.0)).flatten();
     let choice = if use_ws {
@@ -861,21 +870,11 @@ fn launch_forward<T: Element>(
     // The warp-specialized kernel reads its TMA descriptors (one per tensor) from device memory.
     let tensor_maps = match ws {
         Some((_, cfg)) => {
-            let tiled = |ptr: u64, seqlen: usize, heads: usize, strides, box_rows| TiledTensor {
-                ptr,
-                dtype,
-                batch: dims.batch,
-                seqlen,
-                heads,
-                head_dim: dims.head_dim,
-                strides,
-                box_rows,
-            };
             let mut bytes = Vec::with_capacity(3 * TENSOR_MAP_BYTES);
             for t in [
-                tiled(q_ptr, dims.seqlen_q, dims.heads, q_strides, WgmmaForwardConfig::WS_BLOCK_M),
-                tiled(k_ptr, dims.seqlen_k, dims.heads_kv, k_strides, cfg.block_n),
-                tiled(v_ptr, dims.seqlen_k, dims.heads_kv, v_strides, cfg.block_n),
+                tiled_tensor(q, dims.batch, dims.seqlen_q, dims.heads, WgmmaForwardConfig::WS_BLOCK_M),
+                tiled_tensor(k, dims.batch, dims.seqlen_k, dims.heads_kv, cfg.block_n),
+                tiled_tensor(v, dims.batch, dims.seqlen_k, dims.heads_kv, cfg.block_n),
             ] {
                 bytes.extend_from_slice(&tensor_map::encode(&t)?);
             }

@@ -56,8 +56,9 @@ impl Barriers {
     fn q_full(self) -> u32 {
         self.base
     }
-    /// Barrier `stage` of group `group` (0 K full, 1 V full, 2 K empty, 3 V empty; 4 the pin word), after Q's:
-    /// `WgmmaForwardConfig::WS_BARRIER_BYTES` counts them from the same stage count.
+    /// Barrier `stage` of group `group` (0 K full, 1 V full, 2 K empty, 3 V empty; 4 the pin
+    /// word), after Q's: `WgmmaForwardConfig::WS_BARRIER_BYTES` counts them from the same stage
+    /// count.
     fn at(self, group: usize, stage: usize) -> u32 {
         self.base + (8 * (1 + group * ws_schedule::STAGES + stage)) as u32
     }

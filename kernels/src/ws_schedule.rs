@@ -1,6 +1,6 @@
 //! The warp-specialized forward's bookkeeping (`forward_ws`): which query rows a CTA owns, which
-//! stage a K / V block lands in, which mbarrier phase each side waits for, and how the two consumer warpgroups pass
-//! the MMA turn. Pure functions, compiled for the host too: `tests/ws_schedule.rs` runs the
+//! stage a K / V block lands in, which mbarrier phase each side waits for, and how the two
+//! consumer warpgroups pass the MMA turn. Pure functions, compiled for the host too: `tests/ws_schedule.rs` runs the
 //! producer and both consumers as a model under random interleavings (mbarrier phases, TMA
 //! completions, named barriers) and checks that no schedule deadlocks, overwrites a stage still
 //! read, or reads a block before it landed.
