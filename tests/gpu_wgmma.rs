@@ -499,10 +499,11 @@ fn wgmma_forward_rejects_unsupported_head_dim() {
 
 /// The warp-specialized forward's copy path alone (`test_tma_box_sw128`): a descriptor from
 /// `tensor_map::encode`, one TMA box into the SW128 tile, read back through the layout the MMA
-/// descriptors assume. Boxes inside the tensor, past the end of its rows and of its head dim
-/// (72: the second 64-column box is partly outside), before its first row (the causal forward's
-/// shifted first tile), of 64 and 128 rows, and of a packed-QKV view (row stride 3 heads x d).
-/// Every value must be the tensor's, or zero outside it.
+/// descriptors assume. Head dims 72 (the second 64-column box partly outside) and 40 (a box
+/// wider than the tensor); boxes inside the tensor, past the end of its rows and of its head dim,
+/// wholly outside it, before its first row (the causal forward's shifted first tile); 64 and 128
+/// rows; all of a packed-QKV view (row stride 3 heads x d, larger than the head stride). Every
+/// value must be the tensor's, or zero outside it.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn tma_box_lands_in_the_sw128_layout() {
